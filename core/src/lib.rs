@@ -1,0 +1,2 @@
+//! augur-core
+#![no_std]

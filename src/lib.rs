@@ -1,0 +1,5 @@
+//! `augur`: the `std` side of augur — simulator, trace loaders, predictors and cost model.
+//!
+//! The scheduling itself lives in [`augur_core`] (re-exported as [`core`]); this crate drives it.
+
+pub use augur_core as core;
