@@ -1,2 +1,36 @@
-//! augur-core
+//! # augur-core
+//!
+//! The scheduling core of augur: prediction- and memory-aware scheduling for LLM inference,
+//! as a small library with no heap, no clock, no randomness and no I/O.
+//!
+//! Design goals:
+//! - **Embeddable anywhere.** `#![no_std]` and no `alloc`: all large arrays live in storage the
+//!   caller provides (as in smoltcp), sized by a function of the configuration. After
+//!   construction nothing allocates; a test with a counting allocator checks it, and CI builds
+//!   the crate for a bare-metal target.
+//! - **Deterministic.** Time is an input (integer microseconds) and predictions are inputs; the
+//!   same calls give the same decisions, ties broken by arrival.
+//! - **Checked at the boundary.** Every id that crosses the API carries a generation; every
+//!   fallible operation returns a small, specific error and leaves the state unchanged.
+//! - **Cheap per step.** Block operations are O(1); per-step work is proportional to what is
+//!   scheduled, never to the waiting queue.
+//!
+//! Modules:
+//! - [`kv`]: the paged KV block manager (device and host pools, prefix caching, copy-on-write,
+//!   swap).
+//! - [`queue`]: the indexed heap behind the waiting queue.
+//! - [`time`]: the [`Instant`](time::Instant) type.
+//!
+//! MSRV: Rust 1.88.
+
 #![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod handle;
+pub mod kv;
+pub mod queue;
+pub mod time;
+mod util;
+
+pub use util::NIL;
