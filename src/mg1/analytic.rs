@@ -10,12 +10,12 @@
 //! ρ'_y  = λ E[S·1{Y < y}],   M2'_y = E[S²·1{Y < y}],   h(y) = 1/(1 − ρ'_y).
 //! ```
 //!
-//! * FCFS, Pollaczek–Khinchine: E[T] = 1 + λE[S²]/(2(1−ρ)).
-//! * SPJF (non-preemptive, by prediction): E[T] = 1 + λE[S²]/2 · E[h(Y)²].
-//! * PSPJF (preemptive-resume, fixed rank y): E[T(x,y)] = x h(y) + λ M2'_y h(y)²/2. Averaged
+//! * FCFS, Pollaczek–Khinchine: E\[T\] = 1 + λE\[S²\]/(2(1−ρ)).
+//! * SPJF (non-preemptive, by prediction): E\[T\] = 1 + λE\[S²\]/2 · E\[h(Y)²\].
+//! * PSPJF (preemptive-resume, fixed rank y): E\[T(x,y)\] = x h(y) + λ M2'_y h(y)²/2. Averaged
 //!   over (x, y), the first term is ∫ h dρ'/λ = −ln(1−ρ)/λ whatever the predictions, so
-//!   E[T] = −ln(1−ρ)/λ + λ/2 · E[M2'_Y h(Y)²].
-//! * Trail with preemption limit C ∈ [0, 1] (rank y − a while a < C·y, then never preempted),
+//!   E\[T\] = −ln(1−ρ)/λ + λ/2 · E\[M2'_Y h(Y)²\].
+//! * Trail with preemption limit C ∈ \[0, 1\] (rank y − a while a < C·y, then never preempted),
 //!   the specialisation of the SOAP mean-response formula of Scully, Harchol-Balter and
 //!   Scheller-Wolf (SIGMETRICS 2018):
 //!
@@ -35,15 +35,15 @@
 //! [`crate::mg1::dist`]), so every quantity is an expectation over the two independent
 //! variables X and U:
 //!
-//! * ρ'_y/λ = E_U[m1(y/U)], M2'_y = E_U[m2(y/U)] and the prediction density
-//!   f_p(y) = E_U[f(y/U)/U] use the closed-form partial moments m1, m2 of the service, and are
+//! * ρ'_y/λ = E_U\[m1(y/U)\], M2'_y = E_U\[m2(y/U)\] and the prediction density
+//!   f_p(y) = E_U\[f(y/U)/U\] use the closed-form partial moments m1, m2 of the service, and are
 //!   tabulated on a uniform grid in ln y (step 0.05) covering all but ~1e-14 of the mass.
 //! * Expectations over Y are trapezoid sums in ln y (spectrally accurate for these smooth,
 //!   fast-decaying integrands).
 //! * H(v) = ∫_0^v h is tabulated by a fourth-order cumulative rule and interpolated by cubic
 //!   Hermite interpolation in ln v (H' = h is known), so the residence term is
-//!   E[H(Y) − H(Y − min(X, C·Y))], a double integral over (X, U).
-//! * The Trail waiting-time tail E[((S − min(Y−y, CY))^+)² 1{Y>y}] is, for fixed x, a piecewise
+//!   E\[H(Y) − H(Y − min(X, C·Y))\], a double integral over (X, U).
+//! * The Trail waiting-time tail E\[((S − min(Y−y, CY))^+)² 1{Y>y}\] is, for fixed x, a piecewise
 //!   quadratic in U integrated in closed form; the remaining integral over x is split at its
 //!   kinks.
 //! * One-dimensional integrals are adaptive 15-point Gauss–Kronrod in log variables
@@ -56,12 +56,12 @@
 //!
 //! # Unsupported cases (the function returns `None`)
 //!
-//! * load outside [0, 1), or NaN;
+//! * load outside \[0, 1), or NaN;
 //! * a prediction-based policy (SPJF, PSPJF, SPRPT, Trail) with [`PredictionModel::None`];
 //! * [`ServiceDist::Deterministic`] with a prediction-based policy and a noisy prediction model
 //!   (exponential or uniform with α > 0). With perfect predictions, and for SJF and SRPT, every
 //!   job has the same size and every policy here is FCFS, which is returned;
-//! * invalid parameters: Trail's c outside [0, 1], uniform α outside [0, 1], log-normal σ not
+//! * invalid parameters: Trail's c outside \[0, 1\], uniform α outside \[0, 1\], log-normal σ not
 //!   positive and finite.
 
 use super::dist::{PredictionModel, ServiceDist};
@@ -84,12 +84,12 @@ pub enum AnalyticPolicy {
     /// Trail's limited preemption: SPRPT while the attained service a < c·y, after which the job
     /// is never preempted. c = 1 is SPRPT, c = 0 is SPJF.
     Trail {
-        /// The preemption limit C ∈ [0, 1], as a fraction of the prediction.
+        /// The preemption limit C ∈ \[0, 1\], as a fraction of the prediction.
         c: f64,
     },
 }
 
-/// The mean response time E[T] of `policy` in the M/G/1 queue with Poisson arrivals at rate
+/// The mean response time E\[T\] of `policy` in the M/G/1 queue with Poisson arrivals at rate
 /// `load` (= ρ, since the service has mean 1), job sizes from `service` and predictions from
 /// `prediction`.
 ///
@@ -116,7 +116,7 @@ pub fn mean_response_time(
         | AnalyticPolicy::Trail { .. } => match prediction {
             PredictionModel::Perfect => Noise::Perfect,
             PredictionModel::Exponential => Noise::Exp,
-            PredictionModel::Uniform { alpha } if alpha == 0.0 => Noise::Perfect,
+            PredictionModel::Uniform { alpha: 0.0 } => Noise::Perfect,
             PredictionModel::Uniform { alpha } if alpha > 0.0 && alpha <= 1.0 => {
                 Noise::Uniform(alpha)
             }
@@ -147,6 +147,7 @@ pub fn mean_response_time(
 // Adaptive Gauss–Kronrod quadrature.
 
 /// Kronrod 15-point abscissae (QUADPACK), positive half, last one the centre.
+#[allow(clippy::excessive_precision)] // QUADPACK's digits, kept verbatim.
 const XGK: [f64; 8] = [
     0.991_455_371_120_812_639_206_854_697_526_329,
     0.949_107_912_342_758_524_526_189_684_047_851,
@@ -158,6 +159,7 @@ const XGK: [f64; 8] = [
     0.0,
 ];
 /// Kronrod 15-point weights.
+#[allow(clippy::excessive_precision)] // QUADPACK's digits, kept verbatim.
 const WGK: [f64; 8] = [
     0.022_935_322_010_529_224_963_732_008_058_970,
     0.063_092_092_629_978_553_290_700_663_189_204,
@@ -168,7 +170,8 @@ const WGK: [f64; 8] = [
     0.204_432_940_075_298_892_414_161_999_234_649,
     0.209_482_141_084_727_828_012_999_174_891_714,
 ];
-/// Gauss 7-point weights (abscissae XGK[1], XGK[3], XGK[5], 0).
+/// Gauss 7-point weights (abscissae XGK\[1\], XGK\[3\], XGK\[5\], 0).
+#[allow(clippy::excessive_precision)] // QUADPACK's digits, kept verbatim.
 const WG: [f64; 4] = [
     0.129_484_966_168_869_693_270_611_432_679_082,
     0.279_705_391_489_276_667_901_467_771_423_780,
@@ -238,7 +241,7 @@ enum Noise {
     Perfect,
     /// U ~ Exp(1).
     Exp,
-    /// U ~ U[1−α, 1+α], 0 < α ≤ 1.
+    /// U ~ U\[1−α, 1+α\], 0 < α ≤ 1.
     Uniform(f64),
 }
 
@@ -271,7 +274,7 @@ impl Noise {
         }
     }
 
-    /// E[φ(U)·1{lo < U ≤ hi}] for φ smooth on (lo, hi).
+    /// E\[φ(U)·1{lo < U ≤ hi}\] for φ smooth on (lo, hi).
     fn expect<F: Fn(f64) -> f64>(self, lo: f64, hi: f64, phi: F) -> f64 {
         if self == Noise::Perfect {
             return if lo < 1.0 && 1.0 <= hi { phi(1.0) } else { 0.0 };
@@ -282,7 +285,7 @@ impl Noise {
         integrate(|s| self.log_density(s) * phi(s.exp()), a, b, REL, ABS)
     }
 
-    /// Clips (a, b] to the support of the uniform law.
+    /// Clips (a, b\] to the support of the uniform law.
     fn clip(alpha: f64, a: f64, b: f64) -> (f64, f64) {
         (a.max(1.0 - alpha), b.min(1.0 + alpha))
     }
@@ -302,7 +305,7 @@ impl Noise {
         }
     }
 
-    /// E[U·1{a < U ≤ b}].
+    /// E\[U·1{a < U ≤ b}\].
     fn partial_mean(self, a: f64, b: f64) -> f64 {
         if b <= a {
             return 0.0;
@@ -329,7 +332,7 @@ impl Noise {
         }
     }
 
-    /// E[(c − U)²·1{a < U ≤ b}] for finite c ≥ b (stable in that case).
+    /// E\[(c − U)²·1{a < U ≤ b}\] for finite c ≥ b (stable in that case).
     fn quad(self, a: f64, b: f64, c: f64) -> f64 {
         if b <= a {
             return 0.0;
@@ -394,9 +397,7 @@ struct Model {
     r_range: (f64, f64),
     t0: f64,
     y: Vec<f64>,
-    /// ρ'_{y_i}/λ = E[S·1{Y < y_i}].
-    a: Vec<f64>,
-    /// M2'_{y_i} = E[S²·1{Y < y_i}].
+    /// M2'_{y_i} = E\[S²·1{Y < y_i}\].
     b: Vec<f64>,
     /// Trapezoid weights f_p(y_i)·y_i·STEP of the prediction distribution.
     w: Vec<f64>,
@@ -414,7 +415,6 @@ impl Model {
         let t1 = r_range.1 + s1;
         let n = ((t1 - t0) / STEP).ceil() as usize + 1;
         let mut y = Vec::with_capacity(n);
-        let mut a = Vec::with_capacity(n);
         let mut b = Vec::with_capacity(n);
         let mut w = Vec::with_capacity(n);
         let mut h = Vec::with_capacity(n);
@@ -426,7 +426,6 @@ impl Model {
             });
             let fp = noise.expect(0.0, f64::INFINITY, |u| service.pdf(yi / u) / u);
             y.push(yi);
-            a.push(ai);
             b.push(bi);
             w.push(fp * yi * STEP);
             h.push(1.0 / (1.0 - lambda * ai));
@@ -454,7 +453,6 @@ impl Model {
             r_range,
             t0,
             y,
-            a,
             b,
             w,
             h,
@@ -491,7 +489,7 @@ impl Model {
             + (s3 - s2) * d1
     }
 
-    /// E[ψ(X)] = ∫ f(x) ψ(x) dx over x = e^r, split at the given breakpoints.
+    /// E\[ψ(X)\] = ∫ f(x) ψ(x) dx over x = e^r, split at the given breakpoints.
     fn expect_x<F: Fn(f64) -> f64>(&self, breaks: &mut [f64], psi: F) -> f64 {
         let (r0, r1) = self.r_range;
         let mut cuts: Vec<f64> = vec![r0];
@@ -511,17 +509,17 @@ impl Model {
             if d == 0.0 { 0.0 } else { d * psi(x) }
         };
         cuts.windows(2)
-            .map(|c| integrate(&integrand, c[0], c[1], 1e-9, 1e-15))
+            .map(|c| integrate(integrand, c[0], c[1], 1e-9, 1e-15))
             .sum()
     }
 
-    /// SPJF: 1 + λE[S²]/2 · E[h(Y)²].
+    /// SPJF: 1 + λE\[S²\]/2 · E\[h(Y)²\].
     fn spjf(&self) -> f64 {
         let s: f64 = self.w.iter().zip(&self.h).map(|(w, h)| w * h * h).sum();
         1.0 + 0.5 * self.lambda * self.service.second_moment() * s
     }
 
-    /// PSPJF: −ln(1−λ)/λ + λ/2 · E[M2'_Y h(Y)²].
+    /// PSPJF: −ln(1−λ)/λ + λ/2 · E\[M2'_Y h(Y)²\].
     fn pspjf(&self) -> f64 {
         let s: f64 = (0..self.y.len())
             .map(|i| self.w[i] * self.b[i] * self.h[i] * self.h[i])
@@ -529,7 +527,7 @@ impl Model {
         -(-self.lambda).ln_1p() / self.lambda + 0.5 * self.lambda * s
     }
 
-    /// E[((S − min(Y−y, C·Y))^+)² 1{Y > y}]: the second moment of what old jobs predicted
+    /// E\[((S − min(Y−y, C·Y))^+)² 1{Y > y}\]: the second moment of what old jobs predicted
     /// above y still have to run once their rank has dropped to y (or they became
     /// non-preemptible).
     fn old_tail(&self, y: f64, c: f64) -> f64 {
@@ -550,9 +548,10 @@ impl Model {
             }
         }
         self.expect_x(&mut breaks, |x| {
-            // For fixed x, with u = Y/x: the job counts from age y·(u − v1)… in terms of u:
-            //  * v1 < u ≤ min(v2, v3): remainder x(v3 − u) (rank reaches y before C·Y);
-            //  * v2 < u ≤ 1/C: remainder x(1 − C·u) (non-preemptible before rank reaches y).
+            // For fixed x and U = Y/x, with v1 = y/x (so Y > y iff U > v1):
+            //  * v1 < U ≤ min(v2, v3): the rank reaches y (age Y − y) before age C·Y, leaving
+            //    x − (xU − y) = x(v3 − U), positive while U < v3 = 1 + v1;
+            //  * v2 < U ≤ 1/C: age C·Y comes first (U > v2 = v1/(1−C)), leaving x(1 − C·U).
             let v1 = y / x;
             let v3 = 1.0 + v1;
             let v2 = if c < 1.0 {
@@ -570,7 +569,7 @@ impl Model {
         })
     }
 
-    /// E[∫_0^{min(X, C·Y)} h(Y − a) da] = E[H(Y) − H(Y − min(X, C·Y))].
+    /// E\[∫_0^{min(X, C·Y)} h(Y − a) da\] = E\[H(Y) − H(Y − min(X, C·Y))\].
     fn residence(&self, c: f64) -> f64 {
         if c == 0.0 {
             return 0.0;
@@ -649,7 +648,7 @@ mod tests {
             let mass: f64 = m.w.iter().sum();
             assert!((mass - 1.0).abs() < 1e-9, "{s} {n:?}: mass {mass}");
             let last = m.y.len() - 1;
-            assert!((m.a[last] - 1.0).abs() < 1e-12, "{s} {n:?}");
+            assert!((m.h[last] * 0.2 - 1.0).abs() < 1e-12, "{s} {n:?}");
             assert!((m.b[last] - s.second_moment()).abs() < 1e-9, "{s} {n:?}");
             // E[X h(Y)] = −ln(1−λ)/λ, checked as the double integral over (X, U).
             let direct = m.expect_x(&mut [], |x| {
@@ -870,9 +869,19 @@ mod tests {
         Sprpt,
     }
 
-    #[derive(PartialEq, PartialOrd)]
+    /// A heap key: rank, then arrival order (FCFS tie-break).
     struct Key(f64, u64);
+    impl PartialEq for Key {
+        fn eq(&self, o: &Self) -> bool {
+            self.cmp(o).is_eq()
+        }
+    }
     impl Eq for Key {}
+    impl PartialOrd for Key {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
     impl Ord for Key {
         fn cmp(&self, o: &Self) -> std::cmp::Ordering {
             self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
@@ -952,6 +961,58 @@ mod tests {
                 rel(got, want) < 0.03,
                 "{policy:?}: simulated {got}, analytic {want}"
             );
+        }
+    }
+
+    /// Prints the reference table and the time per call:
+    /// `cargo test -p augur --lib mg1::analytic::tests::print_table -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn print_table() {
+        let uni = PredictionModel::Uniform { alpha: 0.5 };
+        let policies = [
+            AnalyticPolicy::Fcfs,
+            AnalyticPolicy::Sjf,
+            AnalyticPolicy::Spjf,
+            AnalyticPolicy::Pspjf,
+            AnalyticPolicy::Srpt,
+            AnalyticPolicy::Sprpt,
+        ];
+        for (s, p) in [(EXP, EXPP), (EXP, uni), (WEI, EXPP), (WEI, uni)] {
+            for lambda in [0.5, 0.8] {
+                let mut line = format!("{s:8} {p:12} {lambda}:");
+                for policy in policies {
+                    let t = std::time::Instant::now();
+                    let v = mrt(policy, lambda, s, p);
+                    line += &format!(
+                        " {policy:?}={v:.4} ({:.0} ms)",
+                        t.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                println!("{line}");
+            }
+        }
+        for (lambda, c) in [(0.8, 0.5), (0.8, 0.8), (0.8, 1.0), (0.5, 0.8), (0.9, 0.8)] {
+            let v = mrt(AnalyticPolicy::Trail { c }, lambda, EXP, EXPP);
+            println!("Trail C={c} λ={lambda}: {v:.8}");
+        }
+        let ln = ServiceDist::LogNormal { sigma: 1.5 };
+        for p in [EXPP, PredictionModel::Uniform { alpha: 1.0 }] {
+            let t = std::time::Instant::now();
+            let v = mrt(AnalyticPolicy::Trail { c: 0.5 }, 0.9, ln, p);
+            println!(
+                "{ln} {p} Trail(0.5) λ=0.9: {v:.4} ({:.0} ms)",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        for (sim, seed) in [(Sim::Spjf, 1), (Sim::Pspjf, 2), (Sim::Sprpt, 3)] {
+            let v = simulate(sim, 0.8, 2_000_000, seed);
+            let name = match sim {
+                Sim::Spjf => "SPJF",
+                Sim::Pspjf => "PSPJF",
+                Sim::Sprpt => "SPRPT",
+            };
+            println!("DES {name} exp/exp 0.8: {v:.4}");
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Service-time distributions and prediction models of the M/G/1-with-predictions model.
 //!
 //! Every [`ServiceDist`] has mean 1, so that the arrival rate λ of the queue equals its load
-//! ρ = λ·E[S]. A [`PredictionModel`] describes the predicted size y of a job given its true
+//! ρ = λ·E\[S\]. A [`PredictionModel`] describes the predicted size y of a job given its true
 //! size x, that is the conditional density g(y | x) of Mitzenmacher, "Scheduling with
 //! predictions and the price of misprediction" (ITCS 2020). All the models with a prediction are
-//! *multiplicative*: y = x·U with U independent of x (U = 1, U ~ Exp(1) or U ~ U[1−α, 1+α]);
+//! *multiplicative*: y = x·U with U independent of x (U = 1, U ~ Exp(1) or U ~ U\[1−α, 1+α\]);
 //! [`crate::mg1::analytic`] relies on that structure.
 
 use std::f64::consts::PI;
@@ -29,15 +29,15 @@ impl std::error::Error for ParseError {}
 /// A job-size (service-time) distribution with mean 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ServiceDist {
-    /// Exponential with mean 1: F(x) = 1 − e^{−x}, E[S²] = 2.
+    /// Exponential with mean 1: F(x) = 1 − e^{−x}, E\[S²\] = 2.
     Exponential,
     /// The heavy-tailed Weibull of the predictions literature (Mitzenmacher, ITCS 2020):
-    /// F(x) = 1 − exp(−√(2x)), shape 1/2, mean 1, E[S²] = 6. Equivalently S = E²/2 with
+    /// F(x) = 1 − exp(−√(2x)), shape 1/2, mean 1, E\[S²\] = 6. Equivalently S = E²/2 with
     /// E ~ Exp(1).
     Weibull,
-    /// Every job has size exactly 1 (E[S²] = 1). It has no density: [`ServiceDist::pdf`] is 0.
+    /// Every job has size exactly 1 (E\[S²\] = 1). It has no density: [`ServiceDist::pdf`] is 0.
     Deterministic,
-    /// Log-normal ln S ~ N(μ, σ²) with μ = −σ²/2, so that E[S] = 1 and E[S²] = e^{σ²}.
+    /// Log-normal ln S ~ N(μ, σ²) with μ = −σ²/2, so that E\[S\] = 1 and E\[S²\] = e^{σ²}.
     LogNormal {
         /// The standard deviation σ > 0 of ln S.
         sigma: f64,
@@ -90,7 +90,7 @@ impl ServiceDist {
         }
     }
 
-    /// The second moment E[S²].
+    /// The second moment E\[S²\].
     pub fn second_moment(&self) -> f64 {
         match *self {
             ServiceDist::Exponential => 2.0,
@@ -100,7 +100,7 @@ impl ServiceDist {
         }
     }
 
-    /// The partial first moment E[S·1{S ≤ x}] = ∫_0^x t f(t) dt, in closed form.
+    /// The partial first moment E\[S·1{S ≤ x}\] = ∫_0^x t f(t) dt, in closed form.
     ///
     /// Times λ this is the load ρ_x of jobs smaller than x.
     pub fn partial_mean(&self, x: f64) -> f64 {
@@ -127,7 +127,7 @@ impl ServiceDist {
         }
     }
 
-    /// The partial second moment E[S²·1{S ≤ x}] = ∫_0^x t² f(t) dt, in closed form.
+    /// The partial second moment E\[S²·1{S ≤ x}\] = ∫_0^x t² f(t) dt, in closed form.
     pub fn partial_second_moment(&self, x: f64) -> f64 {
         if x <= 0.0 || x.is_nan() {
             return 0.0;
@@ -227,9 +227,9 @@ pub enum PredictionModel {
     /// y ~ Exp(mean x): g(y | x) = e^{−y/x}/x (Mitzenmacher, ITCS 2020). A deliberately weak
     /// predictor.
     Exponential,
-    /// y ~ U[(1−α)x, (1+α)x]: g(y | x) = 1/(2αx) on that interval, 0 ≤ α ≤ 1.
+    /// y ~ U\[(1−α)x, (1+α)x\]: g(y | x) = 1/(2αx) on that interval, 0 ≤ α ≤ 1.
     Uniform {
-        /// The relative half-width α ∈ [0, 1].
+        /// The relative half-width α ∈ \[0, 1\].
         alpha: f64,
     },
     /// No prediction at all.
@@ -269,7 +269,7 @@ impl PredictionModel {
         }
     }
 
-    /// Whether the parameters are valid (α ∈ [0, 1] for the uniform model).
+    /// Whether the parameters are valid (α ∈ \[0, 1\] for the uniform model).
     pub fn is_valid(&self) -> bool {
         match *self {
             PredictionModel::Uniform { alpha } => (0.0..=1.0).contains(&alpha),
@@ -372,7 +372,7 @@ mod tests {
             (0.5, 0.479_500_122_186_953_5),
             (1.0, 0.157_299_207_050_285_1),
             (2.0, 4.677_734_981_047_266e-3),
-            (2.5, 4.069_520_174_449_590e-4),
+            (2.5, 4.069_520_174_449_59e-4),
             (3.0, 2.209_049_699_858_544e-5),
             (5.0, 1.537_459_794_428_035e-12),
             (-1.0, 1.842_700_792_949_715),
@@ -388,7 +388,7 @@ mod tests {
         assert!((erfc(2.5 - 1e-12) - erfc(2.5)).abs() < 1e-14);
     }
 
-    /// ∫_0^∞ φ(x) dx by Simpson's rule on x = e^r, r ∈ [-60, 20].
+    /// ∫_0^∞ φ(x) dx by Simpson's rule on x = e^r, r ∈ \[-60, 20\].
     fn integral(phi: impl Fn(f64) -> f64) -> f64 {
         let (a, b, n) = (-60.0f64, 20.0f64, 160_000usize);
         let h = (b - a) / n as f64;
