@@ -854,6 +854,33 @@ mod tests {
         assert!(rel(u, p0) < 2e-3, "{u} vs {p0}");
     }
 
+    #[test]
+    fn edge_cases_are_finite_and_srpt_is_best() {
+        for service in [
+            ServiceDist::LogNormal { sigma: 0.1 },
+            ServiceDist::LogNormal { sigma: 2.0 },
+            WEI,
+        ] {
+            for pred in [EXPP, PredictionModel::Uniform { alpha: 1.0 }] {
+                let lambda = 0.95;
+                let srpt = mrt(AnalyticPolicy::Srpt, lambda, service, pred);
+                for policy in [AnalyticPolicy::Sprpt, AnalyticPolicy::Trail { c: 0.3 }] {
+                    let t = std::time::Instant::now();
+                    let v = mrt(policy, lambda, service, pred);
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    let fcfs = mrt(AnalyticPolicy::Fcfs, lambda, service, pred);
+                    let ctx = format!("{service} {pred} {policy:?}: {v} ({ms:.0} ms)");
+                    assert!(
+                        v.is_finite() && v >= srpt * (1.0 - 1e-9),
+                        "{ctx}; SRPT {srpt}"
+                    );
+                    assert!(v < fcfs.max(2.0 * srpt) * 10.0, "{ctx}");
+                    assert!(ms < 3000.0, "{ctx}");
+                }
+            }
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // An independent discrete-event simulation of the M/M/1 queue with exponential predictions.
 
