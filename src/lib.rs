@@ -5,3 +5,4 @@
 pub use augur_core as core;
 
 pub mod cost;
+pub mod predict;
