@@ -179,7 +179,7 @@ impl ModelSpec {
         );
         ensure!(self.kv_heads > 0, "model `{m}`: kv_heads must be positive");
         ensure!(
-            self.attention_heads % self.kv_heads == 0,
+            self.attention_heads.is_multiple_of(self.kv_heads),
             "model `{m}`: attention_heads ({}) must be a multiple of kv_heads ({})",
             self.attention_heads,
             self.kv_heads
