@@ -3,4 +3,7 @@
 //! The scheduling itself lives in [`augur_core`] (re-exported as [`core`]); this crate drives it.
 
 pub use augur_core as core;
+
+pub mod cost;
 pub mod mg1;
+pub mod predict;

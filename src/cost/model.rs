@@ -1,0 +1,355 @@
+//! The roofline itself: iteration time, KV capacity, swap and recompute costs.
+
+use anyhow::{Result, ensure};
+use serde::{Deserialize, Serialize};
+
+use super::spec::{GpuSpec, ModelSpec};
+
+/// Bytes per activation element in the tensor-parallel all-reduces (bf16, whatever the weight
+/// format: quantised models still all-reduce bf16 activations).
+const ACTIVATION_BYTES: f64 = 2.0;
+
+/// What one iteration computes, accumulated request by request as the scheduler's plan is read.
+///
+/// [`BatchShape::add`] is O(1) and never allocates: the simulator calls it for every scheduled
+/// request of every iteration, then hands the shape to [`CostModel::iteration_time_us`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchShape {
+    requests: u32,
+    tokens: u64,
+    prefill_tokens: u64,
+    decode_tokens: u64,
+    context_tokens: u64,
+    attention_pairs: u128,
+}
+
+impl BatchShape {
+    /// An empty batch.
+    pub const fn new() -> Self {
+        Self {
+            requests: 0,
+            tokens: 0,
+            prefill_tokens: 0,
+            decode_tokens: 0,
+            context_tokens: 0,
+            attention_pairs: 0,
+        }
+    }
+
+    /// `requests` decode steps, each one new token over `context` tokens already in the cache.
+    pub fn uniform_decode(requests: u32, context: u32) -> Self {
+        let mut shape = Self::new();
+        for _ in 0..requests {
+            shape.add(1, context);
+        }
+        shape
+    }
+
+    /// One request computing `new_tokens` tokens after `context_before` tokens already in its
+    /// KV cache (0 for a fresh prompt; the cached prefix for a later prefill chunk; the
+    /// sequence length so far for a decode step).
+    ///
+    /// A request with one new token and a non-empty context counts as a decode token, anything
+    /// else as prefill (a one-token final prefill chunk therefore counts as decode; the cost is
+    /// the same either way). A request with no new tokens computes nothing and is ignored.
+    pub fn add(&mut self, new_tokens: u32, context_before: u32) {
+        if new_tokens == 0 {
+            return;
+        }
+        let n = u64::from(new_tokens);
+        let c = u64::from(context_before);
+        self.requests = self.requests.saturating_add(1);
+        self.tokens += n;
+        if new_tokens == 1 && context_before > 0 {
+            self.decode_tokens += 1;
+        } else {
+            self.prefill_tokens += n;
+        }
+        self.context_tokens += c;
+        // Causal attention: new token i (1-based) attends the c cached tokens and the i new
+        // tokens up to and including itself.
+        let n = u128::from(n);
+        self.attention_pairs += n * u128::from(c) + n * (n + 1) / 2;
+    }
+
+    /// Forgets everything, for reuse in the next iteration.
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.tokens == 0
+    }
+
+    /// Number of requests added (with at least one new token).
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// Total new tokens computed this iteration.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// New tokens that are prompt (prefill) tokens.
+    pub fn prefill_tokens(&self) -> u64 {
+        self.prefill_tokens
+    }
+
+    /// New tokens that are decode steps.
+    pub fn decode_tokens(&self) -> u64 {
+        self.decode_tokens
+    }
+
+    /// Σ over requests of the context already cached before this iteration: the KV tokens
+    /// attention reads from memory.
+    pub fn context_tokens(&self) -> u64 {
+        self.context_tokens
+    }
+
+    /// Σ over requests of new tokens × context attended (query-key pairs of causal
+    /// attention), which drives the attention FLOPs.
+    pub fn attention_pairs(&self) -> u128 {
+        self.attention_pairs
+    }
+}
+
+/// An iteration's time, split by where it goes (all in µs).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct IterationCost {
+    /// Time the FLOPs take at the achieved compute rate.
+    pub compute_us: f64,
+    /// Time the bytes (weights, KV read, KV written) take at the achieved memory bandwidth.
+    pub memory_us: f64,
+    /// Tensor-parallel all-reduce time (0 without tensor parallelism).
+    pub allreduce_us: f64,
+    /// Fixed per-iteration overhead.
+    pub overhead_us: f64,
+    /// `max(compute_us, memory_us) + allreduce_us + overhead_us`.
+    pub total_us: f64,
+}
+
+impl IterationCost {
+    /// Whether the memory side of the roofline dominates.
+    pub fn is_bandwidth_bound(&self) -> bool {
+        self.memory_us >= self.compute_us
+    }
+}
+
+/// A model on a GPU type, with the assumptions that turn peak numbers into achieved ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostModel {
+    /// The model (with its tensor-parallel degree).
+    pub model: ModelSpec,
+    /// The GPU type (each of the `tensor_parallel` GPUs is one of these).
+    pub gpu: GpuSpec,
+    /// Fraction of peak FLOP/s actually reached by the dense and attention kernels.
+    pub compute_efficiency: f64,
+    /// Fraction of peak bandwidth actually reached (HBM, host link and interconnect alike).
+    pub bandwidth_efficiency: f64,
+    /// Fixed time per iteration, µs: kernel launches, sampling, scheduler and framework work.
+    pub fixed_overhead_us: f64,
+    /// Fraction of GPU memory the server may use for weights and KV cache (vLLM's
+    /// `gpu_memory_utilization`).
+    pub gpu_memory_utilization: f64,
+    /// Latency of one all-reduce, µs, on top of its bandwidth term (two per layer under tensor
+    /// parallelism).
+    pub allreduce_latency_us: f64,
+}
+
+impl CostModel {
+    /// Default [`CostModel::compute_efficiency`]: large prefills reach roughly 50–70% of peak.
+    pub const DEFAULT_COMPUTE_EFFICIENCY: f64 = 0.6;
+    /// Default [`CostModel::bandwidth_efficiency`]: streaming weights reaches roughly 80% of
+    /// the datasheet bandwidth.
+    pub const DEFAULT_BANDWIDTH_EFFICIENCY: f64 = 0.8;
+    /// Default [`CostModel::fixed_overhead_us`] (an assumption for a CUDA-graph-enabled server).
+    pub const DEFAULT_FIXED_OVERHEAD_US: f64 = 500.0;
+    /// Default [`CostModel::gpu_memory_utilization`].
+    pub const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.9;
+    /// Default [`CostModel::allreduce_latency_us`].
+    pub const DEFAULT_ALLREDUCE_LATENCY_US: f64 = 5.0;
+
+    /// `model` on `gpu` with the default efficiencies and overheads.
+    pub fn new(model: ModelSpec, gpu: GpuSpec) -> Self {
+        Self {
+            model,
+            gpu,
+            compute_efficiency: Self::DEFAULT_COMPUTE_EFFICIENCY,
+            bandwidth_efficiency: Self::DEFAULT_BANDWIDTH_EFFICIENCY,
+            fixed_overhead_us: Self::DEFAULT_FIXED_OVERHEAD_US,
+            gpu_memory_utilization: Self::DEFAULT_GPU_MEMORY_UTILIZATION,
+            allreduce_latency_us: Self::DEFAULT_ALLREDUCE_LATENCY_US,
+        }
+    }
+
+    /// Preset model on preset GPU with the default assumptions, validated.
+    pub fn preset(model: &str, gpu: &str) -> Result<Self> {
+        let cost = Self::new(ModelSpec::preset(model)?, GpuSpec::preset(gpu)?);
+        cost.validate()?;
+        Ok(cost)
+    }
+
+    /// Checks the model, the GPU and the assumptions, and that the weights fit in memory.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.gpu.validate()?;
+        ensure!(
+            self.compute_efficiency.is_finite()
+                && self.compute_efficiency > 0.0
+                && self.compute_efficiency <= 1.0,
+            "compute_efficiency must be in (0, 1] (got {})",
+            self.compute_efficiency
+        );
+        ensure!(
+            self.bandwidth_efficiency.is_finite()
+                && self.bandwidth_efficiency > 0.0
+                && self.bandwidth_efficiency <= 1.0,
+            "bandwidth_efficiency must be in (0, 1] (got {})",
+            self.bandwidth_efficiency
+        );
+        ensure!(
+            self.gpu_memory_utilization.is_finite()
+                && self.gpu_memory_utilization > 0.0
+                && self.gpu_memory_utilization <= 1.0,
+            "gpu_memory_utilization must be in (0, 1] (got {})",
+            self.gpu_memory_utilization
+        );
+        ensure!(
+            self.fixed_overhead_us.is_finite() && self.fixed_overhead_us >= 0.0,
+            "fixed_overhead_us must be finite and non-negative (got {})",
+            self.fixed_overhead_us
+        );
+        ensure!(
+            self.allreduce_latency_us.is_finite() && self.allreduce_latency_us >= 0.0,
+            "allreduce_latency_us must be finite and non-negative (got {})",
+            self.allreduce_latency_us
+        );
+        self.kv_memory_bytes()?;
+        Ok(())
+    }
+
+    fn tp(&self) -> f64 {
+        f64::from(self.model.tensor_parallel.max(1))
+    }
+
+    /// Bytes left for the KV cache over all GPUs: `memory · tp · utilization − weights`;
+    /// an error if the weights do not fit.
+    pub fn kv_memory_bytes(&self) -> Result<f64> {
+        let usable = self.gpu.memory_bytes * self.tp() * self.gpu_memory_utilization;
+        let weights = self.model.weight_bytes();
+        ensure!(
+            usable > weights,
+            "model `{}` ({:.1} GB of weights) does not fit on {} × `{}` at memory utilization \
+             {} ({:.1} GB usable); raise the tensor-parallel degree or pick a bigger GPU",
+            self.model.name,
+            weights / 1e9,
+            self.model.tensor_parallel,
+            self.gpu.name,
+            self.gpu_memory_utilization,
+            usable / 1e9
+        );
+        Ok(usable - weights)
+    }
+
+    /// KV cache capacity in blocks of `block_size` tokens:
+    /// `(memory · tp · utilization − weights) / (kv bytes per token · block_size)`, rounded
+    /// down (saturating at `u32::MAX`). An error if the weights do not fit or `block_size` is 0.
+    pub fn kv_capacity_blocks(&self, block_size: u32) -> Result<u32> {
+        ensure!(block_size > 0, "block_size must be positive");
+        let free = self.kv_memory_bytes()?;
+        let per_block = self.model.kv_bytes_per_token() as f64 * f64::from(block_size);
+        let blocks = (free / per_block).floor();
+        Ok(if blocks >= f64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            blocks as u32
+        })
+    }
+
+    /// The roofline terms of one iteration (see the module docs for the formulas).
+    ///
+    /// An empty batch runs no model and costs nothing.
+    pub fn iteration_cost(&self, shape: &BatchShape) -> IterationCost {
+        if shape.is_empty() {
+            return IterationCost::default();
+        }
+        let m = &self.model;
+        let tp = self.tp();
+        let tokens = shape.tokens() as f64;
+
+        let dense_flops = 2.0 * m.parameters as f64 * tokens;
+        let attention_flops = 4.0
+            * f64::from(m.layers)
+            * f64::from(m.attention_heads)
+            * f64::from(m.head_dim)
+            * shape.attention_pairs() as f64;
+        let compute_s = (dense_flops + attention_flops)
+            / (self.gpu.peak_bf16_flops * tp * self.compute_efficiency);
+
+        let kv = m.kv_bytes_per_token() as f64;
+        let bytes = m.weight_bytes() + kv * (shape.context_tokens() as f64 + tokens);
+        let memory_s =
+            bytes / (self.gpu.hbm_bandwidth_bytes_per_s * tp * self.bandwidth_efficiency);
+
+        let allreduce_us = if m.tensor_parallel > 1 {
+            // Two all-reduces per layer (after attention, after the MLP) of the activations,
+            // each a ring all-reduce moving 2 (tp − 1) / tp of the buffer over each link.
+            let buffer = tokens * f64::from(m.hidden_size) * ACTIVATION_BYTES;
+            let per_allreduce_s = 2.0 * (tp - 1.0) / tp * buffer
+                / (self.gpu.interconnect_bandwidth_bytes_per_s * self.bandwidth_efficiency);
+            2.0 * f64::from(m.layers) * (per_allreduce_s * 1e6 + self.allreduce_latency_us)
+        } else {
+            0.0
+        };
+
+        let compute_us = compute_s * 1e6;
+        let memory_us = memory_s * 1e6;
+        IterationCost {
+            compute_us,
+            memory_us,
+            allreduce_us,
+            overhead_us: self.fixed_overhead_us,
+            total_us: compute_us.max(memory_us) + allreduce_us + self.fixed_overhead_us,
+        }
+    }
+
+    /// Time of one iteration in µs: `max(FLOPs / (peak · tp · eff), bytes / (bw · tp · eff))`
+    /// + tensor-parallel all-reduce time + fixed overhead (0 for an empty batch).
+    pub fn iteration_time_us(&self, shape: &BatchShape) -> f64 {
+        self.iteration_cost(shape).total_us
+    }
+
+    /// Time in µs to move `blocks` KV blocks of `block_size` tokens one way over the host link
+    /// (each GPU moves its own shard over its own link, in parallel).
+    pub fn swap_time_us(&self, blocks: u32, block_size: u32) -> f64 {
+        let bytes =
+            f64::from(blocks) * f64::from(block_size) * self.model.kv_bytes_per_token() as f64;
+        bytes / (self.gpu.host_link_bandwidth_bytes_per_s * self.tp() * self.bandwidth_efficiency)
+            * 1e6
+    }
+
+    /// Marginal cost in µs of recomputing one token of a preempted request's context, for the
+    /// scheduler's `auto` preemption mode: the dense FLOPs of one token at the achieved compute
+    /// rate, `2 · parameters / (peak · tp · eff)`.
+    ///
+    /// Recomputation runs as a prefill, which is compute-bound, so the weight reads are shared
+    /// with the rest of the batch and not charged here. The attention term is left out too: it
+    /// grows with the context (`4 · layers · heads · head_dim · context` per token) and only
+    /// rivals the dense term beyond roughly 30k tokens for the presets.
+    pub fn recompute_cost_us_per_token(&self) -> f64 {
+        2.0 * self.model.parameters as f64
+            / (self.gpu.peak_bf16_flops * self.tp() * self.compute_efficiency)
+            * 1e6
+    }
+
+    /// Cost in µs of moving one KV block of `block_size` tokens one way over the host link, for
+    /// the scheduler's `auto` preemption mode. A swap preemption pays it twice per block (out,
+    /// then back in), recomputation pays [`CostModel::recompute_cost_us_per_token`] per token
+    /// once.
+    pub fn swap_cost_us_per_block(&self, block_size: u32) -> f64 {
+        self.swap_time_us(1, block_size)
+    }
+}
