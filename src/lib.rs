@@ -3,3 +3,4 @@
 //! The scheduling itself lives in [`augur_core`] (re-exported as [`core`]); this crate drives it.
 
 pub use augur_core as core;
+pub mod trace;
