@@ -519,3 +519,5 @@ impl PrefixIds {
     }
 }
 
+#[cfg(test)]
+mod tests;
