@@ -26,14 +26,16 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
     let mut record = csv::StringRecord::new();
     let mut rows: Vec<(i64, TraceRequest)> = Vec::new();
     let mut header_seen = false;
+    let mut next_line = 1;
     loop {
         let more = rdr
             .read_record(&mut record)
-            .map_err(|e| csv_error(file, &e))?;
+            .map_err(|e| csv_error(file, &e, next_line))?;
         if !more {
             break;
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(next_line, |p| p.line());
+        next_line = line + 1;
         if !header_seen {
             header_seen = true;
             let header: Vec<&str> = record
@@ -111,13 +113,14 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
     Ok(Trace::new(super::file_name(file), requests))
 }
 
-/// A `csv` crate error as a [`TraceError`] with the record's line when known.
-pub(crate) fn csv_error(file: &str, e: &csv::Error) -> TraceError {
+/// A `csv` crate error as a [`TraceError`] with the record's line, or `fallback` (the line
+/// after the last good record) when the error carries no position.
+pub(crate) fn csv_error(file: &str, e: &csv::Error, fallback: u64) -> TraceError {
     let line = match e.kind() {
         csv::ErrorKind::Utf8 { pos: Some(p), .. } => p.line(),
         csv::ErrorKind::UnequalLengths { pos: Some(p), .. } => p.line(),
         csv::ErrorKind::Deserialize { pos: Some(p), .. } => p.line(),
-        _ => 0,
+        _ => fallback,
     };
     TraceError::parse(file, line, format!("CSV error: {e}"))
 }

@@ -34,11 +34,13 @@ pub fn parse(file: &str, data: &[u8], rate: f64, seed: u64) -> Result<Trace, Tra
     let mut record = csv::StringRecord::new();
     let mut width = None;
     let mut lengths = Vec::new();
+    let mut next_line = 1;
     while rdr
         .read_record(&mut record)
-        .map_err(|e| csv_error(file, &e))?
+        .map_err(|e| csv_error(file, &e, next_line))?
     {
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(next_line, |p| p.line());
+        next_line = line + 1;
         let Some(width) = width else {
             let header: Vec<&str> = record
                 .iter()

@@ -23,7 +23,7 @@ pub mod lengths;
 pub mod mooncake;
 pub mod synthetic;
 
-use std::collections::HashSet;
+use hashbrown::HashSet;
 use std::fmt;
 use std::path::Path;
 

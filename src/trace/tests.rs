@@ -119,7 +119,12 @@ fn trace_mooncake_real() {
     let b512 = t.prefix_reuse_bound(512);
     assert!((b512 - 105_592.0 / 276_491.0).abs() < 1e-9, "{b512}");
     assert!(b512 >= raw && b512 < raw + 0.02, "{b512} vs {raw}");
+    let started = Instant::now();
     let b16 = t.prefix_reuse_bound(16);
+    eprintln!(
+        "prefix_reuse_bound(16) took {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     // Smaller blocks also count the full blocks inside each prompt's (mostly unique) partial
     // last source block, so the bound drops a little, but stays above the raw-id figure.
     assert!(b16 >= b512 - 0.01 && b16 >= raw, "{b16} vs {b512}");
@@ -278,6 +283,20 @@ fn trace_azure_malformed() {
         "is not a timestamp",
     );
     load_err("az_empty.csv", "", 1, "empty file");
+    let f = TempFile::new("az_utf8.csv", "");
+    std::fs::write(
+        &f.0,
+        [
+            AZ.as_bytes(),
+            b"2023-11-16 18:15:46,1,3\n2023-11-16 18:15:4\xff,1,3\n",
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let msg = load(f.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("az_utf8.csv:3: "), "{msg}");
     load_err("az_header_only.csv", AZ, 2, "no requests");
     load_err(
         "az_header.csv",
