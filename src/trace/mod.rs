@@ -77,7 +77,7 @@ pub struct ToolCall {
 }
 
 /// A workload: requests sorted by arrival, the first arriving at 0.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
     /// Human-readable name (file name or synthetic spec).
     pub name: String,
@@ -411,11 +411,20 @@ impl Trace {
     /// trace at 512 this gives 0.382; the README's 36.6% counts every source id, including the
     /// partial last block of each prompt.
     ///
+    /// Cost: one hash-set insert per block (about 0.7 s for Mooncake at block size 16, ~9M blocks).
+    ///
     /// # Panics
     /// If `block_size` is 0.
     pub fn prefix_reuse_bound(&self, block_size: u32) -> f64 {
         assert!(block_size >= 1, "block size must be at least 1");
-        let mut seen = HashSet::new();
+        // Reserving up front avoids rehashing millions of entries (Mooncake at 16: ~9M blocks).
+        let upper: u64 = self
+            .requests
+            .iter()
+            .filter(|r| r.prefix.is_some())
+            .map(|r| u64::from(r.prompt_tokens / block_size))
+            .sum();
+        let mut seen = HashSet::with_capacity(usize::try_from(upper).unwrap_or(usize::MAX));
         let (mut total, mut hits) = (0u64, 0u64);
         for r in &self.requests {
             match &r.prefix {
