@@ -7,3 +7,4 @@ pub use augur_core as core;
 pub mod cost;
 pub mod mg1;
 pub mod predict;
+pub mod trace;
