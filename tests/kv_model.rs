@@ -208,7 +208,8 @@ impl Model {
         let (fresh, cow) = if new_total <= s.tokens {
             (0, false)
         } else {
-            let cow = !s.tokens.is_multiple_of(bs) && self.refc[*s.table.last().unwrap() as usize] > 1;
+            let cow =
+                !s.tokens.is_multiple_of(bs) && self.refc[*s.table.last().unwrap() as usize] > 1;
             (new_total.div_ceil(bs) - len, cow)
         };
         let need = fresh + cow as u32;

@@ -18,6 +18,7 @@
 //! Modules:
 //! - [`kv`]: the paged KV block manager (device and host pools, prefix caching, copy-on-write,
 //!   swap).
+//! - [`policy`]: policies as rank functions.
 //! - [`queue`]: the indexed heap behind the waiting queue.
 //! - [`time`]: the [`Instant`](time::Instant) type.
 //!
@@ -29,6 +30,7 @@
 
 mod handle;
 pub mod kv;
+pub mod policy;
 pub mod queue;
 pub mod time;
 mod util;

@@ -1,0 +1,594 @@
+/*!
+Scheduling policies as rank functions (the SOAP view: Scully, Harchol-Balter, Scheller-Wolf,
+SIGMETRICS 2018). Every policy maps what the scheduler knows about a request — its descriptor
+and its progress — to a number; lower rank is served first and ties go to the earlier arrival.
+The engine, the waiting queue and the M/G/1 simulator all use these same functions, which is
+how `augur mg1` shows that augur's policies are the theory's policies.
+
+Two facts keep ranking cheap:
+- **Linear aging keeps waiting keys static.** `rank − β·(now − arrival)` orders requests exactly
+  as `rank + β·arrival` does, so [`Policy::key`] adds `β·arrival` and the waiting heap never
+  needs re-keying as time passes.
+- **Waiting ranks only change when a prediction changes.** A waiting request makes no progress,
+  so its rank is fixed until `update_prediction` re-keys it. Running ranks move every step, but
+  the running set is small.
+
+Sizes are in tokens in the engine (prompt, generated) and in units of service in the M/G/1
+simulator; the functions do not care.
+*/
+
+use crate::queue::RankKey;
+use core::fmt;
+
+/// Parameters of skip-join MLFQ (FastServe).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlfqParams {
+    /// Quantum of the highest-priority level, in generated tokens (≥ 1).
+    pub base_quantum: f64,
+    /// Each level's quantum is this many times the previous one's (≥ 1).
+    pub growth: f64,
+    /// Number of levels (1..=64).
+    pub levels: u32,
+    /// Prompt tokens are weighed by this to pick the entry level: a request joins the first
+    /// level whose quantum covers `prompt × prefill_weight` (the "skip-join").
+    pub prefill_weight: f64,
+}
+
+impl Default for MlfqParams {
+    fn default() -> Self {
+        MlfqParams {
+            base_quantum: 16.0,
+            growth: 2.0,
+            levels: 8,
+            prefill_weight: 0.05,
+        }
+    }
+}
+
+/// The rank function of a policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PolicyKind {
+    /// First come, first served: rank = arrival time. Never preempts for rank.
+    Fcfs,
+    /// Static priority class (lower value first), then arrival. Preempts for rank when a
+    /// waiting request's class is better than a running one's by more than the engine's margin.
+    Priority,
+    /// Shortest (predicted) job first: rank = predicted total output at arrival.
+    /// Non-preemptive.
+    Sjf,
+    /// Preemptive shortest predicted job first: rank = current predicted total output.
+    Pspjf,
+    /// Shortest predicted remaining processing time: rank = predicted total − generated.
+    Sprpt,
+    /// SPRPT with limited preemption (TRAIL): ranked as SPRPT, but a request that has generated
+    /// more than `cutoff` × its initial prediction can no longer be preempted.
+    Trail {
+        /// Fraction of the initial prediction after which the request is not preemptible.
+        cutoff: f64,
+    },
+    /// Least attained service (foreground-background): rank = tokens generated.
+    Las,
+    /// Skip-join multi-level feedback queue (FastServe): rank = queue level from attained
+    /// service, the first level chosen from the prompt length.
+    Mlfq(MlfqParams),
+    /// One bit of advice: rank = 0 if the predicted total is at most `threshold`, else 1.
+    OneBit {
+        /// Short/long threshold on the predicted total output.
+        threshold: f64,
+        /// Whether a predicted-short request may preempt a predicted-long one.
+        preemptive: bool,
+    },
+    /// LAMPS-style memory-time: rank = predicted remaining memory-time area,
+    /// `r × (context + r/2)` with `r` the predicted remaining output.
+    MemoryTime,
+    /// Least slack: rank = deadline − predicted remaining service time.
+    Slack {
+        /// Predicted time per output token, µs.
+        decode_us_per_token: f64,
+        /// Predicted time per prompt token still to prefill, µs.
+        prefill_us_per_token: f64,
+    },
+    /// Earliest deadline first: rank = deadline.
+    Edf,
+}
+
+/// What a rank uses when a request outlives its prediction (generated ≥ predicted total).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OverrunRule {
+    /// The theory's SPRPT: remaining = predicted − generated goes negative, so an overrunning
+    /// request outranks everything that has not overrun.
+    Negative,
+    /// Remaining is floored at 0: the request is treated as about to finish.
+    Clamp,
+    /// Re-estimate: multiply the prediction by `factor` (> 1) until it exceeds what was
+    /// generated.
+    Rescale {
+        /// Growth factor of the re-estimate.
+        factor: f64,
+    },
+}
+
+/// A policy: a rank function plus the knobs that apply to every rank.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// The rank function.
+    pub kind: PolicyKind,
+    /// Linear aging β, in rank units per second of waiting (0 = none).
+    pub aging_per_s: f64,
+    /// The rule for requests that outlive their prediction.
+    pub overrun: OverrunRule,
+    /// Fair share by virtual token counter (VTC): serve the tenant that has received the fewest
+    /// tokens first, and order each tenant's requests by `kind`.
+    pub fair_share: bool,
+    /// The predicted total output assumed for a request with no prediction and no output cap.
+    pub fallback_prediction: f64,
+    /// Deadline assumed for a request without one, relative to its arrival, in µs
+    /// (`None`: no deadline, ranked last by slack/EDF, ties by arrival).
+    pub default_deadline_us: Option<f64>,
+}
+
+impl Policy {
+    /// A policy with no aging, the `Clamp` overrun rule, no fair share, fallback prediction 256
+    /// tokens and no default deadline.
+    pub const fn new(kind: PolicyKind) -> Self {
+        Policy {
+            kind,
+            aging_per_s: 0.0,
+            overrun: OverrunRule::Clamp,
+            fair_share: false,
+            fallback_prediction: 256.0,
+            default_deadline_us: None,
+        }
+    }
+}
+
+/// What a rank function may look at.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RankInput {
+    /// Arrival time, seconds.
+    pub arrival_s: f64,
+    /// Prompt tokens (context before any output).
+    pub prompt: f64,
+    /// Output generated so far (attained service).
+    pub attained: f64,
+    /// Prompt tokens still to prefill.
+    pub prefill_left: f64,
+    /// The current prediction of the total output, if any.
+    pub predicted_total: Option<f64>,
+    /// The prediction of the total output made at arrival, if any.
+    pub initial_prediction: Option<f64>,
+    /// The request's output cap, used as the prediction when there is none.
+    pub max_output: Option<f64>,
+    /// Priority class (lower first).
+    pub priority: f64,
+    /// Absolute deadline, seconds, if any.
+    pub deadline_s: Option<f64>,
+}
+
+/// An invalid policy parameter; names the field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyError(pub &'static str);
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid policy parameter `{}`", self.0)
+    }
+}
+
+impl core::error::Error for PolicyError {}
+
+fn finite_nonneg(x: f64, name: &'static str) -> Result<(), PolicyError> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(PolicyError(name))
+    }
+}
+
+impl Policy {
+    /// Checks every parameter; the error names the bad one.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        finite_nonneg(self.aging_per_s, "aging_per_s")?;
+        if !(self.fallback_prediction.is_finite() && self.fallback_prediction > 0.0) {
+            return Err(PolicyError("fallback_prediction"));
+        }
+        if let Some(d) = self.default_deadline_us {
+            finite_nonneg(d, "default_deadline_us")?;
+        }
+        if let OverrunRule::Rescale { factor } = self.overrun {
+            if !(factor.is_finite() && factor > 1.0) {
+                return Err(PolicyError("overrun.factor"));
+            }
+        }
+        match self.kind {
+            PolicyKind::Trail { cutoff } => finite_nonneg(cutoff, "cutoff")?,
+            PolicyKind::Mlfq(p) => {
+                if !(p.base_quantum.is_finite() && p.base_quantum >= 1.0) {
+                    return Err(PolicyError("base_quantum"));
+                }
+                if !(p.growth.is_finite() && p.growth >= 1.0) {
+                    return Err(PolicyError("growth"));
+                }
+                if p.levels == 0 || p.levels > 64 {
+                    return Err(PolicyError("levels"));
+                }
+                finite_nonneg(p.prefill_weight, "prefill_weight")?;
+            }
+            PolicyKind::OneBit { threshold, .. } => finite_nonneg(threshold, "threshold")?,
+            PolicyKind::Slack {
+                decode_us_per_token,
+                prefill_us_per_token,
+            } => {
+                finite_nonneg(decode_us_per_token, "decode_us_per_token")?;
+                finite_nonneg(prefill_us_per_token, "prefill_us_per_token")?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether a better-ranked waiting request may displace a running one (by the engine's
+    /// margin). `false` for the non-preemptive policies: FCFS, SJF, non-preemptive one-bit.
+    pub fn preempts_for_rank(&self) -> bool {
+        !matches!(
+            self.kind,
+            PolicyKind::Fcfs
+                | PolicyKind::Sjf
+                | PolicyKind::OneBit {
+                    preemptive: false,
+                    ..
+                }
+        )
+    }
+
+    /// Whether a running request may be preempted at all (for rank or for memory). Only TRAIL
+    /// protects requests: past `cutoff` × their initial prediction they run to completion.
+    pub fn preemptible(&self, r: &RankInput) -> bool {
+        match self.kind {
+            PolicyKind::Trail { cutoff } => {
+                let initial = r
+                    .initial_prediction
+                    .or(r.max_output)
+                    .unwrap_or(self.fallback_prediction);
+                r.attained < cutoff * initial
+            }
+            _ => true,
+        }
+    }
+
+    /// The predicted total output the rank uses, after the overrun rule.
+    pub fn effective_prediction(&self, r: &RankInput) -> f64 {
+        let p = r
+            .predicted_total
+            .or(r.max_output)
+            .unwrap_or(self.fallback_prediction);
+        match self.overrun {
+            OverrunRule::Negative => p,
+            OverrunRule::Clamp => p.max(r.attained),
+            OverrunRule::Rescale { factor } => {
+                let mut q = if p >= 1.0 { p } else { 1.0 };
+                while q <= r.attained {
+                    q *= factor;
+                }
+                q
+            }
+        }
+    }
+
+    fn deadline(&self, r: &RankInput) -> f64 {
+        match (r.deadline_s, self.default_deadline_us) {
+            (Some(d), _) => d,
+            (None, Some(rel)) => r.arrival_s + rel * 1e-6,
+            (None, None) => f64::INFINITY,
+        }
+    }
+
+    /// The rank (lower first), without aging.
+    pub fn rank(&self, r: &RankInput) -> f64 {
+        let remaining = || self.effective_prediction(r) - r.attained;
+        match self.kind {
+            PolicyKind::Fcfs => r.arrival_s,
+            PolicyKind::Priority => r.priority,
+            PolicyKind::Sjf => r
+                .initial_prediction
+                .or(r.predicted_total)
+                .or(r.max_output)
+                .unwrap_or(self.fallback_prediction),
+            PolicyKind::Pspjf => r
+                .predicted_total
+                .or(r.max_output)
+                .unwrap_or(self.fallback_prediction),
+            PolicyKind::Sprpt | PolicyKind::Trail { .. } => remaining(),
+            PolicyKind::Las => r.attained,
+            PolicyKind::Mlfq(p) => mlfq_level(&p, r.prompt, r.attained) as f64,
+            PolicyKind::OneBit { threshold, .. } => {
+                let p = r
+                    .predicted_total
+                    .or(r.max_output)
+                    .unwrap_or(self.fallback_prediction);
+                if p <= threshold { 0.0 } else { 1.0 }
+            }
+            PolicyKind::MemoryTime => {
+                let rem = remaining().max(0.0);
+                rem * (r.prompt + r.attained + rem * 0.5)
+            }
+            PolicyKind::Slack {
+                decode_us_per_token,
+                prefill_us_per_token,
+            } => {
+                let rem = remaining().max(0.0);
+                let work_s =
+                    (r.prefill_left * prefill_us_per_token + rem * decode_us_per_token) * 1e-6;
+                self.deadline(r) - work_s
+            }
+            PolicyKind::Edf => self.deadline(r),
+        }
+    }
+
+    /// The heap key: rank plus aging (`β × arrival`), then the tiebreak (arrival order).
+    #[inline]
+    pub fn key(&self, r: &RankInput, tiebreak: u64) -> RankKey {
+        let mut k = self.rank(r);
+        if self.aging_per_s != 0.0 {
+            k += self.aging_per_s * r.arrival_s;
+        }
+        if k.is_nan() {
+            // inf − inf in a deadline with infinite work: rank last rather than poison the heap.
+            k = f64::INFINITY;
+        }
+        RankKey::new(k, tiebreak)
+    }
+}
+
+/// Skip-join MLFQ level for a request with `prompt` tokens that has generated `attained`:
+/// it enters at the first level whose quantum covers `prompt × prefill_weight` and moves down
+/// one level each time it uses up a level's quantum.
+pub fn mlfq_level(p: &MlfqParams, prompt: f64, attained: f64) -> u32 {
+    let entry_cost = prompt * p.prefill_weight;
+    let mut level = 0u32;
+    let mut quantum = p.base_quantum;
+    while level + 1 < p.levels && quantum < entry_cost {
+        level += 1;
+        quantum *= p.growth;
+    }
+    let mut used = attained;
+    while level + 1 < p.levels && used >= quantum {
+        used -= quantum;
+        level += 1;
+        quantum *= p.growth;
+    }
+    level
+}
+
+/// One line per policy for documentation and `augur policies`: name, rank, preemption rule,
+/// parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyInfo {
+    /// The name the command line uses.
+    pub name: &'static str,
+    /// The rank, lower first.
+    pub rank: &'static str,
+    /// When it preempts running work.
+    pub preemption: &'static str,
+    /// Its parameters.
+    pub parameters: &'static str,
+}
+
+/// Every policy, in the order of DESIGN.md's table.
+pub const POLICIES: &[PolicyInfo] = &[
+    PolicyInfo {
+        name: "fcfs",
+        rank: "arrival time",
+        preemption: "never for rank; memory victims are the latest arrivals",
+        parameters: "-",
+    },
+    PolicyInfo {
+        name: "priority",
+        rank: "priority class (lower first), then arrival",
+        preemption: "when a waiting class beats a running one by more than the margin",
+        parameters: "margin",
+    },
+    PolicyInfo {
+        name: "sjf",
+        rank: "predicted total output at arrival",
+        preemption: "never for rank (non-preemptive)",
+        parameters: "-",
+    },
+    PolicyInfo {
+        name: "pspjf",
+        rank: "current predicted total output",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "margin",
+    },
+    PolicyInfo {
+        name: "sprpt",
+        rank: "predicted total − generated",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "overrun rule, margin",
+    },
+    PolicyInfo {
+        name: "trail",
+        rank: "predicted total − generated",
+        preemption: "as sprpt, but never once generated ≥ cutoff × initial prediction",
+        parameters: "cutoff (default 0.8)",
+    },
+    PolicyInfo {
+        name: "las",
+        rank: "tokens generated (attained service)",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "margin",
+    },
+    PolicyInfo {
+        name: "mlfq",
+        rank: "queue level from attained service; entry level from prompt length (skip-join)",
+        preemption: "when a waiting request is in a better level by more than the margin",
+        parameters: "base quantum, growth, levels, prefill weight",
+    },
+    PolicyInfo {
+        name: "onebit",
+        rank: "0 if predicted total ≤ threshold else 1, then arrival",
+        preemption: "configurable",
+        parameters: "threshold, preemptive",
+    },
+    PolicyInfo {
+        name: "memory-time",
+        rank: "predicted remaining memory-time: r × (context + r/2)",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "overrun rule",
+    },
+    PolicyInfo {
+        name: "slack",
+        rank: "deadline − predicted remaining service time",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "µs per decode token, µs per prefill token, default deadline",
+    },
+    PolicyInfo {
+        name: "edf",
+        rank: "deadline",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "default deadline",
+    },
+    PolicyInfo {
+        name: "+aging",
+        rank: "any rank − β × time waited (static key: rank + β × arrival)",
+        preemption: "as the base policy",
+        parameters: "β (rank units per second)",
+    },
+    PolicyInfo {
+        name: "+fair",
+        rank: "tenant's virtual token counter first, then the base rank within the tenant",
+        preemption: "the tenant with the largest counter yields first",
+        parameters: "input/output token weights",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(attained: f64, predicted: f64) -> RankInput {
+        RankInput {
+            arrival_s: 2.0,
+            prompt: 100.0,
+            attained,
+            predicted_total: Some(predicted),
+            initial_prediction: Some(predicted),
+            ..RankInput::default()
+        }
+    }
+
+    #[test]
+    fn test_ranks_of_size_based_policies() {
+        let r = req(30.0, 100.0);
+        assert_eq!(Policy::new(PolicyKind::Fcfs).rank(&r), 2.0);
+        assert_eq!(Policy::new(PolicyKind::Sjf).rank(&r), 100.0);
+        assert_eq!(Policy::new(PolicyKind::Pspjf).rank(&r), 100.0);
+        assert_eq!(Policy::new(PolicyKind::Sprpt).rank(&r), 70.0);
+        assert_eq!(Policy::new(PolicyKind::Las).rank(&r), 30.0);
+        // memory-time: 70 × (130 + 35)
+        assert_eq!(Policy::new(PolicyKind::MemoryTime).rank(&r), 70.0 * 165.0);
+        let onebit = Policy::new(PolicyKind::OneBit {
+            threshold: 100.0,
+            preemptive: true,
+        });
+        assert_eq!(onebit.rank(&r), 0.0);
+        assert_eq!(onebit.rank(&req(0.0, 101.0)), 1.0);
+    }
+
+    #[test]
+    fn test_overrun_rules() {
+        let r = req(150.0, 100.0);
+        let mut p = Policy::new(PolicyKind::Sprpt);
+        p.overrun = OverrunRule::Negative;
+        assert_eq!(p.rank(&r), -50.0);
+        p.overrun = OverrunRule::Clamp;
+        assert_eq!(p.rank(&r), 0.0);
+        p.overrun = OverrunRule::Rescale { factor: 2.0 };
+        assert_eq!(p.rank(&r), 50.0); // 100 → 200
+        assert_eq!(p.rank(&req(200.0, 100.0)), 200.0); // 100 → 200 → 400
+    }
+
+    #[test]
+    fn test_trail_cutoff_and_preemptiveness() {
+        let trail = Policy::new(PolicyKind::Trail { cutoff: 0.8 });
+        assert!(trail.preemptible(&req(79.0, 100.0)));
+        assert!(!trail.preemptible(&req(80.0, 100.0)));
+        assert!(trail.preempts_for_rank());
+        assert!(!Policy::new(PolicyKind::Sjf).preempts_for_rank());
+        assert!(!Policy::new(PolicyKind::Fcfs).preempts_for_rank());
+        assert!(Policy::new(PolicyKind::Sprpt).preemptible(&req(1e9, 1.0)));
+    }
+
+    #[test]
+    fn test_aging_keys_are_static_and_order_by_waiting_time() {
+        let mut p = Policy::new(PolicyKind::Sjf);
+        p.aging_per_s = 10.0;
+        // Same size: earlier arrival wins. A 50-token-larger job that arrived 10 s earlier
+        // (aging 10/s → 100 rank units) outranks a fresh one.
+        let old_big = RankInput {
+            arrival_s: 0.0,
+            ..req(0.0, 150.0)
+        };
+        let new_small = RankInput {
+            arrival_s: 10.0,
+            ..req(0.0, 100.0)
+        };
+        assert!(p.key(&old_big, 0) < p.key(&new_small, 1));
+        p.aging_per_s = 0.0;
+        assert!(p.key(&old_big, 0) > p.key(&new_small, 1));
+        // Ties go to the tiebreak.
+        assert!(p.key(&new_small, 1) < p.key(&new_small, 2));
+    }
+
+    #[test]
+    fn test_mlfq_skip_join_and_demotion() {
+        let p = MlfqParams {
+            base_quantum: 10.0,
+            growth: 2.0,
+            levels: 4,
+            prefill_weight: 0.1,
+        };
+        assert_eq!(mlfq_level(&p, 50.0, 0.0), 0); // 5 ≤ 10
+        assert_eq!(mlfq_level(&p, 150.0, 0.0), 1); // 15 > 10, ≤ 20
+        assert_eq!(mlfq_level(&p, 50.0, 9.0), 0);
+        assert_eq!(mlfq_level(&p, 50.0, 10.0), 1);
+        assert_eq!(mlfq_level(&p, 50.0, 29.0), 1);
+        assert_eq!(mlfq_level(&p, 50.0, 30.0), 2);
+        assert_eq!(mlfq_level(&p, 50.0, 1e9), 3, "capped at the last level");
+    }
+
+    #[test]
+    fn test_slack_and_edf() {
+        let mut p = Policy::new(PolicyKind::Slack {
+            decode_us_per_token: 10_000.0,
+            prefill_us_per_token: 0.0,
+        });
+        let mut r = req(0.0, 100.0);
+        r.deadline_s = Some(5.0);
+        assert!((p.rank(&r) - 4.0).abs() < 1e-12); // 100 tokens × 10 ms = 1 s of work
+        r.deadline_s = None;
+        assert_eq!(p.rank(&r), f64::INFINITY);
+        p.default_deadline_us = Some(3e6);
+        assert!((p.rank(&r) - 4.0).abs() < 1e-12); // 2 + 3 − 1
+        let edf = Policy {
+            default_deadline_us: Some(1e6),
+            ..Policy::new(PolicyKind::Edf)
+        };
+        assert_eq!(edf.rank(&r), 3.0);
+    }
+
+    #[test]
+    fn test_validation_names_fields() {
+        let mut p = Policy::new(PolicyKind::Trail { cutoff: f64::NAN });
+        assert_eq!(p.validate(), Err(PolicyError("cutoff")));
+        p.kind = PolicyKind::Sprpt;
+        p.aging_per_s = -1.0;
+        assert_eq!(p.validate(), Err(PolicyError("aging_per_s")));
+        p.aging_per_s = 0.0;
+        p.overrun = OverrunRule::Rescale { factor: 1.0 };
+        assert_eq!(p.validate(), Err(PolicyError("overrun.factor")));
+        p.overrun = OverrunRule::Clamp;
+        assert_eq!(p.validate(), Ok(()));
+        assert_eq!(POLICIES.len(), 14);
+    }
+}
