@@ -7,4 +7,5 @@ pub use augur_core as core;
 pub mod cost;
 pub mod mg1;
 pub mod predict;
+pub mod storage;
 pub mod trace;

@@ -16,6 +16,7 @@
 //!   scheduled, never to the waiting queue.
 //!
 //! Modules:
+//! - [`engine`]: the scheduling engine: requests, the step, preemption, pauses.
 //! - [`kv`]: the paged KV block manager (device and host pools, prefix caching, copy-on-write,
 //!   swap).
 //! - [`policy`]: policies as rank functions.
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod engine;
 mod handle;
 pub mod kv;
 pub mod policy;

@@ -202,6 +202,16 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
         *list = ChunkList::EMPTY;
     }
 
+    /// The items of `list` in order.
+    pub(crate) fn iter<'p>(&'p self, list: &ChunkList) -> ChunkIter<'p, T, N> {
+        ChunkIter {
+            chunks: self.chunks,
+            chunk: list.head,
+            index: 0,
+            len: list.len,
+        }
+    }
+
     /// Visits items `start..len` in order.
     pub(crate) fn for_each_from(&self, list: &ChunkList, start: u32, mut f: impl FnMut(u32, T)) {
         if start >= list.len {
@@ -238,6 +248,33 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
     }
 }
 
+/// Iterator over a chunk list's items (cheap to clone).
+#[derive(Clone, Debug)]
+pub(crate) struct ChunkIter<'p, T: Copy, const N: usize> {
+    chunks: &'p [Chunk<T, N>],
+    chunk: u32,
+    index: u32,
+    len: u32,
+}
+
+impl<T: Copy, const N: usize> Iterator for ChunkIter<'_, T, N> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.index >= self.len {
+            return None;
+        }
+        let c = &self.chunks[self.chunk as usize];
+        let v = c.items[self.index as usize % N];
+        self.index += 1;
+        if self.index as usize % N == 0 {
+            self.chunk = c.next;
+        }
+        Some(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +302,12 @@ mod tests {
         let mut seen = [0u32; 7];
         pool.for_each_from(&a, 0, |i, v| seen[i as usize] = v);
         assert_eq!(seen, [0, 41, 2, 3, 4, 5, 46]);
+        let mut via_iter = [0u32; 7];
+        for (k, v) in pool.iter(&a).enumerate() {
+            via_iter[k] = v;
+        }
+        assert_eq!(via_iter, seen);
+        assert_eq!(pool.iter(&a).take(3).count(), 3);
         let mut tail = [0u32; 3];
         let mut n = 0;
         pool.for_each_from(&a, 4, |_, v| {

@@ -443,11 +443,16 @@ impl<'a> BlockManager<'a> {
     /// How many leading `hashes` are cached on the device (read only). Always 0 with prefix
     /// caching off.
     pub fn lookup_prefix(&self, hashes: &[u64]) -> PrefixMatch {
+        self.lookup_prefix_iter(hashes.iter().copied())
+    }
+
+    /// [`BlockManager::lookup_prefix`] over any sequence of hashes.
+    pub fn lookup_prefix_iter(&self, hashes: impl Iterator<Item = u64>) -> PrefixMatch {
         let mut m = PrefixMatch::default();
         if !self.config.prefix_caching {
             return m;
         }
-        for &h in hashes {
+        for h in hashes {
             match self.pool.find(h) {
                 Some(b) => {
                     m.blocks += 1;
@@ -466,6 +471,15 @@ impl<'a> BlockManager<'a> {
     /// `blocks × block_size` tokens. Pass only hashes of blocks that may be reused (e.g. leave
     /// out the block holding a prompt's last token, which must be computed to sample from).
     pub fn attach_prefix(&mut self, seq: SeqHandle, hashes: &[u64]) -> Result<u32, KvError> {
+        self.attach_prefix_iter(seq, hashes.iter().copied())
+    }
+
+    /// [`BlockManager::attach_prefix`] over any sequence of hashes; `hashes` is walked twice
+    /// (once to measure the match), so it must be cheap to clone.
+    pub fn attach_prefix_iter<I>(&mut self, seq: SeqHandle, hashes: I) -> Result<u32, KvError>
+    where
+        I: Iterator<Item = u64> + Clone,
+    {
         let i = self.slot(seq)?;
         let s = &self.seqs[i];
         if s.tier != Tier::Device {
@@ -474,7 +488,7 @@ impl<'a> BlockManager<'a> {
         if s.num_tokens != 0 {
             return Err(KvError::NotEmpty);
         }
-        let m = self.lookup_prefix(hashes).blocks;
+        let m = self.lookup_prefix_iter(hashes.clone()).blocks;
         let tokens = m as u64 * self.config.block_size as u64;
         if tokens > u32::MAX as u64 {
             return Err(KvError::TooManyTokens);
@@ -483,15 +497,19 @@ impl<'a> BlockManager<'a> {
             return Err(KvError::OutOfTableChunks);
         }
         let s = &mut self.seqs[i];
-        for &h in &hashes[..m as usize] {
-            let b = self.pool.find(h).expect("found by lookup_prefix");
-            self.pool.take_cached(b);
-            let pushed = self.tables.push(&mut s.table, b);
-            debug_assert!(pushed);
+        let mut offered = 0u64;
+        for (k, h) in hashes.enumerate() {
+            offered += 1;
+            if (k as u32) < m {
+                let b = self.pool.find(h).expect("found by lookup_prefix");
+                self.pool.take_cached(b);
+                let pushed = self.tables.push(&mut s.table, b);
+                debug_assert!(pushed);
+            }
         }
         s.num_tokens = tokens as u32;
         self.pool.events.hits += m as u64;
-        self.pool.events.misses += (hashes.len() as u32 - m) as u64;
+        self.pool.events.misses += offered - m as u64;
         Ok(m)
     }
 

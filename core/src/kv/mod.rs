@@ -36,6 +36,7 @@ mod manager;
 pub use chunk_list::Chunk;
 pub(crate) use chunk_list::{ChunkList, ChunkPool};
 pub(crate) use hash_index::{HashChain, HashIndex, bucket_count};
+pub(crate) use list::{Links, List};
 pub use manager::{
     AppendOutcome, BlockManager, BlockPair, BlockSlot, KvCounters, PrefixMatch, SeqHandle, SeqInfo,
     SeqSlot, TierCounts,

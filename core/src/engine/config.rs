@@ -1,0 +1,394 @@
+//! Engine configuration, its validation, and the storage it needs.
+
+use core::fmt;
+
+use super::plan::{Dropped, Finished, Preemption, ScheduledEntry};
+use super::request::RequestSlot;
+use super::wait_queue::{PairNode, TenantSlot};
+use crate::kv::{BlockPair, Chunk, KvConfig, KvConfigError, KvLayout, KvStorage};
+use crate::policy::{Policy, PolicyError, PolicyKind};
+use crate::queue::HeapEntry;
+
+/// Items per chunk of a request's block-hash list (a chunk is 64 bytes).
+pub const HASH_CHUNK_LEN: usize = 7;
+
+/// One chunk of a request's block-hash list.
+pub type HashChunk = Chunk<u64, HASH_CHUNK_LEN>;
+
+/// How a running request is preempted when memory runs out or a better request must start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreemptionMode {
+    /// Free its KV; recompute it when it runs again (cached prefix blocks survive and are hit).
+    Recompute,
+    /// Copy its KV to the host pool and back (falls back to recompute when the host is full).
+    Swap,
+    /// Whichever the cost model says is cheaper: recompute `computed tokens × recompute cost`
+    /// against swap `2 × blocks × swap cost per block`.
+    Auto,
+}
+
+/// What must fit before a waiting request is admitted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AdmissionMode {
+    /// Blocks for this step's chunk only (vLLM's default). Admits most; may preempt later.
+    Eager,
+    /// Blocks for the whole remaining prompt must be available (vLLM #37307).
+    FullPrompt,
+    /// Reserve blocks for prompt + predicted output × `headroom` (capped by the output cap):
+    /// the per-request replacement for SGLang's global new-token ratio.
+    Predicted {
+        /// Multiplier on the predicted remaining output (≥ 1 is conservative).
+        headroom: f64,
+    },
+    /// Reserve prompt + the output cap (or `max_sequence_tokens`): TensorRT-LLM's
+    /// guaranteed-no-evict and TGI's reservation.
+    WorstCase,
+}
+
+/// What happens to a request's KV while it waits on an external call (tool/API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseMode {
+    /// Keep the KV on the device.
+    Preserve,
+    /// Free it; recompute on resume.
+    Discard,
+    /// Copy it to the host pool (falls back to discard when the host is full).
+    Swap,
+    /// The option wasting the least memory-time (InferCept / LAMPS): preserve wastes
+    /// `blocks × pause`, discard wastes `recompute time × blocks held by everyone`, swap wastes
+    /// `2 × swap time × blocks`.
+    Auto,
+}
+
+/// Per-unit costs the engine weighs when choosing how to preempt or pause.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CostWeights {
+    /// Time to recompute one token's KV, µs.
+    pub recompute_us_per_token: f64,
+    /// Time to copy one block one way between device and host, µs.
+    pub swap_us_per_block: f64,
+}
+
+/// Everything that shapes an engine. [`EngineConfig::new`] gives defaults; change fields, then
+/// [`EngineConfig::validate`] (also done by `Engine::new`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Tokens per KV block.
+    pub block_size: u32,
+    /// Device KV blocks.
+    pub device_blocks: u32,
+    /// Host (swap) KV blocks; 0 disables swapping.
+    pub host_blocks: u32,
+    /// Live requests at most (waiting + running + swapped + paused).
+    pub max_requests: u32,
+    /// Requests scheduled in one step at most (vLLM's `max_num_seqs`).
+    pub max_running: u32,
+    /// Tokens computed in one step at most, prefill and decode together.
+    pub token_budget: u32,
+    /// Prefill tokens per request per step at most (chunked prefill); 0 = only the budget.
+    pub prefill_chunk: u32,
+    /// Fraction of device blocks kept free when admitting while others run.
+    pub watermark: f64,
+    /// The scheduling policy.
+    pub policy: Policy,
+    /// How to preempt.
+    pub preemption: PreemptionMode,
+    /// What must fit to admit.
+    pub admission: AdmissionMode,
+    /// A waiting request displaces a running one only if its rank is lower by more than this.
+    pub priority_margin: f64,
+    /// Preemptions per step at most (storm guard; at least 1).
+    pub max_preemptions_per_step: u32,
+    /// Reuse cached prefix blocks.
+    pub prefix_caching: bool,
+    /// Tokens per request (prompt + output) at most; 0 = unlimited. Requests reaching it
+    /// finish with reason `Length`; prompts at or above it are rejected.
+    pub max_sequence_tokens: u32,
+    /// Costs for `Auto` preemption and pause decisions.
+    pub costs: CostWeights,
+    /// What to do with a paused request's KV.
+    pub pause: PauseMode,
+    /// Tenant ids run from 0 to `max_tenants − 1`.
+    pub max_tenants: u32,
+    /// Fair share: weight of a prompt token in a tenant's virtual counter.
+    pub vtc_input_weight: f64,
+    /// Fair share: weight of an output token in a tenant's virtual counter.
+    pub vtc_output_weight: f64,
+    /// Block hashes stored across all live requests (prompt hashes and hashes of blocks filled
+    /// while decoding).
+    pub hash_capacity: u32,
+}
+
+/// A field of [`EngineConfig`] that is invalid, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineConfigError {
+    /// The named field is out of range.
+    Field(&'static str),
+    /// The policy has an invalid parameter.
+    Policy(PolicyError),
+    /// The KV shape is invalid.
+    Kv(KvConfigError),
+}
+
+impl fmt::Display for EngineConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineConfigError::Field(name) => {
+                write!(f, "invalid engine configuration field `{name}`")
+            }
+            EngineConfigError::Policy(e) => write!(f, "{e}"),
+            EngineConfigError::Kv(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl core::error::Error for EngineConfigError {}
+
+impl EngineConfig {
+    /// Defaults: no host pool, 256 running, 8,192-token budget, chunks of 2,048, 1% watermark,
+    /// SPRPT, `Auto` preemption, eager admission, margin 0, 8 preemptions per step, prefix
+    /// caching on, one tenant, preserve on pause.
+    pub const fn new(block_size: u32, device_blocks: u32, max_requests: u32) -> Self {
+        EngineConfig {
+            block_size,
+            device_blocks,
+            host_blocks: 0,
+            max_requests,
+            max_running: 256,
+            token_budget: 8192,
+            prefill_chunk: 2048,
+            watermark: 0.01,
+            policy: Policy::new(PolicyKind::Sprpt),
+            preemption: PreemptionMode::Auto,
+            admission: AdmissionMode::Eager,
+            priority_margin: 0.0,
+            max_preemptions_per_step: 8,
+            prefix_caching: true,
+            max_sequence_tokens: 0,
+            costs: CostWeights {
+                recompute_us_per_token: 25.0,
+                swap_us_per_block: 40.0,
+            },
+            pause: PauseMode::Preserve,
+            max_tenants: 1,
+            vtc_input_weight: 1.0,
+            vtc_output_weight: 2.0,
+            hash_capacity: 0,
+        }
+    }
+
+    /// The block manager's shape: one sequence per request.
+    pub fn kv_config(&self) -> KvConfig {
+        let mut kv = KvConfig::new(
+            self.block_size,
+            self.device_blocks,
+            self.host_blocks,
+            self.max_requests,
+        );
+        kv.prefix_caching = self.prefix_caching;
+        kv
+    }
+
+    /// Block hashes storable: `hash_capacity`, or when 0, one per device and host block plus 16
+    /// per request.
+    pub fn effective_hash_capacity(&self) -> u32 {
+        if self.hash_capacity > 0 {
+            self.hash_capacity
+        } else {
+            let n =
+                self.device_blocks as u64 + self.host_blocks as u64 + 16 * self.max_requests as u64;
+            n.min((u32::MAX / 2) as u64) as u32
+        }
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), EngineConfigError> {
+        use EngineConfigError::Field;
+        self.kv_config().validate().map_err(EngineConfigError::Kv)?;
+        self.policy.validate().map_err(EngineConfigError::Policy)?;
+        if self.max_requests == 0 || self.max_requests >= u32::MAX / 2 {
+            return Err(Field("max_requests"));
+        }
+        if self.max_running == 0 || self.max_running > self.max_requests {
+            return Err(Field("max_running"));
+        }
+        if self.token_budget == 0 {
+            return Err(Field("token_budget"));
+        }
+        if !(self.watermark.is_finite() && (0.0..1.0).contains(&self.watermark)) {
+            return Err(Field("watermark"));
+        }
+        if !(self.priority_margin.is_finite() && self.priority_margin >= 0.0) {
+            return Err(Field("priority_margin"));
+        }
+        if self.max_preemptions_per_step == 0 {
+            return Err(Field("max_preemptions_per_step"));
+        }
+        if let AdmissionMode::Predicted { headroom } = self.admission {
+            if !(headroom.is_finite() && headroom >= 0.0) {
+                return Err(Field("admission.headroom"));
+            }
+        }
+        let c = self.costs;
+        if !(c.recompute_us_per_token.is_finite() && c.recompute_us_per_token >= 0.0) {
+            return Err(Field("costs.recompute_us_per_token"));
+        }
+        if !(c.swap_us_per_block.is_finite() && c.swap_us_per_block >= 0.0) {
+            return Err(Field("costs.swap_us_per_block"));
+        }
+        if self.max_tenants == 0 || self.max_tenants >= u32::MAX / 2 {
+            return Err(Field("max_tenants"));
+        }
+        if !(self.vtc_input_weight.is_finite() && self.vtc_input_weight >= 0.0) {
+            return Err(Field("vtc_input_weight"));
+        }
+        if !(self.vtc_output_weight.is_finite() && self.vtc_output_weight >= 0.0) {
+            return Err(Field("vtc_output_weight"));
+        }
+        if self.max_sequence_tokens != 0 && self.max_sequence_tokens < 2 {
+            return Err(Field("max_sequence_tokens"));
+        }
+        Ok(())
+    }
+
+    /// The storage an engine with this configuration needs.
+    pub fn layout(&self) -> Result<EngineLayout, EngineConfigError> {
+        self.validate()?;
+        let kv = self.kv_config().layout().map_err(EngineConfigError::Kv)?;
+        let fair = self.policy.fair_share;
+        let reqs = self.max_requests as usize;
+        let tenants = self.max_tenants as usize;
+        let device = self.device_blocks as usize;
+        let host = self.host_blocks as usize;
+        let running = self.max_running as usize;
+        Ok(EngineLayout {
+            kv,
+            requests: reqs,
+            id_buckets: crate::kv::bucket_count(self.max_requests),
+            queue_entries: if fair { 0 } else { reqs },
+            queue_positions: if fair { 0 } else { reqs },
+            pair_nodes: if fair { reqs } else { 0 },
+            tenants,
+            tenant_entries: if fair { tenants } else { 0 },
+            tenant_positions: if fair { tenants } else { 0 },
+            running,
+            hash_chunks: (self.effective_hash_capacity() as usize).div_ceil(HASH_CHUNK_LEN) + reqs,
+            plan_entries: running,
+            plan_blocks: device + 2 * running,
+            swap_out: host,
+            swap_in: device,
+            copies: running,
+            preempted: self.max_preemptions_per_step as usize + 1,
+            dropped: running + 8,
+            finished: running,
+        })
+    }
+}
+
+/// How many elements each [`EngineStorage`] slice needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineLayout {
+    /// The block manager's slices.
+    pub kv: KvLayout,
+    /// [`EngineStorage::requests`].
+    pub requests: usize,
+    /// [`EngineStorage::id_buckets`] (a power of two).
+    pub id_buckets: usize,
+    /// [`EngineStorage::queue_entries`] (0 under fair share).
+    pub queue_entries: usize,
+    /// [`EngineStorage::queue_positions`] (0 under fair share).
+    pub queue_positions: usize,
+    /// [`EngineStorage::pair_nodes`] (0 without fair share).
+    pub pair_nodes: usize,
+    /// [`EngineStorage::tenants`].
+    pub tenants: usize,
+    /// [`EngineStorage::tenant_entries`] (0 without fair share).
+    pub tenant_entries: usize,
+    /// [`EngineStorage::tenant_positions`] (0 without fair share).
+    pub tenant_positions: usize,
+    /// [`EngineStorage::running`].
+    pub running: usize,
+    /// [`EngineStorage::hash_chunks`].
+    pub hash_chunks: usize,
+    /// [`EngineStorage::plan_entries`].
+    pub plan_entries: usize,
+    /// [`EngineStorage::plan_blocks`].
+    pub plan_blocks: usize,
+    /// [`EngineStorage::swap_out`].
+    pub swap_out: usize,
+    /// [`EngineStorage::swap_in`].
+    pub swap_in: usize,
+    /// [`EngineStorage::copies`].
+    pub copies: usize,
+    /// [`EngineStorage::preempted`].
+    pub preempted: usize,
+    /// [`EngineStorage::dropped`].
+    pub dropped: usize,
+    /// [`EngineStorage::finished`].
+    pub finished: usize,
+}
+
+impl EngineLayout {
+    /// Total bytes of the storage.
+    pub fn bytes(&self) -> usize {
+        use core::mem::size_of;
+        self.kv.bytes()
+            + self.requests * size_of::<RequestSlot>()
+            + self.id_buckets * 4
+            + (self.queue_entries + self.tenant_entries) * size_of::<HeapEntry>()
+            + (self.queue_positions + self.tenant_positions + self.running) * 4
+            + self.pair_nodes * size_of::<PairNode>()
+            + self.tenants * size_of::<TenantSlot>()
+            + self.hash_chunks * size_of::<HashChunk>()
+            + self.plan_entries * size_of::<ScheduledEntry>()
+            + self.plan_blocks * 4
+            + (self.swap_out + self.swap_in + self.copies) * size_of::<BlockPair>()
+            + self.preempted * size_of::<Preemption>()
+            + self.dropped * size_of::<Dropped>()
+            + self.finished * size_of::<Finished>()
+    }
+}
+
+/// The caller-provided storage of an engine; each slice at least as long as
+/// [`EngineConfig::layout`] says (extra elements are ignored; contents do not matter).
+#[derive(Debug)]
+pub struct EngineStorage<'a> {
+    /// The block manager's storage.
+    pub kv: KvStorage<'a>,
+    /// Request slots.
+    pub requests: &'a mut [RequestSlot],
+    /// Bucket heads of the external-id index.
+    pub id_buckets: &'a mut [u32],
+    /// Waiting-queue heap entries.
+    pub queue_entries: &'a mut [HeapEntry],
+    /// Waiting-queue positions.
+    pub queue_positions: &'a mut [u32],
+    /// Per-request nodes of the per-tenant queues (fair share).
+    pub pair_nodes: &'a mut [PairNode],
+    /// Tenant counters.
+    pub tenants: &'a mut [TenantSlot],
+    /// Tenant-heap entries (fair share).
+    pub tenant_entries: &'a mut [HeapEntry],
+    /// Tenant-heap positions (fair share).
+    pub tenant_positions: &'a mut [u32],
+    /// The running set.
+    pub running: &'a mut [u32],
+    /// Chunks of the per-request block-hash lists.
+    pub hash_chunks: &'a mut [HashChunk],
+    /// The plan's scheduled entries.
+    pub plan_entries: &'a mut [ScheduledEntry],
+    /// The plan's new block ids.
+    pub plan_blocks: &'a mut [u32],
+    /// The plan's swap-out pairs.
+    pub swap_out: &'a mut [BlockPair],
+    /// The plan's swap-in pairs.
+    pub swap_in: &'a mut [BlockPair],
+    /// The plan's copy-on-write pairs.
+    pub copies: &'a mut [BlockPair],
+    /// The plan's preemptions.
+    pub preempted: &'a mut [Preemption],
+    /// The plan's dropped requests.
+    pub dropped: &'a mut [Dropped],
+    /// Requests finished by the last `complete`.
+    pub finished: &'a mut [Finished],
+}

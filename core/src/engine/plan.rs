@@ -1,0 +1,394 @@
+//! What one step decides (the plan), what the executor reports back, and the errors of the
+//! engine's calls.
+
+use core::fmt;
+
+use super::request::RequestHandle;
+use crate::kv::BlockPair;
+
+/// Whether a scheduled entry computes prompt tokens or one decode token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Prompt (or recomputed, or appended tool-output) tokens; the last chunk also samples the
+    /// first new token.
+    #[default]
+    Prefill,
+    /// One decode token.
+    Decode,
+}
+
+/// One request scheduled in a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduledEntry {
+    /// The request.
+    pub handle: RequestHandle,
+    /// The caller's id.
+    pub external_id: u64,
+    /// Prefill or decode.
+    pub kind: EntryKind,
+    /// Tokens to compute this step.
+    pub tokens: u32,
+    /// Tokens whose KV was already computed before this step (the position of the first).
+    pub computed_before: u32,
+    /// Whether this step reaches the last known token, so the model samples a new one (the
+    /// result must then report exactly 1 token, or finish).
+    pub samples: bool,
+    /// Block-table delta: the executor's copy of this request's block table is truncated to
+    /// `table_start` entries and extended with `Plan::blocks(entry)`.
+    pub table_start: u32,
+    pub(crate) blocks_start: u32,
+    pub(crate) blocks_len: u32,
+}
+
+impl Default for ScheduledEntry {
+    fn default() -> Self {
+        ScheduledEntry {
+            handle: RequestHandle::from_raw(0),
+            external_id: 0,
+            kind: EntryKind::Prefill,
+            tokens: 0,
+            computed_before: 0,
+            samples: false,
+            table_start: 0,
+            blocks_start: 0,
+            blocks_len: 0,
+        }
+    }
+}
+
+/// How a request was preempted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PreemptionKind {
+    /// KV freed; the request recomputes when it runs again.
+    #[default]
+    Recompute,
+    /// KV copied to host blocks (see the plan's swap-out pairs).
+    Swap,
+}
+
+/// Why a request was preempted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PreemptionCause {
+    /// The running requests needed more blocks than were free.
+    #[default]
+    Memory,
+    /// A better-ranked waiting request displaced it.
+    Rank,
+}
+
+/// A preemption in this step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Preemption {
+    /// The request.
+    pub handle: RequestHandle,
+    /// The caller's id.
+    pub external_id: u64,
+    /// Recompute or swap.
+    pub kind: PreemptionKind,
+    /// Memory or rank.
+    pub cause: PreemptionCause,
+}
+
+impl Default for Preemption {
+    fn default() -> Self {
+        Preemption {
+            handle: RequestHandle::from_raw(0),
+            external_id: 0,
+            kind: PreemptionKind::Recompute,
+            cause: PreemptionCause::Memory,
+        }
+    }
+}
+
+/// Why the engine gave up on a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// It needs more KV blocks than the whole device pool has.
+    #[default]
+    ExceedsKvCapacity,
+}
+
+/// A request the engine removed in this step; its handle is now stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// The request.
+    pub handle: RequestHandle,
+    /// The caller's id.
+    pub external_id: u64,
+    /// Why.
+    pub reason: DropReason,
+}
+
+impl Default for Dropped {
+    fn default() -> Self {
+        Dropped {
+            handle: RequestHandle::from_raw(0),
+            external_id: 0,
+            reason: DropReason::ExceedsKvCapacity,
+        }
+    }
+}
+
+/// Why a request finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FinishReason {
+    /// The executor said so (stop token, client done).
+    #[default]
+    Stop,
+    /// It reached its output cap.
+    MaxOutput,
+    /// It reached `max_sequence_tokens`.
+    Length,
+}
+
+/// A request that finished in the last `complete` call; its handle is now stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The request.
+    pub handle: RequestHandle,
+    /// The caller's id.
+    pub external_id: u64,
+    /// Output tokens generated.
+    pub generated_tokens: u32,
+    /// Why.
+    pub reason: FinishReason,
+}
+
+impl Default for Finished {
+    fn default() -> Self {
+        Finished {
+            handle: RequestHandle::from_raw(0),
+            external_id: 0,
+            generated_tokens: 0,
+            reason: FinishReason::Stop,
+        }
+    }
+}
+
+/// The decisions of one step. Borrowed from the engine until its next call.
+///
+/// The executor carries out the block copies in this order — `swap_out`, then `swap_in`, then
+/// `copies` — before running the model on `entries`.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'p> {
+    /// The step number (1 for the first).
+    pub step: u64,
+    /// Requests to run, with their token counts and block-table deltas.
+    pub entries: &'p [ScheduledEntry],
+    /// Device → host copies (device block, host block).
+    pub swap_out: &'p [BlockPair],
+    /// Host → device copies (host block, device block).
+    pub swap_in: &'p [BlockPair],
+    /// Device → device copy-on-write copies.
+    pub copies: &'p [BlockPair],
+    /// Requests preempted in this step.
+    pub preempted: &'p [Preemption],
+    /// Requests the engine gave up on in this step.
+    pub dropped: &'p [Dropped],
+    pub(crate) blocks: &'p [u32],
+}
+
+impl<'p> Plan<'p> {
+    /// The new device block ids of `entry`'s table (from `entry.table_start` on).
+    pub fn blocks(&self, entry: &ScheduledEntry) -> &'p [u32] {
+        let s = entry.blocks_start as usize;
+        &self.blocks[s..s + entry.blocks_len as usize]
+    }
+
+    /// Tokens scheduled in this step.
+    pub fn total_tokens(&self) -> u32 {
+        self.entries.iter().map(|e| e.tokens).sum()
+    }
+}
+
+/// A pause for an external call (tool/API), reported with the token that asked for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PauseRequest {
+    /// Predicted duration of the call, µs (drives the `Auto` pause mode).
+    pub predicted_duration_us: u64,
+}
+
+/// What happened to one scheduled request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepResult {
+    /// The request.
+    pub handle: RequestHandle,
+    /// Output tokens produced: 1 if the entry sampled, else 0 (a finishing entry may say 0).
+    pub tokens: u32,
+    /// Whether the request is done.
+    pub finished: bool,
+    /// A refined prediction of the *remaining* output tokens (after this step's token).
+    pub predicted_remaining: Option<f64>,
+    /// The chained hash of the block this step filled, for prefix caching of output blocks.
+    pub filled_block_hash: Option<u64>,
+    /// The request now waits on an external call.
+    pub pause: Option<PauseRequest>,
+}
+
+impl StepResult {
+    /// A plain result: `tokens` produced, not finished, nothing else.
+    pub const fn new(handle: RequestHandle, tokens: u32) -> Self {
+        StepResult {
+            handle,
+            tokens,
+            finished: false,
+            predicted_remaining: None,
+            filled_block_hash: None,
+            pause: None,
+        }
+    }
+}
+
+/// Why `add_request` refused a request. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddError {
+    /// Every request slot is taken (`max_requests`).
+    QueueFull,
+    /// The request can never fit in the device KV pool.
+    CannotFit {
+        /// Blocks it needs at least.
+        need_blocks: u64,
+        /// Blocks the device has.
+        device_blocks: u32,
+    },
+    /// A field is invalid; names it.
+    InvalidField(&'static str),
+    /// A live request already has this external id.
+    DuplicateExternalId,
+    /// The block-hash store is full (`hash_capacity`).
+    OutOfHashStorage,
+    /// `now` is earlier than a previous call's.
+    TimeWentBackwards,
+}
+
+impl fmt::Display for AddError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddError::QueueFull => f.write_str("request queue is full"),
+            AddError::CannotFit {
+                need_blocks,
+                device_blocks,
+            } => write!(
+                f,
+                "request can never fit: needs {need_blocks} KV blocks, the device has {device_blocks}"
+            ),
+            AddError::InvalidField(name) => write!(f, "invalid request field `{name}`"),
+            AddError::DuplicateExternalId => {
+                f.write_str("a live request already has this external id")
+            }
+            AddError::OutOfHashStorage => f.write_str("block-hash storage is full"),
+            AddError::TimeWentBackwards => f.write_str("time went backwards"),
+        }
+    }
+}
+
+impl core::error::Error for AddError {}
+
+/// Why a call about one request failed. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The handle is stale (the request finished, was aborted or dropped) or was never issued.
+    StaleHandle,
+    /// The request is not in a state where this call applies (e.g. `resume` of one that is
+    /// not paused).
+    WrongState,
+    /// A prediction is NaN, infinite or negative.
+    InvalidPrediction,
+    /// Appending this many tokens would overflow or exceed `max_sequence_tokens`.
+    TooManyTokens,
+    /// `now` is earlier than a previous call's.
+    TimeWentBackwards,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RequestError::StaleHandle => "stale or unknown request handle",
+            RequestError::WrongState => "request is not in a state where this applies",
+            RequestError::InvalidPrediction => "prediction must be finite and non-negative",
+            RequestError::TooManyTokens => "too many tokens for this request",
+            RequestError::TimeWentBackwards => "time went backwards",
+        })
+    }
+}
+
+impl core::error::Error for RequestError {}
+
+/// Why `schedule` refused to run. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleError {
+    /// Entries of the previous plan have not been reported with `complete` (or aborted).
+    ResultsPending {
+        /// How many.
+        missing: u32,
+    },
+    /// `now` is earlier than a previous call's.
+    TimeWentBackwards,
+}
+
+impl fmt::Display for ScheduleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScheduleError::ResultsPending { missing } => {
+                write!(
+                    f,
+                    "{missing} entries of the previous plan have no result yet"
+                )
+            }
+            ScheduleError::TimeWentBackwards => f.write_str("time went backwards"),
+        }
+    }
+}
+
+impl core::error::Error for ScheduleError {}
+
+/// What was wrong with one result given to `complete`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultErrorKind {
+    /// The handle is stale or was never issued.
+    StaleHandle,
+    /// The request was not scheduled in the current plan.
+    NotScheduled,
+    /// The request was already reported for this plan.
+    Duplicate,
+    /// The token count does not match what was scheduled.
+    WrongTokenCount {
+        /// Tokens the entry must report (0 or 1).
+        expected: u32,
+        /// Tokens reported.
+        got: u32,
+    },
+    /// The refined prediction is NaN, infinite or negative.
+    InvalidPrediction,
+    /// `finished` or `pause` on an entry that did not sample a token.
+    NotAtSamplingPoint,
+    /// `pause` together with `finished`.
+    PauseWhenFinished,
+    /// `filled_block_hash` although no block filled in this step.
+    NoBlockFilled,
+}
+
+/// Why `complete` refused a batch of results; names the offending result. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompleteError {
+    /// Result number `index` is invalid.
+    Result {
+        /// Position in the slice given to `complete`.
+        index: usize,
+        /// What is wrong.
+        kind: ResultErrorKind,
+    },
+    /// `now` is earlier than a previous call's.
+    TimeWentBackwards,
+}
+
+impl fmt::Display for CompleteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompleteError::Result { index, kind } => write!(f, "result {index}: {kind:?}"),
+            CompleteError::TimeWentBackwards => f.write_str("time went backwards"),
+        }
+    }
+}
+
+impl core::error::Error for CompleteError {}

@@ -1,0 +1,235 @@
+//! Requests: what the caller describes, what the engine keeps, and what it shows.
+
+use crate::handle::handle_type;
+use crate::kv::{ChunkList, HashChain, SeqHandle, Tier};
+use crate::queue::RankKey;
+use crate::time::Instant;
+use crate::util::NIL;
+
+handle_type!(
+    /// A request in an engine; carries a generation, so a stale or forged handle is rejected.
+    RequestHandle
+);
+
+/// A new request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestDesc<'h> {
+    /// The caller's id; must be unique among live requests.
+    pub external_id: u64,
+    /// Prompt length in tokens (≥ 1).
+    pub prompt_tokens: u32,
+    /// Output cap; the request finishes when it is reached.
+    pub max_output_tokens: Option<u32>,
+    /// Predicted output length in tokens (finite, ≥ 0).
+    pub predicted_output_tokens: Option<f64>,
+    /// Priority class, lower first (used by the `Priority` policy).
+    pub priority: i32,
+    /// Absolute deadline for the whole request (slack / EDF).
+    pub deadline: Option<Instant>,
+    /// Time-to-first-token target in µs; used as the deadline when `deadline` is `None`.
+    pub ttft_target_us: Option<u64>,
+    /// Tenant id for fair share (below `max_tenants`).
+    pub tenant: u32,
+    /// Chained hashes of the prompt's full blocks, in order, for prefix caching (at most
+    /// `prompt_tokens / block_size` of them).
+    pub prompt_block_hashes: &'h [u64],
+}
+
+impl RequestDesc<'static> {
+    /// A request with only an id and a prompt length.
+    pub const fn new(external_id: u64, prompt_tokens: u32) -> Self {
+        RequestDesc {
+            external_id,
+            prompt_tokens,
+            max_output_tokens: None,
+            predicted_output_tokens: None,
+            priority: 0,
+            deadline: None,
+            ttft_target_us: None,
+            tenant: 0,
+            prompt_block_hashes: &[],
+        }
+    }
+}
+
+/// Where a request is. Every live request is in exactly one state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestState {
+    /// In the waiting queue: new, preempted for recompute, or resumed.
+    Waiting,
+    /// In the running set.
+    Running,
+    /// In the waiting queue with its KV in host memory.
+    Swapped,
+    /// Waiting on an external call.
+    Paused,
+}
+
+/// A read-only view of one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestView {
+    /// The caller's id.
+    pub external_id: u64,
+    /// Its state.
+    pub state: RequestState,
+    /// Prompt tokens, including tokens appended by resumed external calls.
+    pub prompt_tokens: u32,
+    /// Output tokens generated.
+    pub generated_tokens: u32,
+    /// Tokens whose KV is computed (0 after a recompute preemption).
+    pub computed_tokens: u32,
+    /// The current prediction of the total output, if any.
+    pub predicted_output_tokens: Option<f64>,
+    /// Where its KV is, if anywhere.
+    pub kv_tier: Option<Tier>,
+    /// Times it was preempted.
+    pub preemptions: u32,
+    /// When it arrived.
+    pub arrival: Instant,
+    /// When its first output token was reported.
+    pub first_token: Option<Instant>,
+}
+
+pub(crate) const STATE_FREE: u8 = 0;
+pub(crate) const STATE_WAITING: u8 = 1;
+pub(crate) const STATE_RUNNING: u8 = 2;
+pub(crate) const STATE_SWAPPED: u8 = 3;
+pub(crate) const STATE_PAUSED: u8 = 4;
+
+/// Per-request bookkeeping. Opaque; create storage with `RequestSlot::default()`.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestSlot {
+    pub(crate) external_id: u64,
+    pub(crate) arrival_us: u64,
+    pub(crate) arrival_seq: u64,
+    pub(crate) deadline_us: u64,
+    pub(crate) first_token_us: u64,
+    pub(crate) predicted_total: f64,
+    pub(crate) initial_prediction: f64,
+    pub(crate) seq_raw: u64,
+    /// The plan (step number) this request was scheduled in, 0 if none.
+    pub(crate) scheduled_step: u64,
+    /// The last `complete` call (stamp) that validated a result for it.
+    pub(crate) validated_stamp: u64,
+    pub(crate) backlog_contrib: u64,
+    pub(crate) hashes: ChunkList,
+    pub(crate) key: RankKey,
+    pub(crate) generation: u32,
+    pub(crate) id_chain_next: u32,
+    pub(crate) prompt_tokens: u32,
+    pub(crate) extra_prompt: u32,
+    pub(crate) max_output: u32,
+    pub(crate) generated: u32,
+    pub(crate) computed: u32,
+    pub(crate) recompute_upto: u32,
+    pub(crate) priority: i32,
+    pub(crate) tenant: u32,
+    pub(crate) running_pos: u32,
+    pub(crate) reserve_left: u32,
+    pub(crate) preemptions: u32,
+    pub(crate) sched_tokens: u32,
+    pub(crate) sched_blocks: u32,
+    pub(crate) sched_from: u32,
+    pub(crate) paused_prev: u32,
+    pub(crate) paused_next: u32,
+    pub(crate) next_free: u32,
+    pub(crate) state: u8,
+    pub(crate) has_prediction: bool,
+    pub(crate) reported: bool,
+    pub(crate) queued: bool,
+}
+
+impl Default for RequestSlot {
+    fn default() -> Self {
+        RequestSlot {
+            external_id: 0,
+            arrival_us: 0,
+            arrival_seq: 0,
+            deadline_us: u64::MAX,
+            first_token_us: u64::MAX,
+            predicted_total: 0.0,
+            initial_prediction: 0.0,
+            seq_raw: 0,
+            scheduled_step: 0,
+            validated_stamp: 0,
+            backlog_contrib: 0,
+            hashes: ChunkList::EMPTY,
+            key: RankKey::default(),
+            generation: 1,
+            id_chain_next: NIL,
+            prompt_tokens: 0,
+            extra_prompt: 0,
+            max_output: u32::MAX,
+            generated: 0,
+            computed: 0,
+            recompute_upto: 0,
+            priority: 0,
+            tenant: 0,
+            running_pos: NIL,
+            reserve_left: 0,
+            preemptions: 0,
+            sched_tokens: 0,
+            sched_blocks: 0,
+            sched_from: 0,
+            paused_prev: NIL,
+            paused_next: NIL,
+            next_free: NIL,
+            state: STATE_FREE,
+            has_prediction: false,
+            reported: false,
+            queued: false,
+        }
+    }
+}
+
+impl RequestSlot {
+    /// All tokens known: prompt, appended tool output, generated output.
+    #[inline]
+    pub(crate) fn num_tokens(&self) -> u32 {
+        self.prompt_tokens + self.extra_prompt + self.generated
+    }
+
+    #[inline]
+    pub(crate) fn seq(&self) -> Option<SeqHandle> {
+        (self.seq_raw != 0).then(|| SeqHandle::from_raw(self.seq_raw))
+    }
+
+    #[inline]
+    pub(crate) fn live(&self) -> bool {
+        self.state != STATE_FREE
+    }
+}
+
+impl HashChain for [RequestSlot] {
+    #[inline]
+    fn key(&self, i: u32) -> u64 {
+        self[i as usize].external_id
+    }
+    #[inline]
+    fn chain_next(&self, i: u32) -> u32 {
+        self[i as usize].id_chain_next
+    }
+    #[inline]
+    fn set_chain_next(&mut self, i: u32, v: u32) {
+        self[i as usize].id_chain_next = v;
+    }
+}
+
+impl crate::kv::Links for [RequestSlot] {
+    #[inline]
+    fn prev(&self, i: u32) -> u32 {
+        self[i as usize].paused_prev
+    }
+    #[inline]
+    fn next(&self, i: u32) -> u32 {
+        self[i as usize].paused_next
+    }
+    #[inline]
+    fn set_prev(&mut self, i: u32, v: u32) {
+        self[i as usize].paused_prev = v;
+    }
+    #[inline]
+    fn set_next(&mut self, i: u32, v: u32) {
+        self[i as usize].paused_next = v;
+    }
+}

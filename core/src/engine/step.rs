@@ -1,0 +1,602 @@
+//! `schedule`: one step (see the module docs of [`crate::engine`] for the order of passes).
+
+use super::config::AdmissionMode;
+use super::plan::{
+    DropReason, Dropped, EntryKind, Plan, Preemption, PreemptionCause, PreemptionKind,
+    ScheduleError, ScheduledEntry,
+};
+use super::request::{STATE_SWAPPED, STATE_WAITING};
+use super::{Engine, blocks_for};
+use crate::kv::Tier;
+use crate::time::Instant;
+use crate::util::NIL;
+
+/// How a waiting request gets its KV when admitted.
+#[derive(Clone, Copy, Debug)]
+enum AdmitKind {
+    /// No KV yet: attach the cached prefix, allocate the rest.
+    Fresh { hit_blocks: u32 },
+    /// KV in host memory: swap it in.
+    Swapped,
+    /// KV still on the device (a resumed pause that kept it).
+    Resident,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Admission {
+    kind: AdmitKind,
+    chunk: u32,
+    /// Blocks the admission mode reserves for the request in all.
+    reserve_target: u64,
+}
+
+/// Why a waiting request does not start now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoFit {
+    /// Not enough free blocks at all.
+    Physical,
+    /// Budget, plan capacity, reservations or the watermark.
+    Policy,
+}
+
+impl<'a> Engine<'a> {
+    /// Decides the next step. The plan stays readable (also via [`Engine::plan`]) until the
+    /// next call that changes the engine. Every entry must be reported with
+    /// [`Engine::complete`] (or its request aborted) before the next `schedule`.
+    pub fn schedule(&mut self, now: Instant) -> Result<Plan<'_>, ScheduleError> {
+        if self.awaiting > 0 {
+            return Err(ScheduleError::ResultsPending {
+                missing: self.awaiting,
+            });
+        }
+        if !self.check_time(now) {
+            return Err(ScheduleError::TimeWentBackwards);
+        }
+        self.step += 1;
+        self.stats.steps += 1;
+        let p = &mut self.plan;
+        p.entries_len = 0;
+        p.blocks_len = 0;
+        p.swap_in_len = 0;
+        p.copies_len = 0;
+        p.preempted_len = 0;
+        p.dropped_len = 0;
+        if !p.swap_out_pending {
+            p.swap_out_len = 0;
+        }
+        p.swap_out_pending = false;
+
+        let mut budget = self.cfg.token_budget;
+        self.drop_oversized_running();
+        self.assign_running_tokens(&mut budget);
+        let mut need: u64 = 0;
+        for k in 0..self.running_len as usize {
+            let i = self.running[k];
+            let r = &self.reqs[i as usize];
+            if r.sched_tokens > 0 {
+                let seq = r.seq().expect("running requests hold KV");
+                let b = self
+                    .kv
+                    .blocks_needed(seq, r.computed + r.sched_tokens)
+                    .unwrap_or(0);
+                self.reqs[i as usize].sched_blocks = b;
+                need += b as u64;
+            }
+        }
+
+        let mut preemptions = 0u32;
+        let memory_preempted = self.make_room(&mut need, &mut budget, &mut preemptions);
+        let mut promoted = NIL;
+        if !memory_preempted && self.cfg.policy.preempts_for_rank() {
+            promoted = self.preempt_for_rank(&mut need, &mut budget, &mut preemptions);
+        }
+        for k in 0..self.running_len as usize {
+            let i = self.running[k];
+            let n = self.reqs[i as usize].sched_tokens;
+            if n > 0 {
+                self.run_tokens(i, n, false);
+            }
+        }
+        if !memory_preempted {
+            self.admit_waiting(promoted, &mut budget);
+        }
+        Ok(self.plan())
+    }
+
+    /// Drops running requests that need more blocks than the device has: they can never run.
+    fn drop_oversized_running(&mut self) {
+        let n = self.cfg.device_blocks as u64;
+        let mut k = self.running_len as usize;
+        while k > 0 {
+            k -= 1;
+            let i = self.running[k];
+            let r = &self.reqs[i as usize];
+            if blocks_for(r.num_tokens() as u64, self.cfg.block_size) > n {
+                self.drop_request(i, DropReason::ExceedsKvCapacity);
+            }
+        }
+    }
+
+    /// Decodes first (one token each), then prefill chunks, within the budget.
+    fn assign_running_tokens(&mut self, budget: &mut u32) {
+        let chunk_cap = if self.cfg.prefill_chunk == 0 {
+            u32::MAX
+        } else {
+            self.cfg.prefill_chunk
+        };
+        for pass in 0..2 {
+            for k in 0..self.running_len as usize {
+                let i = self.running[k] as usize;
+                let r = &mut self.reqs[i];
+                let owed = r.num_tokens() - r.computed;
+                let is_decode = owed == 1 && r.generated > 0;
+                if pass == 0 {
+                    r.sched_tokens = 0;
+                    r.sched_blocks = 0;
+                    if is_decode && *budget > 0 {
+                        r.sched_tokens = 1;
+                        *budget -= 1;
+                    }
+                } else if !is_decode && owed > 0 {
+                    let n = owed.min(chunk_cap).min(*budget);
+                    r.sched_tokens = n;
+                    *budget -= n;
+                }
+            }
+        }
+    }
+
+    /// The running request with the worst competing key among those `filter` accepts.
+    fn worst_running(&self, filter: impl Fn(u32) -> bool) -> Option<u32> {
+        let mut worst: Option<(crate::queue::RankKey, u32)> = None;
+        for k in 0..self.running_len as usize {
+            let i = self.running[k];
+            if !filter(i) {
+                continue;
+            }
+            let key = self.compete_key(i);
+            if worst.is_none_or(|(w, _)| key > w) {
+                worst = Some((key, i));
+            }
+        }
+        worst.map(|(_, i)| i)
+    }
+
+    /// Frees memory until the running requests' needs fit. Returns whether anything running
+    /// was preempted.
+    fn make_room(&mut self, need: &mut u64, budget: &mut u32, preemptions: &mut u32) -> bool {
+        let mut preempted = false;
+        loop {
+            if *need <= self.kv.available_device() as u64 {
+                return preempted;
+            }
+            if self.paused_kept.len() > 0 {
+                self.evict_paused_head();
+                continue;
+            }
+            if *preemptions < self.cfg.max_preemptions_per_step {
+                if let Some(v) = self.worst_running(|i| self.preemptible(i)) {
+                    *need -= self.reqs[v as usize].sched_blocks as u64;
+                    *budget += self.reqs[v as usize].sched_tokens;
+                    self.preempt(v, PreemptionCause::Memory);
+                    *preemptions += 1;
+                    preempted = true;
+                    continue;
+                }
+            }
+            let mut scheduled = 0u32;
+            let mut only = NIL;
+            for k in 0..self.running_len as usize {
+                let i = self.running[k];
+                if self.reqs[i as usize].sched_tokens > 0 {
+                    scheduled += 1;
+                    only = i;
+                }
+            }
+            if scheduled >= 2 {
+                // Not allowed to preempt more: the worst-ranked scheduled request waits a step.
+                let v = self
+                    .worst_running(|i| self.reqs[i as usize].sched_tokens > 0)
+                    .expect("two scheduled");
+                let r = &mut self.reqs[v as usize];
+                *need -= r.sched_blocks as u64;
+                *budget += r.sched_tokens;
+                r.sched_tokens = 0;
+                r.sched_blocks = 0;
+                continue;
+            }
+            // One request left and it does not fit: preempt others regardless of protection
+            // and of the cap, so the step makes progress.
+            match self.worst_running(|i| i != only) {
+                Some(v) => {
+                    *need -= self.reqs[v as usize].sched_blocks as u64;
+                    self.preempt(v, PreemptionCause::Memory);
+                    *preemptions += 1;
+                    preempted = true;
+                }
+                None => return preempted,
+            }
+        }
+    }
+
+    /// Rank preemption: while the head of the queue outranks the worst running request by the
+    /// margin and could not start otherwise, preempt and promote. Returns the promoted list.
+    fn preempt_for_rank(&mut self, need: &mut u64, budget: &mut u32, preemptions: &mut u32) -> u32 {
+        let mut head = NIL;
+        let mut tail = NIL;
+        while *preemptions < self.cfg.max_preemptions_per_step {
+            let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
+                break;
+            };
+            let Some(v) = self.worst_running(|i| self.preemptible(i)) else {
+                break;
+            };
+            if !(kw.rank() + self.cfg.priority_margin < self.compete_key(v).rank()) {
+                break;
+            }
+            let avail = (self.kv.available_device() as u64).saturating_sub(*need) as u32;
+            if self.running_len < self.cfg.max_running
+                && self.plan_admission(w, *budget, avail).is_ok()
+            {
+                break;
+            }
+            *need -= self.reqs[v as usize].sched_blocks as u64;
+            *budget += self.reqs[v as usize].sched_tokens;
+            self.preempt(v, PreemptionCause::Rank);
+            *preemptions += 1;
+            self.dequeue(w);
+            self.reqs[w as usize].next_free = NIL;
+            if tail == NIL {
+                head = w;
+            } else {
+                self.reqs[tail as usize].next_free = w;
+            }
+            tail = w;
+        }
+        head
+    }
+
+    /// Admits promoted requests, then the queue's head, in order, until one does not fit.
+    fn admit_waiting(&mut self, mut promoted: u32, budget: &mut u32) {
+        loop {
+            let (w, from_promoted) = if promoted != NIL {
+                (promoted, true)
+            } else if let Some(w) = self.queue.peek(self.tenants) {
+                (w, false)
+            } else {
+                break;
+            };
+            if self.running_len >= self.cfg.max_running
+                || *budget == 0
+                || self.plan.entries_len >= self.plan.entries.len()
+            {
+                break;
+            }
+            let r = &self.reqs[w as usize];
+            if blocks_for(r.num_tokens() as u64 + 1, self.cfg.block_size)
+                > self.cfg.device_blocks as u64
+            {
+                if self.plan.dropped_len >= self.plan.dropped.len() {
+                    break;
+                }
+                if from_promoted {
+                    promoted = self.reqs[w as usize].next_free;
+                    self.reqs[w as usize].next_free = NIL;
+                }
+                self.drop_request(w, DropReason::ExceedsKvCapacity);
+                continue;
+            }
+            let avail = self.kv.available_device();
+            match self.plan_admission(w, *budget, avail) {
+                Ok(adm) => {
+                    if from_promoted {
+                        promoted = self.reqs[w as usize].next_free;
+                        self.reqs[w as usize].next_free = NIL;
+                    } else {
+                        self.dequeue(w);
+                    }
+                    self.admit(w, adm);
+                    *budget -= adm.chunk;
+                }
+                Err(NoFit::Physical) if self.paused_kept.len() > 0 => self.evict_paused_head(),
+                Err(_) => break,
+            }
+        }
+        while promoted != NIL {
+            let w = promoted;
+            promoted = self.reqs[w as usize].next_free;
+            self.reqs[w as usize].next_free = NIL;
+            let state = self.reqs[w as usize].state;
+            self.enqueue(w, state);
+        }
+    }
+
+    /// Blocks `i` may need in all under the admission mode (0 for eager).
+    fn reserve_target(&self, i: u32) -> u64 {
+        let r = &self.reqs[i as usize];
+        let bs = self.cfg.block_size;
+        let total = r.num_tokens() as u64;
+        let cap = {
+            let by_output = (r.max_output != u32::MAX)
+                .then(|| (r.prompt_tokens + r.extra_prompt) as u64 + r.max_output as u64);
+            let by_len =
+                (self.cfg.max_sequence_tokens != 0).then_some(self.cfg.max_sequence_tokens as u64);
+            match (by_output, by_len) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        match self.cfg.admission {
+            AdmissionMode::Eager => 0,
+            AdmissionMode::FullPrompt => blocks_for(total, bs),
+            AdmissionMode::Predicted { headroom } => {
+                let ri = self.rank_input(i);
+                let rem =
+                    (self.cfg.policy.effective_prediction(&ri) - ri.attained).max(0.0) * headroom;
+                let mut t = total + libm::ceil(rem) as u64;
+                if let Some(c) = cap {
+                    t = t.min(c.max(total));
+                }
+                blocks_for(t, bs)
+            }
+            AdmissionMode::WorstCase => {
+                let t = cap
+                    .unwrap_or(self.cfg.device_blocks as u64 * bs as u64)
+                    .max(total);
+                blocks_for(t, bs).min(self.cfg.device_blocks as u64)
+            }
+        }
+    }
+
+    /// Whether waiting request `w` can start now with `budget` tokens and `avail` blocks, and
+    /// how.
+    fn plan_admission(&self, w: u32, budget: u32, avail: u32) -> Result<Admission, NoFit> {
+        let r = &self.reqs[w as usize];
+        let bs = self.cfg.block_size;
+        let total = r.num_tokens();
+        let chunk_cap = if self.cfg.prefill_chunk == 0 {
+            u32::MAX
+        } else {
+            self.cfg.prefill_chunk
+        };
+        let info = r.seq().and_then(|s| self.kv.seq_info(s).ok());
+        let (kind, chunk, supply, blocks_after) = match info {
+            None => {
+                let cap = (total - 1) / bs;
+                let m = self
+                    .kv
+                    .lookup_prefix_iter(self.hashes.iter(&r.hashes).take(cap as usize));
+                let hit_tokens = m.blocks * bs;
+                let chunk = (total - hit_tokens).min(chunk_cap).min(budget);
+                let after = blocks_for((hit_tokens + chunk) as u64, bs) as u32;
+                (
+                    AdmitKind::Fresh {
+                        hit_blocks: m.blocks,
+                    },
+                    chunk,
+                    after - m.blocks + m.idle,
+                    after,
+                )
+            }
+            Some(x) => {
+                let owed = total - r.computed;
+                let chunk = owed.min(chunk_cap).min(budget);
+                let after = blocks_for((r.computed + chunk) as u64, bs) as u32;
+                if x.tier == Tier::Host {
+                    if self.plan.swap_in_len + x.num_blocks as usize > self.plan.swap_in.len() {
+                        return Err(NoFit::Policy);
+                    }
+                    (AdmitKind::Swapped, chunk, after.max(x.num_blocks), after)
+                } else {
+                    let seq = r.seq().expect("has KV");
+                    let grow = self
+                        .kv
+                        .blocks_needed(seq, r.computed + chunk)
+                        .unwrap_or(u32::MAX);
+                    (AdmitKind::Resident, chunk, grow, after)
+                }
+            }
+        };
+        if chunk == 0 {
+            return Err(NoFit::Policy);
+        }
+        if supply > avail {
+            return Err(NoFit::Physical);
+        }
+        if self.plan.blocks_len + blocks_after as usize > self.plan.blocks.len() {
+            return Err(NoFit::Policy);
+        }
+        let reserve_target = self.reserve_target(w);
+        if self.running_len > 0 {
+            let reserve_left = reserve_target.saturating_sub(blocks_after as u64);
+            let needed = supply as u64
+                + reserve_left
+                + self.outstanding_reserve
+                + self.watermark_blocks as u64;
+            if needed > avail as u64 {
+                return Err(NoFit::Policy);
+            }
+        }
+        Ok(Admission {
+            kind,
+            chunk,
+            reserve_target,
+        })
+    }
+
+    /// Starts waiting request `w` (already out of the queue) as planned.
+    fn admit(&mut self, w: u32, adm: Admission) {
+        let bs = self.cfg.block_size;
+        match adm.kind {
+            AdmitKind::Fresh { hit_blocks } => {
+                let seq = self.kv.create_seq().expect("one sequence slot per request");
+                let r = &self.reqs[w as usize];
+                let cap = (r.num_tokens() - 1) / bs;
+                let got = self
+                    .kv
+                    .attach_prefix_iter(seq, self.hashes.iter(&r.hashes).take(cap as usize))
+                    .expect("planned");
+                debug_assert_eq!(got, hit_blocks);
+                let r = &mut self.reqs[w as usize];
+                r.seq_raw = seq.to_raw();
+                r.computed = got * bs;
+                let prompt = r.prompt_tokens + r.extra_prompt;
+                self.stats.prompt_tokens_admitted += prompt as u64;
+                self.stats.prefix_hit_tokens += (got * bs).min(prompt) as u64;
+            }
+            AdmitKind::Swapped => {
+                let seq = self.reqs[w as usize]
+                    .seq()
+                    .expect("swapped requests hold KV");
+                let p = &mut self.plan;
+                let n = self
+                    .kv
+                    .swap_in(seq, &mut p.swap_in[p.swap_in_len..])
+                    .expect("planned");
+                p.swap_in_len += n as usize;
+            }
+            AdmitKind::Resident => {}
+        }
+        self.add_running(w);
+        // Reserve what the mode asks for beyond the blocks held now; `run_tokens` then counts
+        // this step's new blocks against it.
+        let seq = self.reqs[w as usize]
+            .seq()
+            .expect("admitted requests hold KV");
+        let held = self.kv.seq_info(seq).map_or(0, |x| x.num_blocks) as u64;
+        let left = adm.reserve_target.saturating_sub(held).min(u32::MAX as u64) as u32;
+        self.reqs[w as usize].reserve_left = left;
+        self.outstanding_reserve += left as u64;
+        self.run_tokens(w, adm.chunk, true);
+    }
+
+    /// Allocates `n` more tokens for running request `i` and emits its plan entry; with
+    /// `whole_table` the entry carries the full block table (newly admitted requests).
+    fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) {
+        let seq = self.reqs[i as usize]
+            .seq()
+            .expect("running requests hold KV");
+        let before = self.reqs[i as usize].computed;
+        let out = self
+            .kv
+            .append_tokens(seq, n)
+            .expect("room was made for this step");
+        self.consume_reserve(i, out.changed);
+        let p = &mut self.plan;
+        if let Some(c) = out.copy {
+            p.copies[p.copies_len] = c;
+            p.copies_len += 1;
+        }
+        let table_start = if whole_table { 0 } else { out.first_changed };
+        let read = self
+            .kv
+            .read_table(seq, table_start, &mut p.blocks[p.blocks_len..])
+            .expect("live sequence");
+        let r = &mut self.reqs[i as usize];
+        let total = r.num_tokens();
+        let kind = if n == 1 && r.generated > 0 && before + 1 == total {
+            EntryKind::Decode
+        } else {
+            EntryKind::Prefill
+        };
+        p.entries[p.entries_len] = ScheduledEntry {
+            handle: super::RequestHandle::new(i, r.generation),
+            external_id: r.external_id,
+            kind,
+            tokens: n,
+            computed_before: before,
+            samples: before + n == total,
+            table_start,
+            blocks_start: p.blocks_len as u32,
+            blocks_len: read as u32,
+        };
+        p.entries_len += 1;
+        p.blocks_len += read;
+        if before < r.recompute_upto {
+            self.stats.recomputed_tokens += ((before + n).min(r.recompute_upto) - before) as u64;
+        }
+        r.computed = before + n;
+        r.sched_from = before;
+        r.sched_tokens = n;
+        r.scheduled_step = self.step;
+        r.reported = false;
+        self.awaiting += 1;
+    }
+
+    /// Preempts running request `v` by the configured mode and requeues it with its current
+    /// rank and original arrival order.
+    fn preempt(&mut self, v: u32, cause: PreemptionCause) {
+        let c = self.cfg.costs;
+        let r = &self.reqs[v as usize];
+        let blocks = r
+            .seq()
+            .and_then(|s| self.kv.seq_info(s).ok())
+            .map_or(0, |x| x.num_blocks);
+        let want_swap = match self.cfg.preemption {
+            super::PreemptionMode::Recompute => false,
+            super::PreemptionMode::Swap => true,
+            super::PreemptionMode::Auto => {
+                2.0 * blocks as f64 * c.swap_us_per_block
+                    < r.computed as f64 * c.recompute_us_per_token
+            }
+        };
+        self.remove_running(v);
+        let kind = if want_swap && self.try_swap_out(v) {
+            self.enqueue(v, STATE_SWAPPED);
+            self.stats.preemptions_swap += 1;
+            PreemptionKind::Swap
+        } else {
+            self.discard_kv(v);
+            self.enqueue(v, STATE_WAITING);
+            self.stats.preemptions_recompute += 1;
+            PreemptionKind::Recompute
+        };
+        if cause == PreemptionCause::Rank {
+            self.stats.preemptions_for_rank += 1;
+        }
+        let r = &mut self.reqs[v as usize];
+        r.preemptions += 1;
+        let p = &mut self.plan;
+        if p.preempted_len < p.preempted.len() {
+            p.preempted[p.preempted_len] = Preemption {
+                handle: super::RequestHandle::new(v, r.generation),
+                external_id: r.external_id,
+                kind,
+                cause,
+            };
+            p.preempted_len += 1;
+        }
+    }
+
+    /// Evicts the KV of the longest-paused request that kept it: swapped if the pause mode
+    /// allows and the host has room, else discarded.
+    fn evict_paused_head(&mut self) {
+        let Some(i) = self.paused_kept.pop_front(&mut *self.reqs) else {
+            return;
+        };
+        let swap = matches!(
+            self.cfg.pause,
+            super::PauseMode::Swap | super::PauseMode::Auto
+        );
+        if !(swap && self.try_swap_out(i)) {
+            self.discard_kv(i);
+        }
+        self.stats.paused_evicted += 1;
+    }
+
+    /// Removes request `i` for good, recording why in the plan.
+    fn drop_request(&mut self, i: u32, reason: DropReason) {
+        let r = &self.reqs[i as usize];
+        let p = &mut self.plan;
+        if p.dropped_len < p.dropped.len() {
+            p.dropped[p.dropped_len] = Dropped {
+                handle: super::RequestHandle::new(i, r.generation),
+                external_id: r.external_id,
+                reason,
+            };
+            p.dropped_len += 1;
+        }
+        self.release(i);
+        self.stats.dropped += 1;
+    }
+}
