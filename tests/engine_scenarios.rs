@@ -338,15 +338,11 @@ fn requests_that_can_never_fit_are_rejected_or_dropped() {
     );
 }
 
-fn pause_run(
-    mode: PauseMode,
-    duration_us: u64,
-) -> (
-    RequestState,
-    Option<Tier>,
-    usize,
-    Vec<(u64, augur::core::engine::EntryKind, u32)>,
-) {
+/// (state right after the pause, its KV tier, swap-out pairs in the next plan, the entries
+/// of the step after resuming)
+type PauseOutcome = (RequestState, Option<Tier>, usize, Vec<engine_support::Line>);
+
+fn pause_run(mode: PauseMode, duration_us: u64) -> PauseOutcome {
     let mut cfg = config(PolicyKind::Fcfs);
     cfg.pause = mode;
     cfg.host_blocks = 16;

@@ -195,10 +195,10 @@ impl Policy {
         if let Some(d) = self.default_deadline_us {
             finite_nonneg(d, "default_deadline_us")?;
         }
-        if let OverrunRule::Rescale { factor } = self.overrun {
-            if !(factor.is_finite() && factor > 1.0) {
-                return Err(PolicyError("overrun.factor"));
-            }
+        if let OverrunRule::Rescale { factor } = self.overrun
+            && !(factor.is_finite() && factor > 1.0)
+        {
+            return Err(PolicyError("overrun.factor"));
         }
         match self.kind {
             PolicyKind::Trail { cutoff } => finite_nonneg(cutoff, "cutoff")?,

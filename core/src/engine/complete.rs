@@ -65,10 +65,10 @@ impl<'a> Engine<'a> {
                 got: res.tokens,
             });
         }
-        if let Some(p) = res.predicted_remaining {
-            if !(p.is_finite() && p >= 0.0) {
-                return Err(ResultErrorKind::InvalidPrediction);
-            }
+        if let Some(p) = res.predicted_remaining
+            && !(p.is_finite() && p >= 0.0)
+        {
+            return Err(ResultErrorKind::InvalidPrediction);
         }
         if res.pause.is_some() && res.finished {
             return Err(ResultErrorKind::PauseWhenFinished);

@@ -224,10 +224,10 @@ impl EngineConfig {
         if self.max_preemptions_per_step == 0 {
             return Err(Field("max_preemptions_per_step"));
         }
-        if let AdmissionMode::Predicted { headroom } = self.admission {
-            if !(headroom.is_finite() && headroom >= 0.0) {
-                return Err(Field("admission.headroom"));
-            }
+        if let AdmissionMode::Predicted { headroom } = self.admission
+            && !(headroom.is_finite() && headroom >= 0.0)
+        {
+            return Err(Field("admission.headroom"));
         }
         let c = self.costs;
         if !(c.recompute_us_per_token.is_finite() && c.recompute_us_per_token >= 0.0) {

@@ -431,7 +431,7 @@ impl<'a> Engine<'a> {
             initial_prediction: r.has_prediction.then_some(r.initial_prediction),
             max_output: (r.max_output != u32::MAX).then_some(r.max_output as f64),
             priority: r.priority as f64,
-            deadline_s: (r.deadline_us != u64::MAX).then(|| r.deadline_us as f64 * 1e-6),
+            deadline_s: (r.deadline_us != u64::MAX).then_some(r.deadline_us as f64 * 1e-6),
         }
     }
 
@@ -582,13 +582,12 @@ impl<'a> Engine<'a> {
         }
         match self.reqs[i as usize].state {
             STATE_RUNNING => self.remove_running(i),
-            STATE_PAUSED => {
+            STATE_PAUSED
                 if self.reqs[i as usize]
                     .seq()
-                    .is_some_and(|s| self.kv.seq_info(s).is_ok_and(|x| x.tier == Tier::Device))
-                {
-                    self.paused_kept.remove(&mut *self.reqs, i);
-                }
+                    .is_some_and(|s| self.kv.seq_info(s).is_ok_and(|x| x.tier == Tier::Device)) =>
+            {
+                self.paused_kept.remove(&mut *self.reqs, i);
             }
             _ => {}
         }
@@ -633,10 +632,10 @@ impl<'a> Engine<'a> {
         if desc.max_output_tokens == Some(0) {
             return Err(AddError::InvalidField("max_output_tokens"));
         }
-        if let Some(p) = desc.predicted_output_tokens {
-            if !(p.is_finite() && p >= 0.0) {
-                return Err(AddError::InvalidField("predicted_output_tokens"));
-            }
+        if let Some(p) = desc.predicted_output_tokens
+            && !(p.is_finite() && p >= 0.0)
+        {
+            return Err(AddError::InvalidField("predicted_output_tokens"));
         }
         if desc.tenant >= self.cfg.max_tenants {
             return Err(AddError::InvalidField("tenant"));

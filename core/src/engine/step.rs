@@ -174,15 +174,15 @@ impl<'a> Engine<'a> {
                 self.evict_paused_head();
                 continue;
             }
-            if *preemptions < self.cfg.max_preemptions_per_step {
-                if let Some(v) = self.worst_running(|i| self.preemptible(i)) {
-                    *need -= self.reqs[v as usize].sched_blocks as u64;
-                    *budget += self.reqs[v as usize].sched_tokens;
-                    self.preempt(v, PreemptionCause::Memory);
-                    *preemptions += 1;
-                    preempted = true;
-                    continue;
-                }
+            if *preemptions < self.cfg.max_preemptions_per_step
+                && let Some(v) = self.worst_running(|i| self.preemptible(i))
+            {
+                *need -= self.reqs[v as usize].sched_blocks as u64;
+                *budget += self.reqs[v as usize].sched_tokens;
+                self.preempt(v, PreemptionCause::Memory);
+                *preemptions += 1;
+                preempted = true;
+                continue;
             }
             let mut scheduled = 0u32;
             let mut only = NIL;
@@ -231,7 +231,9 @@ impl<'a> Engine<'a> {
             let Some(v) = self.worst_running(|i| self.preemptible(i)) else {
                 break;
             };
-            if !(kw.rank() + self.cfg.priority_margin < self.compete_key(v).rank()) {
+            // Ranks are never NaN (inputs are validated), so `>=` is the plain negation.
+            let improves = kw.rank() + self.cfg.priority_margin < self.compete_key(v).rank();
+            if !improves {
                 break;
             }
             let avail = (self.kv.available_device() as u64).saturating_sub(*need) as u32;

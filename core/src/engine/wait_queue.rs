@@ -287,12 +287,12 @@ impl<'a> WaitQueue<'a> {
     /// VTC's rule for a tenant that becomes active: lift its counter to the smallest counter
     /// among tenants with waiting requests, so idle time cannot be banked.
     pub(crate) fn lift_new_tenant(&mut self, tenants: &mut [TenantSlot], t: u32) {
-        if let WaitQueue::Fair { tenant_heap, .. } = self {
-            if let Some((_, k)) = tenant_heap.peek() {
-                let floor = k.rank();
-                if tenants[t as usize].counter < floor {
-                    tenants[t as usize].counter = floor;
-                }
+        if let WaitQueue::Fair { tenant_heap, .. } = self
+            && let Some((_, k)) = tenant_heap.peek()
+        {
+            let floor = k.rank();
+            if tenants[t as usize].counter < floor {
+                tenants[t as usize].counter = floor;
             }
         }
     }

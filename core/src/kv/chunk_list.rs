@@ -268,7 +268,7 @@ impl<T: Copy, const N: usize> Iterator for ChunkIter<'_, T, N> {
         let c = &self.chunks[self.chunk as usize];
         let v = c.items[self.index as usize % N];
         self.index += 1;
-        if self.index as usize % N == 0 {
+        if (self.index as usize).is_multiple_of(N) {
             self.chunk = c.next;
         }
         Some(v)
