@@ -799,9 +799,17 @@ impl Sim {
 /// Memory is proportional to the most jobs in the system at once, not to `jobs`: the heap's
 /// storage starts small and doubles when full.
 pub fn simulate(cfg: &Mg1Config) -> Result<Mg1Outcome, Mg1Error> {
+    simulate_with_capacity(cfg, INITIAL_CAPACITY)
+}
+
+/// [`simulate`] with the heap's initial capacity given (≥ 1), so tests can force it to grow.
+fn simulate_with_capacity(
+    cfg: &Mg1Config,
+    initial_capacity: usize,
+) -> Result<Mg1Outcome, Mg1Error> {
     cfg.validate()?;
     let mut sim = Sim::new(cfg);
-    let mut capacity = INITIAL_CAPACITY;
+    let mut capacity = initial_capacity.max(1);
     let mut entries = vec![HeapEntry::default(); capacity];
     let mut positions = vec![0u32; capacity];
     let mut waiting: Vec<(u32, RankKey)> = Vec::new();
@@ -949,5 +957,271 @@ mod tests {
             started.elapsed()
         );
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    /// M/D/1 at load 0.5: E[T] = 1 + ρ/(2(1−ρ)) = 1.5 exactly.
+    #[test]
+    fn test_fcfs_with_deterministic_service_is_md1() {
+        let out = simulate(&cfg("fcfs", 0.5, "det", "none", 1_000_000)).unwrap();
+        let ci = out.ci95_half_width.unwrap();
+        assert!(ci < 0.005, "{out:?}");
+        assert!((out.mean_response_time - 1.5).abs() < 0.01, "{out:?}");
+        assert_eq!(out.jobs_measured, 990_000);
+        assert_eq!(out.preemptions, 0);
+    }
+
+    #[test]
+    fn test_same_seed_same_result_and_common_random_numbers() {
+        let c = cfg("sprpt", 0.8, "weibull", "exp", 100_000);
+        let a = simulate(&c).unwrap();
+        assert_eq!(a, simulate(&c).unwrap());
+        let other = simulate(&Mg1Config {
+            seed: 8,
+            ..c.clone()
+        })
+        .unwrap();
+        assert_ne!(a.mean_response_time, other.mean_response_time);
+        // The same seed gives every policy the same jobs: with one level, MLFQ is FCFS, and a
+        // threshold below every prediction puts every job in one-bit's long class (FCFS too).
+        let fcfs = simulate(&cfg("fcfs", 0.8, "weibull", "exp", 100_000)).unwrap();
+        for same in ["mlfq:1:2:1", "onebit:0", "onebit-np:0"] {
+            let o = simulate(&cfg(same, 0.8, "weibull", "exp", 100_000)).unwrap();
+            assert_eq!(o.mean_response_time, fcfs.mean_response_time, "{same}");
+            assert_eq!(o.preemptions + o.demotion_preemptions, 0, "{same}");
+        }
+        // Trail with cutoff 0 never preempts and ranks waiting jobs by y: SPJF. With cutoff 1
+        // it stops preempting a job exactly when SPRPT's rank y − a reaches 0, where no arrival
+        // can beat it anyway: SPRPT.
+        let trail0 = simulate(&cfg("trail:0", 0.8, "weibull", "exp", 100_000)).unwrap();
+        let spjf = simulate(&cfg("spjf", 0.8, "weibull", "exp", 100_000)).unwrap();
+        assert_eq!(trail0.mean_response_time, spjf.mean_response_time);
+        assert_eq!(trail0.preemptions, 0);
+        let trail1 = simulate(&cfg("trail:1", 0.8, "weibull", "exp", 100_000)).unwrap();
+        assert_eq!(trail1.mean_response_time, a.mean_response_time);
+        assert_eq!(trail1.preemptions, a.preemptions);
+    }
+
+    #[test]
+    fn test_preemption_counters() {
+        let run = |p: &str| simulate(&cfg(p, 0.8, "exp", "exp", 200_000)).unwrap();
+        for p in ["fcfs", "sjf", "spjf", "onebit-np:1"] {
+            let o = run(p);
+            assert_eq!(o.preemptions + o.preemptions_refused, 0, "{p}: {o:?}");
+        }
+        for p in [
+            "sprpt",
+            "srpt",
+            "pspjf",
+            "onebit:1",
+            "memory-time",
+            "trail:0.5",
+        ] {
+            assert!(run(p).preemptions > 1000, "{p}");
+        }
+        let trail = run("trail:0.5");
+        assert!(trail.preemptions_refused > 1000, "{trail:?}");
+        assert_eq!(run("sprpt").preemptions_refused, 0);
+        let mlfq = run("mlfq");
+        assert!(
+            mlfq.preemptions > 0 && mlfq.demotion_preemptions > 0,
+            "{mlfq:?}"
+        );
+    }
+
+    /// The extra policies run and land where theory puts them.
+    #[test]
+    fn test_policies_without_closed_forms() {
+        let run = |p: &str, service: &str| {
+            let r = report(&cfg(p, 0.8, service, "uniform:0.5", 1_000_000)).unwrap();
+            assert_eq!(r.analytic_mean_response_time, None, "{p}");
+            assert_eq!(r.relative_error, None, "{p}");
+            r.mean_response_time
+        };
+        // One-bit at about the median and memory-time use the predictions: between SRPT (2.35)
+        // and FCFS (5) at load 0.8 with exponential service.
+        for p in ["onebit:0.7", "onebit-np:0.7", "memory-time"] {
+            let t = run(p, "exp");
+            assert!(t > 2.35 && t < 4.5, "{p}: {t}");
+        }
+        // MLFQ is size-blind: with exponential (memoryless) service every blind work-conserving
+        // policy has FCFS's mean, 5. With the Weibull's decreasing hazard rate it favours young
+        // jobs and beats FCFS (13) by far.
+        let t = run("mlfq", "exp");
+        assert!((t - 5.0).abs() < 0.2, "mlfq exp: {t}");
+        let t = run("mlfq", "weibull");
+        assert!(t < 6.0, "mlfq weibull: {t}");
+    }
+
+    #[test]
+    fn test_heap_growth_does_not_change_the_run() {
+        // FCFS at load 0.99 with heavy-tailed sizes queues hundreds of jobs: from capacity 1
+        // the heap doubles ten times.
+        let c = cfg("fcfs", 0.99, "weibull", "exp", 200_000);
+        let small = simulate_with_capacity(&c, 1).unwrap();
+        assert!(small.max_in_system > 512, "{small:?}");
+        assert_eq!(small, simulate(&c).unwrap());
+        assert_eq!(small, simulate_with_capacity(&c, 1 << 20).unwrap());
+    }
+
+    #[test]
+    fn test_report_json_field_names() {
+        let r = report(&cfg("mlfq", 0.5, "exp", "none", 1000)).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "analytic_mean_response_time",
+                "ci95_half_width",
+                "jobs",
+                "load",
+                "mean_response_time",
+                "policy",
+                "prediction",
+                "relative_error",
+                "service",
+            ]
+        );
+        assert!(v["analytic_mean_response_time"].is_null());
+        assert_eq!(v["policy"], "mlfq:1:2:8");
+        assert_eq!(v["prediction"], "none");
+        let t = report(&cfg("trail:0.8", 0.5, "exp", "exp", 1000)).unwrap();
+        assert!((t.analytic_mean_response_time.unwrap() - 1.6616).abs() < 1e-3);
+    }
+
+    #[test]
+    fn test_one_million_jobs_is_fast() {
+        let c = cfg("sprpt", 0.8, "exp", "exp", 1_000_000);
+        let t = Instant::now();
+        simulate(&c).unwrap();
+        let dt = t.elapsed();
+        println!("10^6 jobs of sprpt at load 0.8: {dt:.2?}");
+        // Generous: about 0.2 s in release; this guards against accidental quadratic work.
+        assert!(dt.as_secs_f64() < 5.0, "{dt:?}");
+    }
+
+    #[test]
+    fn test_validation_errors() {
+        let ok = cfg("sprpt", 0.5, "exp", "exp", 1000);
+        assert_eq!(ok.validate(), Ok(()));
+        let err = |c: Mg1Config| simulate(&c).unwrap_err();
+        assert_eq!(
+            err(Mg1Config {
+                load: 1.0,
+                ..ok.clone()
+            }),
+            Mg1Error::InvalidLoad(1.0)
+        );
+        assert_eq!(
+            err(Mg1Config {
+                load: 0.0,
+                ..ok.clone()
+            }),
+            Mg1Error::InvalidLoad(0.0)
+        );
+        assert!(matches!(
+            err(Mg1Config {
+                load: f64::NAN,
+                ..ok.clone()
+            }),
+            Mg1Error::InvalidLoad(_)
+        ));
+        assert_eq!(
+            err(Mg1Config {
+                jobs: 0,
+                warmup_jobs: 0,
+                ..ok.clone()
+            }),
+            Mg1Error::NoJobs
+        );
+        assert_eq!(
+            err(Mg1Config {
+                warmup_jobs: 1000,
+                ..ok.clone()
+            }),
+            Mg1Error::WarmupTooLong {
+                warmup_jobs: 1000,
+                jobs: 1000
+            }
+        );
+        let none = Mg1Config {
+            prediction: PredictionModel::None,
+            ..ok.clone()
+        };
+        let e = err(none.clone());
+        assert_eq!(e, Mg1Error::NeedsPredictions("sprpt".into()));
+        assert!(e.to_string().contains("prediction model `none`"), "{e}");
+        // Policies that rank by true sizes, or not by size at all, run without predictions.
+        for p in ["fcfs", "sjf", "srpt", "mlfq"] {
+            assert!(
+                simulate(&Mg1Config {
+                    policy: p.parse().unwrap(),
+                    ..none.clone()
+                })
+                .is_ok()
+            );
+        }
+        let e = "lifo".parse::<Mg1Policy>().unwrap_err();
+        assert_eq!(e, Mg1Error::UnknownPolicy("lifo".into()));
+        assert!(e.to_string().contains(POLICY_NAMES), "{e}");
+        assert!(
+            "las"
+                .parse::<Mg1Policy>()
+                .unwrap_err()
+                .to_string()
+                .contains("share the server")
+        );
+        for bad in ["trail:x", "onebit", "mlfq:1:2", "mlfq:1:2:x", "fcfs:1"] {
+            assert!(bad.parse::<Mg1Policy>().is_err(), "{bad}");
+        }
+        let bad_params = [
+            "trail:-0.5",
+            "trail:nan",
+            "onebit:-1",
+            "onebit:inf",
+            "mlfq:0.5:2:4",
+            "mlfq:1:2:0",
+        ];
+        for bad in bad_params {
+            let c = Mg1Config {
+                policy: bad.parse().unwrap(),
+                ..ok.clone()
+            };
+            assert!(
+                matches!(err(c), Mg1Error::InvalidPolicyParameter { .. }),
+                "{bad}"
+            );
+        }
+        let c = Mg1Config {
+            service: ServiceDist::LogNormal { sigma: -1.0 },
+            ..ok.clone()
+        };
+        assert!(matches!(err(c), Mg1Error::InvalidService(_)));
+        let c = Mg1Config {
+            prediction: PredictionModel::Uniform { alpha: 2.0 },
+            ..ok.clone()
+        };
+        assert!(matches!(err(c), Mg1Error::InvalidPrediction(_)));
+        // Parsing round-trips through Display.
+        for p in [
+            "fcfs",
+            "sjf",
+            "spjf",
+            "pspjf",
+            "srpt",
+            "sprpt",
+            "trail:0.5",
+            "onebit:2",
+            "onebit-np:2",
+            "memory-time",
+            "mlfq:2:3:4",
+        ] {
+            assert_eq!(p.parse::<Mg1Policy>().unwrap().to_string(), p);
+        }
+        assert_eq!(
+            "trail".parse::<Mg1Policy>().unwrap(),
+            Mg1Policy::Trail { cutoff: 0.8 }
+        );
     }
 }
