@@ -391,14 +391,6 @@ impl Mg1Config {
                 reason: e.to_string(),
             });
         }
-        if let Mg1Policy::OneBit { threshold, .. } = self.policy
-            && threshold.is_infinite()
-        {
-            return Err(Mg1Error::InvalidPolicyParameter {
-                policy: self.policy.to_string(),
-                reason: "the threshold must be finite".to_string(),
-            });
-        }
         if self.policy.uses_predictions() && self.prediction == PredictionModel::None {
             return Err(Mg1Error::NeedsPredictions(self.policy.to_string()));
         }
