@@ -14,9 +14,14 @@
 //!   Trail's limited-preemption SPRPT by numerical integration of their closed forms, derived
 //!   from the SOAP framework of Scully, Harchol-Balter and Scheller-Wolf (SIGMETRICS 2018). They
 //!   are the reference values against which the simulator is checked.
+//! * [`sim`] simulates the queue event by event with the core's rank functions and waiting
+//!   queue ([`augur_core::policy`], [`augur_core::queue::IndexedHeap`]), and reports the
+//!   simulated mean beside the closed form.
 
 pub mod analytic;
 pub mod dist;
+pub mod sim;
 
 pub use analytic::{AnalyticPolicy, mean_response_time};
 pub use dist::{ParseError, PredictionModel, ServiceDist};
+pub use sim::{Mg1Config, Mg1Error, Mg1Outcome, Mg1Policy, Mg1Report, report, simulate};
