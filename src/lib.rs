@@ -5,6 +5,8 @@
 pub use augur_core as core;
 
 pub mod cost;
+pub mod metrics;
 pub mod mg1;
 pub mod predict;
+pub mod report;
 pub mod trace;
