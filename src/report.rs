@@ -286,36 +286,43 @@ enum Align {
 /// One column of a text table.
 struct Column {
     header: String,
+    /// Shown under the header (for example `(ms)`); empty for none.
+    unit: String,
     align: Align,
     cells: Vec<String>,
 }
 
 impl Column {
-    fn new(header: impl Into<String>, align: Align, cells: Vec<String>) -> Self {
+    fn new(header: &str, unit: &str, align: Align, cells: Vec<String>) -> Self {
         Column {
-            header: header.into(),
+            header: header.to_owned(),
+            unit: if unit.is_empty() {
+                String::new()
+            } else {
+                format!("({unit})")
+            },
             align,
             cells,
         }
     }
 }
 
-/// Writes columns as a table: a header line, a rule, one line per row; columns two spaces
-/// apart, each as wide as its widest cell; no trailing spaces.
+/// Writes columns as a table: a header line, a line of units when any column has one, a rule,
+/// then one line per row; columns two spaces apart, each as wide as its widest entry; no
+/// trailing spaces.
 fn write_columns(w: &mut impl Write, columns: &[Column]) -> std::io::Result<()> {
     let widths: Vec<usize> = columns
         .iter()
         .map(|c| {
             c.cells
                 .iter()
-                .chain(std::iter::once(&c.header))
+                .chain([&c.header, &c.unit])
                 .map(|s| s.chars().count())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let rows = columns.iter().map(|c| c.cells.len()).max().unwrap_or(0);
-    let line = |cell: &dyn Fn(&Column) -> String, pad: &dyn Fn(&Column) -> Align| {
+    let line = |cell: &dyn Fn(&Column) -> &str| {
         let mut out = String::new();
         for (i, (c, &width)) in columns.iter().zip(&widths).enumerate() {
             if i > 0 {
@@ -323,32 +330,27 @@ fn write_columns(w: &mut impl Write, columns: &[Column]) -> std::io::Result<()> 
             }
             let text = cell(c);
             let fill = " ".repeat(width.saturating_sub(text.chars().count()));
-            match pad(c) {
-                Align::Left => {
-                    out.push_str(&text);
-                    out.push_str(&fill);
-                }
-                Align::Right => {
-                    out.push_str(&fill);
-                    out.push_str(&text);
-                }
-            }
+            let (left, right) = match c.align {
+                Align::Left => (text, fill.as_str()),
+                Align::Right => (fill.as_str(), text),
+            };
+            out.push_str(left);
+            out.push_str(right);
         }
         out.trim_end().to_owned()
     };
-    writeln!(w, "{}", line(&|c| c.header.clone(), &|c| c.align))?;
-    let rule = widths
-        .iter()
-        .map(|&n| "-".repeat(n))
-        .collect::<Vec<_>>()
-        .join("  ");
-    writeln!(w, "{rule}")?;
+    writeln!(w, "{}", line(&|c| &c.header))?;
+    if columns.iter().any(|c| !c.unit.is_empty()) {
+        writeln!(w, "{}", line(&|c| &c.unit))?;
+    }
+    let rule: Vec<String> = widths.iter().map(|&n| "-".repeat(n)).collect();
+    writeln!(w, "{}", rule.join("  "))?;
+    let rows = columns.iter().map(|c| c.cells.len()).max().unwrap_or(0);
     for r in 0..rows {
         writeln!(
             w,
             "{}",
-            line(&|c| c.cells.get(r).cloned().unwrap_or_default(), &|c| c
-                .align)
+            line(&|c| c.cells.get(r).map_or("", String::as_str))
         )?;
     }
     Ok(())
@@ -478,8 +480,9 @@ fn write_label_summary_header<W: Write>(wtr: &mut csv::Writer<W>) -> csv::Result
 ///
 /// Columns: policy, predictor, rate scale, completed/total requests, mean and p99 end-to-end
 /// latency, mean and p99 TTFT, mean TPOT, output throughput, preemptions, prefix cache hit
-/// rate, and goodput when any run has an SLO. Each latency column is in milliseconds when all
-/// its values are below a second and in seconds otherwise (the unit is in the header); a run
+/// rate, and goodput and SLO attainment when any run has an SLO. The units are on a second
+/// header line. Each latency column is in milliseconds when all its values are below a second
+/// and in seconds otherwise; a run
 /// with no completed request shows `-` for its latencies. Preemptions are shown as
 /// `recompute+swap` when any run swapped.
 pub fn write_comparison_table(
@@ -498,21 +501,28 @@ pub fn write_comparison_table(
             })
             .collect();
         let (unit, cells) = duration_column(&values);
-        Column::new(format!("{header} ({unit})"), Align::Right, cells)
+        Column::new(header, unit, Align::Right, cells)
     };
     let rate_decimals = decimals_needed(rows.iter().map(|(l, _)| l.rate_scale));
     let any_swap = rows.iter().any(|(_, s)| s.preemptions_swap > 0);
 
     let mut columns = vec![
-        Column::new("policy", Align::Left, text(&|l, _| l.policy.clone())),
-        Column::new("predictor", Align::Left, text(&|l, _| l.predictor.clone())),
+        Column::new("policy", "", Align::Left, text(&|l, _| l.policy.clone())),
+        Column::new(
+            "predictor",
+            "",
+            Align::Left,
+            text(&|l, _| l.predictor.clone()),
+        ),
         Column::new(
             "rate",
+            "",
             Align::Right,
             text(&|l, _| format!("{:.*}x", rate_decimals, l.rate_scale)),
         ),
         Column::new(
             "completed",
+            "",
             Align::Right,
             text(&|_, s| format!("{}/{}", s.requests_completed, s.requests_total)),
         ),
@@ -522,35 +532,40 @@ pub fn write_comparison_table(
         latency("p99 TTFT", |s| s.p99_ttft_s, false),
         latency("mean TPOT", |s| s.mean_tpot_s, true),
         Column::new(
-            "throughput (tok/s)",
+            "throughput",
+            "tok/s",
             Align::Right,
             text(&|_, s| format!("{:.1}", s.throughput_output_tokens_per_s)),
         ),
         if any_swap {
             Column::new(
-                "preempt (rc+sw)",
+                "preempt",
+                "rc+swap",
                 Align::Right,
                 text(&|_, s| format!("{}+{}", s.preemptions_recompute, s.preemptions_swap)),
             )
         } else {
             Column::new(
                 "preempt",
+                "",
                 Align::Right,
                 text(&|_, s| s.preemptions_recompute.to_string()),
             )
         },
         Column::new(
             "prefix hit",
+            "",
             Align::Right,
             text(&|_, s| fmt_percent(s.prefix_hit_rate)),
         ),
     ];
     if rows.iter().any(|(_, s)| s.goodput_req_per_s.is_some()) {
         columns.push(Column::new(
-            "goodput (req/s)",
+            "goodput",
+            "req/s, SLO met",
             Align::Right,
             text(&|_, s| match (s.goodput_req_per_s, s.slo_attainment) {
-                (Some(g), Some(a)) => format!("{g:.2} ({})", fmt_percent(a)),
+                (Some(g), Some(a)) => format!("{g:.2}, {}", fmt_percent(a)),
                 _ => "-".to_owned(),
             }),
         ));
@@ -756,10 +771,12 @@ pub fn plot_latency_vs_load(
         0.0..2.0
     };
     let y_max = max_or(points().map(|p| p.1), 1.0);
-    let mut title = metric.description().to_owned();
-    title[..1].make_ascii_uppercase();
+    let title = match metric {
+        Metric::MeanE2e => "Mean end-to-end latency vs load",
+        Metric::P99E2e => "p99 end-to-end latency vs load",
+    };
     let spec = ChartSpec {
-        title: &format!("{title} vs load"),
+        title,
         x_desc: "rate scale (x trace arrival rate)",
         y_desc: "latency (s)",
         x_range,
@@ -1095,33 +1112,41 @@ mod tests {
         write_comparison_table(&mut out, &rows).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2 + rows.len(), "{text}");
+        assert_eq!(lines.len(), 3 + rows.len(), "{text}");
         assert!(lines[0].starts_with("policy  predictor"), "{text}");
-        for header in [
-            "rate",
-            "completed",
-            "mean e2e (s)",
-            "p99 e2e (s)",
-            "mean TTFT (ms)",
-            "p99 TTFT (s)",
-            "mean TPOT (ms)",
-            "throughput (tok/s)",
-            "preempt",
-            "prefix hit",
+        // Each right-aligned header has its unit right below it, ending in the same column.
+        for (header, unit) in [
+            ("rate", ""),
+            ("completed", ""),
+            ("mean e2e", "(s)"),
+            ("p99 e2e", "(s)"),
+            ("mean TTFT", "(ms)"),
+            ("p99 TTFT", "(s)"),
+            ("mean TPOT", "(ms)"),
+            ("throughput", "(tok/s)"),
+            ("preempt", ""),
+            ("prefix hit", ""),
         ] {
-            assert!(lines[0].contains(header), "{header}: {text}");
+            let end = lines[0].find(header).expect(header) + header.len();
+            let below = lines[1].get(..end).unwrap_or(lines[1]);
+            assert!(below.ends_with(unit), "{header} {unit}: {text}");
+            if unit.is_empty() {
+                assert!(
+                    below.ends_with(' ') || below.len() < end,
+                    "{header}: {text}"
+                );
+            }
         }
         assert!(!lines[0].contains("goodput"));
         // Right-aligned numeric columns end where the rule's dashes end.
-        let rule = lines[1];
+        let rule = lines[2];
         assert!(rule.chars().all(|c| c == '-' || c == ' '));
-        for line in &lines[2..] {
-            assert!(line.len() <= rule.len(), "{text}");
+        for line in &lines[3..] {
             assert!(line.ends_with('%'), "{text}");
             assert_eq!(line.len(), rule.len(), "{text}");
         }
         assert!(
-            lines[2].starts_with("fcfs    none           0.5x        4/6  "),
+            lines[3].starts_with("fcfs    none           0.5x        4/6  "),
             "{text}"
         );
         // The run without completed requests shows dashes for its latencies.
@@ -1130,7 +1155,38 @@ mod tests {
 
         let mut out = Vec::new();
         write_comparison_table(&mut out, &[]).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn comparison_table_shows_swaps_and_goodput() {
+        let (records, mut counters) = sample();
+        counters.preemptions_swap = 2;
+        let slo = Slo {
+            ttft_s: Some(0.5),
+            tpot_s: None,
+        };
+        let rows = vec![
+            (
+                label("fcfs", "none", 1.0),
+                summarize(&records, &counters, &slo),
+            ),
+            (
+                label("fcfs", "none", 1.25),
+                summarize(&records, &counters, &Slo::default()),
+            ),
+        ];
+        let mut out = Vec::new();
+        write_comparison_table(&mut out, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("goodput"), "{text}");
+        assert!(lines[1].ends_with("(req/s, SLO met)"), "{text}");
+        assert!(lines[1].contains("(rc+swap)"), "{text}");
+        assert!(lines[3].contains(" 1.00x "), "{text}");
+        assert!(lines[3].ends_with("  0.20, 50.0%"), "{text}");
+        assert!(lines[3].contains("  3+2  "), "{text}");
+        assert!(lines[4].ends_with("  -"), "{text}");
     }
 
     #[test]
