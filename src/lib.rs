@@ -5,7 +5,9 @@
 pub use augur_core as core;
 
 pub mod cost;
+pub mod metrics;
 pub mod mg1;
 pub mod predict;
+pub mod report;
 pub mod storage;
 pub mod trace;
