@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod mg1;
 pub mod predict;
 pub mod report;
+pub mod sim;
 pub mod storage;
 pub mod trace;

@@ -1,0 +1,364 @@
+//! The trace-driven simulator: the real `augur-core` engine driven by a model of the executor.
+//!
+//! There is no second implementation of any policy here: every scheduling decision comes from
+//! [`augur_core::engine::Engine`]. The simulator only plays the executor's part:
+//! - requests arrive at their trace times and get a prediction from the [`Predictor`];
+//! - each iteration it calls `schedule`, prices the plan with the roofline [`CostModel`]
+//!   (plus host-link time for the plan's swaps), advances the clock by that much, and reports
+//!   one token for every entry that samples, finishing a request when it reaches its true
+//!   output length;
+//! - requests with tool calls pause after the given number of tokens and resume (with the
+//!   response appended) when the call returns;
+//! - refining predictors send updated predictions through `complete`.
+//!
+//! Per-request times (arrival, first token, finish) become [`RequestRecord`]s and the run's
+//! counters a [`RunCounters`]; [`crate::metrics::summarize`] turns them into the report.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Instant as WallClock;
+
+use anyhow::{Context, Result, bail};
+use augur_core::engine::{
+    AddError, EngineConfig, EngineStats, PauseRequest, RequestDesc, RequestHandle, StepResult,
+};
+use augur_core::time::Instant;
+
+use crate::cost::{BatchShape, CostModel};
+use crate::metrics::{RequestRecord, RunCounters, Slo, Summary, summarize};
+use crate::predict::Predictor;
+use crate::storage::EngineBuffers;
+use crate::trace::Trace;
+
+/// Everything a simulation run needs besides the trace.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The engine's configuration. `device_blocks` is replaced by the cost model's KV
+    /// capacity unless `kv_blocks` is given; `max_requests` and `hash_capacity` are sized
+    /// from the trace; the preemption costs come from the cost model.
+    pub engine: EngineConfig,
+    /// Prices each iteration and swap.
+    pub cost: CostModel,
+    /// Predicts output lengths.
+    pub predictor: Predictor,
+    /// Service-level objectives for goodput.
+    pub slo: Slo,
+    /// Device KV blocks, overriding the cost model's capacity.
+    pub kv_blocks: Option<u32>,
+    /// Output cap given to the scheduler with every request (the true output is clamped to
+    /// it); `None` gives none, as most clients send none.
+    pub max_output_cap: Option<u32>,
+    /// A refining predictor is consulted every this many generated tokens.
+    pub refine_every: u32,
+}
+
+impl SimConfig {
+    /// A configuration with the engine defaults, no SLO and refinement every 16 tokens.
+    pub fn new(engine: EngineConfig, cost: CostModel, predictor: Predictor) -> Self {
+        SimConfig {
+            engine,
+            cost,
+            predictor,
+            slo: Slo::default(),
+            kv_blocks: None,
+            max_output_cap: None,
+            refine_every: 16,
+        }
+    }
+
+    /// The engine configuration actually used for `trace` (KV size, request capacity, costs).
+    pub fn resolved_engine(&self, trace: &Trace) -> Result<EngineConfig> {
+        let mut e = self.engine;
+        let bs = e.block_size;
+        e.device_blocks = match self.kv_blocks {
+            Some(n) => n,
+            None => self
+                .cost
+                .kv_capacity_blocks(bs)
+                .context("deriving the KV capacity from the cost model")?,
+        };
+        e.max_requests = (trace.len() as u32).max(1);
+        e.max_running = e.max_running.min(e.max_requests);
+        let hashes: u64 = trace
+            .requests
+            .iter()
+            .filter_map(|r| {
+                r.prefix.as_ref().map(|p| {
+                    (r.prompt_tokens / bs).min(p.ids.len() as u32 * p.source_block_tokens / bs)
+                        as u64
+                })
+            })
+            .sum();
+        e.hash_capacity = (hashes + 16 * e.max_requests as u64).min(u32::MAX as u64 / 4) as u32;
+        e.costs.recompute_us_per_token = self.cost.recompute_cost_us_per_token();
+        e.costs.swap_us_per_block = self.cost.swap_cost_us_per_block(bs);
+        e.validate()
+            .map_err(|err| anyhow::anyhow!("invalid engine configuration: {err}"))?;
+        Ok(e)
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct SimOutcome {
+    /// One record per trace request, in trace order.
+    pub records: Vec<RequestRecord>,
+    /// Run-level counters.
+    pub counters: RunCounters,
+    /// The report.
+    pub summary: Summary,
+    /// The engine's final counters.
+    pub engine_stats: EngineStats,
+    /// The engine configuration used.
+    pub engine_config: EngineConfig,
+    /// Model iterations simulated.
+    pub iterations: u64,
+}
+
+/// Per-request simulation state.
+#[derive(Clone, Debug, Default)]
+struct Live {
+    handle: Option<RequestHandle>,
+    true_output: u32,
+    generated: u32,
+    next_tool_call: usize,
+}
+
+/// Runs `trace` through the engine. Fails only on invalid configuration; requests the engine
+/// cannot serve are reported as rejected, with the reason.
+pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
+    let wall = WallClock::now();
+    let ecfg = cfg.resolved_engine(trace)?;
+    let mut buffers = EngineBuffers::new(&ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut engine = buffers.engine(ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bs = ecfg.block_size;
+    let n = trace.len();
+    let mut records: Vec<RequestRecord> = trace
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RequestRecord {
+            id: i as u64,
+            arrival_s: r.arrival_us as f64 * 1e-6,
+            prompt_tokens: r.prompt_tokens,
+            output_tokens: cfg
+                .max_output_cap
+                .map_or(r.output_tokens, |c| r.output_tokens.min(c))
+                .max(1),
+            first_token_s: None,
+            finish_s: None,
+            rejected: None,
+            preemptions: 0,
+        })
+        .collect();
+    let mut live: Vec<Live> = records
+        .iter()
+        .map(|r| Live {
+            true_output: r.output_tokens,
+            ..Live::default()
+        })
+        .collect();
+    let mut resumes: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut retry: VecDeque<usize> = VecDeque::new();
+    let mut next_arrival = 0usize;
+    let mut t: u64 = 0;
+    let mut iterations = 0u64;
+    let mut counters = RunCounters::default();
+    let mut results: Vec<StepResult> = Vec::with_capacity(ecfg.max_running as usize);
+    let mut dropped: Vec<u64> = Vec::new();
+    let mut resumed: Vec<(u64, usize)> = Vec::new();
+    loop {
+        // Arrivals due (and requests refused earlier for lack of hash storage).
+        let mut pending_retry = retry.len();
+        while pending_retry > 0 {
+            pending_retry -= 1;
+            let i = retry.pop_front().expect("counted");
+            if !admit_request(&mut engine, trace, cfg, bs, i, t, &mut live, &mut records)? {
+                retry.push_back(i);
+            }
+        }
+        while next_arrival < n && trace.requests[next_arrival].arrival_us <= t {
+            if !admit_request(
+                &mut engine,
+                trace,
+                cfg,
+                bs,
+                next_arrival,
+                t,
+                &mut live,
+                &mut records,
+            )? {
+                retry.push_back(next_arrival);
+            }
+            next_arrival += 1;
+        }
+        resumed.clear();
+        while resumes.peek().is_some_and(|Reverse((at, _))| *at <= t) {
+            let Reverse(x) = resumes.pop().expect("peeked");
+            resumed.push(x);
+        }
+        for &(_, i) in &resumed {
+            let call = &trace.requests[i].tool_calls[live[i].next_tool_call - 1];
+            let h = live[i].handle.expect("paused requests are live");
+            engine
+                .resume_with_tokens(h, call.response_tokens, Instant(t))
+                .map_err(|e| anyhow::anyhow!("resume: {e}"))?;
+        }
+        let next_event = || {
+            let a = (next_arrival < n).then(|| trace.requests[next_arrival].arrival_us);
+            let r = resumes.peek().map(|Reverse((at, _))| *at);
+            match (a, r) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            }
+        };
+        if engine.live_requests() == 0 {
+            match next_event() {
+                Some(at) => {
+                    t = t.max(at);
+                    continue;
+                }
+                None if retry.is_empty() => break,
+                None => bail!("requests waiting for hash storage with nothing running"),
+            }
+        }
+        let plan = engine
+            .schedule(Instant(t))
+            .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+        let mut shape = BatchShape::new();
+        for e in plan.entries {
+            shape.add(e.tokens, e.computed_before);
+        }
+        let swapped = (plan.swap_out.len() + plan.swap_in.len()) as u32;
+        counters.swapped_blocks += plan.swap_out.len() as u64;
+        dropped.clear();
+        dropped.extend(plan.dropped.iter().map(|d| d.external_id));
+        for p in plan.preempted {
+            records[p.external_id as usize].preemptions += 1;
+        }
+        if plan.entries.is_empty() {
+            for &i in &dropped {
+                records[i as usize].rejected =
+                    Some("needs more KV blocks than the device has".into());
+                live[i as usize].handle = None;
+            }
+            // Nothing can run until something arrives or a tool call returns.
+            match next_event() {
+                Some(at) => t = t.max(at).max(t + 1),
+                None => break,
+            }
+            continue;
+        }
+        let mut dt = cfg.cost.iteration_time_us(&shape);
+        if swapped > 0 {
+            dt += cfg.cost.swap_time_us(swapped, bs);
+        }
+        let t_end = t + (dt.ceil() as u64).max(1);
+        results.clear();
+        for e in plan.entries {
+            let i = e.external_id as usize;
+            let mut r = StepResult::new(e.handle, e.samples as u32);
+            if e.samples {
+                let l = &mut live[i];
+                l.generated += 1;
+                if l.generated == 1 {
+                    records[i].first_token_s = Some(t_end as f64 * 1e-6);
+                }
+                let calls = &trace.requests[i].tool_calls;
+                if l.generated >= l.true_output {
+                    r.finished = true;
+                } else if l.next_tool_call < calls.len()
+                    && calls[l.next_tool_call].after_output_tokens <= l.generated
+                {
+                    let call = &calls[l.next_tool_call];
+                    l.next_tool_call += 1;
+                    r.pause = Some(PauseRequest {
+                        predicted_duration_us: call.duration_us,
+                    });
+                    resumes.push(Reverse((t_end + call.duration_us, i)));
+                } else if cfg.predictor.refines() && l.generated % cfg.refine_every.max(1) == 0 {
+                    if let Some(p) = cfg.predictor.refine(i as u64, l.true_output, l.generated) {
+                        r.predicted_remaining = Some((p - l.generated as f64).max(0.0));
+                    }
+                }
+            }
+            results.push(r);
+        }
+        let util = {
+            let k = engine.stats().kv.device;
+            k.in_use as f64 / k.total.max(1) as f64
+        };
+        engine
+            .complete(&results, Instant(t_end))
+            .map_err(|e| anyhow::anyhow!("complete: {e}"))?;
+        for f in engine.last_finished() {
+            let i = f.external_id as usize;
+            records[i].finish_s = Some(t_end as f64 * 1e-6);
+            live[i].handle = None;
+        }
+        for &i in &dropped {
+            records[i as usize].rejected = Some("needs more KV blocks than the device has".into());
+            live[i as usize].handle = None;
+        }
+        counters.kv_utilization_sum += util;
+        counters.kv_utilization_samples += 1;
+        iterations += 1;
+        t = t_end;
+    }
+    let stats = engine.stats();
+    counters.preemptions_recompute = stats.preemptions_recompute;
+    counters.preemptions_swap = stats.preemptions_swap;
+    counters.recomputed_tokens = stats.recomputed_tokens;
+    counters.prefix_hit_tokens = stats.prefix_hit_tokens;
+    counters.prompt_tokens_scheduled = stats.prompt_tokens_admitted;
+    counters.simulated_s = t as f64 * 1e-6;
+    counters.wall_s = wall.elapsed().as_secs_f64();
+    let summary = summarize(&records, &counters, &cfg.slo);
+    Ok(SimOutcome {
+        records,
+        counters,
+        summary,
+        engine_stats: stats,
+        engine_config: ecfg,
+        iterations,
+    })
+}
+
+/// Adds trace request `i` at time `t`. Returns `false` if it must be retried later (the
+/// block-hash store is full); a request the engine refuses for good is recorded as rejected.
+#[allow(clippy::too_many_arguments)]
+fn admit_request(
+    engine: &mut augur_core::engine::Engine<'_>,
+    trace: &Trace,
+    cfg: &SimConfig,
+    bs: u32,
+    i: usize,
+    t: u64,
+    live: &mut [Live],
+    records: &mut [RequestRecord],
+) -> Result<bool> {
+    let r = &trace.requests[i];
+    let hashes = r
+        .prefix
+        .as_ref()
+        .map(|p| p.block_hashes(r.prompt_tokens, bs))
+        .unwrap_or_default();
+    let desc = RequestDesc {
+        max_output_tokens: cfg.max_output_cap,
+        predicted_output_tokens: cfg.predictor.initial(i as u64, live[i].true_output),
+        prompt_block_hashes: &hashes,
+        ..RequestDesc::new(i as u64, r.prompt_tokens)
+    };
+    match engine.add_request(&desc, Instant(t)) {
+        Ok(h) => {
+            live[i].handle = Some(h);
+            Ok(true)
+        }
+        Err(AddError::OutOfHashStorage) => Ok(false),
+        Err(e @ (AddError::CannotFit { .. } | AddError::InvalidField(_))) => {
+            records[i].rejected = Some(e.to_string());
+            Ok(true)
+        }
+        Err(e) => bail!("request {i}: {e}"),
+    }
+}
