@@ -276,10 +276,11 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
                         predicted_duration_us: call.duration_us,
                     });
                     resumes.push(Reverse((t_end + call.duration_us, i)));
-                } else if cfg.predictor.refines() && l.generated % cfg.refine_every.max(1) == 0 {
-                    if let Some(p) = cfg.predictor.refine(i as u64, l.true_output, l.generated) {
-                        r.predicted_remaining = Some((p - l.generated as f64).max(0.0));
-                    }
+                } else if cfg.predictor.refines()
+                    && l.generated.is_multiple_of(cfg.refine_every.max(1))
+                    && let Some(p) = cfg.predictor.refine(i as u64, l.true_output, l.generated)
+                {
+                    r.predicted_remaining = Some((p - l.generated as f64).max(0.0));
                 }
             }
             results.push(r);
