@@ -66,21 +66,74 @@ fn sprpt_preempts_a_long_request_for_a_short_one_when_the_batch_is_full() {
         d.add(&mut e, req(2, 4, 5.0), 5);
         let s = d.step(&mut e);
         if margin == 0.0 {
-            assert_eq!(s.preempted, vec![(1, Recompute, Rank)]);
+            // Only the batch is full, memory is not short: the KV stays where it is.
+            assert_eq!(s.preempted, vec![(1, Keep, Rank)]);
             assert_eq!(s.entries, vec![(2, Prefill, 4)]);
             for _ in 0..4 {
                 assert_eq!(d.step(&mut e).entries, vec![(2, Decode, 1)]);
             }
-            // The long request comes back and recomputes prompt + 2 generated tokens.
+            // The long request comes back where it stopped: nothing is recomputed.
             let s = d.step(&mut e);
-            assert_eq!(s.entries, vec![(1, Prefill, 10)]);
-            assert_eq!(e.stats().recomputed_tokens, 9);
-            assert_eq!(e.stats().preemptions_for_rank, 1);
+            assert_eq!(s.entries, vec![(1, Decode, 1)]);
+            let st = e.stats();
+            assert_eq!(
+                (
+                    st.recomputed_tokens,
+                    st.preemptions_for_rank,
+                    st.preemptions_keep
+                ),
+                (0, 1, 1)
+            );
         } else {
             assert!(s.preempted.is_empty(), "gap 95 is within the margin");
             assert_eq!(s.entries, vec![(1, Decode, 1)]);
         }
         d.drain(&mut e, 500);
+    }
+}
+
+#[test]
+fn rank_preemption_for_memory_never_discards_work_unless_allowed() {
+    for (may_recompute, mode, host) in [
+        (false, PreemptionMode::Recompute, 0),
+        (true, PreemptionMode::Recompute, 0),
+        (false, PreemptionMode::Auto, 8),
+    ] {
+        let mut cfg = config(PolicyKind::Sprpt);
+        cfg.device_blocks = 4;
+        cfg.host_blocks = host;
+        cfg.preemption = mode;
+        cfg.rank_preemption_may_recompute = may_recompute;
+        let mut buf = EngineBuffers::new(&cfg).unwrap();
+        let mut e = buf.engine(cfg).unwrap();
+        let mut d = Driver::new(cfg);
+        d.add(&mut e, req(1, 12, 100.0), 100);
+        d.step(&mut e); // 12 prompt tokens: 3 blocks
+        d.step(&mut e); // 13 computed: 4 blocks, the device is full
+        d.add(&mut e, req(2, 4, 5.0), 5);
+        let s = d.step(&mut e);
+        match (may_recompute, host) {
+            (false, 0) => {
+                assert!(
+                    s.preempted.is_empty(),
+                    "no way to preempt without losing work"
+                );
+                assert_eq!(s.entries, vec![(1, Decode, 1)]);
+            }
+            (true, _) => {
+                assert_eq!(s.preempted, vec![(1, Recompute, Rank)]);
+                assert_eq!(s.entries, vec![(2, Prefill, 4)]);
+            }
+            _ => {
+                assert_eq!(s.preempted, vec![(1, Swap, Rank)]);
+                assert_eq!((s.swap_out, s.entries.clone()), (4, vec![(2, Prefill, 4)]));
+            }
+        }
+        d.drain(&mut e, 300);
+        assert_eq!(
+            e.stats().recomputed_tokens,
+            if may_recompute { 13 } else { 0 }
+        );
     }
 }
 
@@ -111,7 +164,7 @@ fn priority_preempts_when_max_running_is_the_limit_and_fcfs_never_does() {
         );
         let s = d.step(&mut e);
         if kind == PolicyKind::Priority {
-            assert_eq!(s.preempted, vec![(1, Recompute, Rank)]);
+            assert_eq!(s.preempted, vec![(1, Keep, Rank)]);
             assert_eq!(s.entries, vec![(2, Prefill, 4)]);
         } else {
             assert!(s.preempted.is_empty());

@@ -211,7 +211,7 @@ impl<'a> Engine<'a> {
         };
         match action {
             PauseAction::Preserve => {
-                self.paused_kept.push_back(&mut *self.reqs, i);
+                self.idle_push(i);
                 self.stats.pauses_preserved += 1;
             }
             PauseAction::Discard => {

@@ -99,6 +99,11 @@ pub struct EngineConfig {
     pub priority_margin: f64,
     /// Preemptions per step at most (storm guard; at least 1).
     pub max_preemptions_per_step: u32,
+    /// Whether a rank preemption may throw a request's KV away. By default it may not: a
+    /// better-ranked request displaces a running one only by keeping the victim's KV in place
+    /// (when only the batch is full) or swapping it to the host (when memory is short), never
+    /// by discarding computed work, which under memory pressure feeds preemption storms.
+    pub rank_preemption_may_recompute: bool,
     /// Reuse cached prefix blocks.
     pub prefix_caching: bool,
     /// Tokens per request (prompt + output) at most; 0 = unlimited. Requests reaching it
@@ -163,6 +168,7 @@ impl EngineConfig {
             admission: AdmissionMode::Eager,
             priority_margin: 0.0,
             max_preemptions_per_step: 8,
+            rank_preemption_may_recompute: false,
             prefix_caching: true,
             max_sequence_tokens: 0,
             costs: CostWeights {

@@ -23,9 +23,13 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
    one request is left and it still does not fit, others are preempted regardless, so the step
    always makes progress.
 3. **Rank preemption.** For preemptive policies, while the best waiting request outranks the
-   worst running one by more than `priority_margin` and could not start otherwise (batch full,
-   budget spent, or memory short), the running one is preempted and the waiting one starts —
-   including when `max_running` is the limit (vLLM issue #40004).
+   worst running one by more than `priority_margin` and could not start otherwise (batch full
+   or memory short; a spent token budget does not count, since it frees up next step), the
+   running one is preempted and the waiting one starts — including when `max_running` is the
+   limit (vLLM issue #40004). A rank preemption never throws computed KV away unless
+   `rank_preemption_may_recompute` says so: the victim keeps its KV in place when only the
+   batch is full, and is swapped to the host when memory is short (if the mode and the host
+   allow; otherwise the waiting request waits).
 4. **Admission**, only in steps without memory preemption (storm guard): waiting and swapped
    requests in rank order while the budget, `max_running`, and memory under the admission mode
    allow. The first request that does not fit stops admission (no overtaking, so large requests
@@ -107,8 +111,11 @@ pub struct EngineStats {
     pub pauses_discarded: u64,
     /// Pauses that swapped their KV to the host.
     pub pauses_swapped: u64,
-    /// Paused requests whose kept KV was later evicted for memory.
-    pub paused_evicted: u64,
+    /// Preemptions that kept the KV on the device (a full batch, not memory, forced them).
+    pub preemptions_keep: u64,
+    /// Idle requests (paused, or preempted with their KV kept) whose KV was later evicted for
+    /// memory.
+    pub idle_evicted: u64,
     /// Tokens computed again after a recompute preemption or discard.
     pub recomputed_tokens: u64,
     /// Prompt tokens served from the prefix cache at admission.
@@ -195,7 +202,7 @@ pub struct Engine<'a> {
     running: &'a mut [u32],
     running_len: u32,
     hashes: ChunkPool<'a, u64, HASH_CHUNK_LEN>,
-    paused_kept: List,
+    idle_kv: List,
     plan: PlanBuffers<'a>,
     finished: &'a mut [Finished],
     finished_len: usize,
@@ -282,7 +289,7 @@ impl<'a> Engine<'a> {
             running: take("running", storage.running, l.running)?,
             running_len: 0,
             hashes: ChunkPool::new(take("hash_chunks", storage.hash_chunks, l.hash_chunks)?),
-            paused_kept: List::EMPTY,
+            idle_kv: List::EMPTY,
             plan: PlanBuffers {
                 entries: take("plan_entries", storage.plan_entries, l.plan_entries)?,
                 entries_len: 0,
@@ -539,6 +546,18 @@ impl<'a> Engine<'a> {
         self.outstanding_reserve -= used as u64;
     }
 
+    /// Lists `i` as holding device KV while not running (evictable under memory pressure).
+    fn idle_push(&mut self, i: u32) {
+        self.reqs[i as usize].idle_listed = true;
+        self.idle_kv.push_back(&mut *self.reqs, i);
+    }
+
+    /// Takes `i` off the idle-KV list.
+    fn idle_remove(&mut self, i: u32) {
+        self.reqs[i as usize].idle_listed = false;
+        self.idle_kv.remove(&mut *self.reqs, i);
+    }
+
     /// Frees `i`'s KV (keeping cached prefix blocks findable); it recomputes later.
     fn discard_kv(&mut self, i: u32) {
         let r = &mut self.reqs[i as usize];
@@ -549,6 +568,19 @@ impl<'a> Engine<'a> {
             r.seq_raw = 0;
             r.computed = 0;
         }
+    }
+
+    /// Whether `i`'s KV could be swapped out now (host space and plan room).
+    fn can_swap_out(&self, i: u32) -> bool {
+        let Some(info) = self.reqs[i as usize]
+            .seq()
+            .and_then(|s| self.kv.seq_info(s).ok())
+        else {
+            return false;
+        };
+        info.tier == Tier::Device
+            && info.num_blocks <= self.kv.available_host()
+            && self.plan.swap_out_len + info.num_blocks as usize <= self.plan.swap_out.len()
     }
 
     /// Moves `i`'s KV to the host if possible, writing the pairs into the plan's swap-out list.
@@ -580,16 +612,11 @@ impl<'a> Engine<'a> {
         if self.reqs[i as usize].queued {
             self.dequeue(i);
         }
-        match self.reqs[i as usize].state {
-            STATE_RUNNING => self.remove_running(i),
-            STATE_PAUSED
-                if self.reqs[i as usize]
-                    .seq()
-                    .is_some_and(|s| self.kv.seq_info(s).is_ok_and(|x| x.tier == Tier::Device)) =>
-            {
-                self.paused_kept.remove(&mut *self.reqs, i);
-            }
-            _ => {}
+        if self.reqs[i as usize].state == STATE_RUNNING {
+            self.remove_running(i);
+        }
+        if self.reqs[i as usize].idle_listed {
+            self.idle_remove(i);
         }
         let state = self.reqs[i as usize].state;
         self.count(state, -1);
@@ -817,9 +844,6 @@ impl<'a> Engine<'a> {
             .map(|x| x.tier);
         if !self.check_time(now) {
             return Err(RequestError::TimeWentBackwards);
-        }
-        if tier == Some(Tier::Device) {
-            self.paused_kept.remove(&mut *self.reqs, i);
         }
         self.reqs[i as usize].extra_prompt += appended_tokens;
         let state = if tier == Some(Tier::Host) {

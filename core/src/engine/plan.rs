@@ -64,6 +64,9 @@ pub enum PreemptionKind {
     Recompute,
     /// KV copied to host blocks (see the plan's swap-out pairs).
     Swap,
+    /// KV kept on the device: the batch was full but memory was not short, so nothing is
+    /// thrown away. The KV is evicted later only if memory runs short.
+    Keep,
 }
 
 /// Why a request was preempted.

@@ -137,6 +137,8 @@ pub struct RequestSlot {
     pub(crate) has_prediction: bool,
     pub(crate) reported: bool,
     pub(crate) queued: bool,
+    /// In the engine's list of requests holding device KV while not running.
+    pub(crate) idle_listed: bool,
 }
 
 impl Default for RequestSlot {
@@ -178,6 +180,7 @@ impl Default for RequestSlot {
             has_prediction: false,
             reported: false,
             queued: false,
+            idle_listed: false,
         }
     }
 }

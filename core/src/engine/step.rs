@@ -5,7 +5,7 @@ use super::plan::{
     DropReason, Dropped, EntryKind, Plan, Preemption, PreemptionCause, PreemptionKind,
     ScheduleError, ScheduledEntry,
 };
-use super::request::{STATE_SWAPPED, STATE_WAITING};
+use super::request::{STATE_PAUSED, STATE_SWAPPED, STATE_WAITING};
 use super::{Engine, blocks_for};
 use crate::kv::Tier;
 use crate::time::Instant;
@@ -170,8 +170,8 @@ impl<'a> Engine<'a> {
             if *need <= self.kv.available_device() as u64 {
                 return preempted;
             }
-            if self.paused_kept.len() > 0 {
-                self.evict_paused_head();
+            if self.idle_kv.len() > 0 {
+                self.evict_idle_head();
                 continue;
             }
             if *preemptions < self.cfg.max_preemptions_per_step
@@ -236,15 +236,30 @@ impl<'a> Engine<'a> {
             if !improves {
                 break;
             }
+            // Only lasting limits justify a preemption: a full batch or memory. A spent token
+            // budget is not one (the request gets budget next step, and the victim's work would
+            // be thrown away), so the check runs with a full step's budget.
             let avail = (self.kv.available_device() as u64).saturating_sub(*need) as u32;
-            if self.running_len < self.cfg.max_running
-                && self.plan_admission(w, *budget, avail).is_ok()
-            {
+            let memory_ok = self.plan_admission(w, self.cfg.token_budget, avail).is_ok();
+            if memory_ok && self.running_len < self.cfg.max_running {
                 break;
             }
+            // Only the batch is full: keep the victim's KV where it is, losing nothing. Memory
+            // is short: swap it out if the mode and the host allow, recompute only if allowed.
+            let how = if memory_ok {
+                PreemptionKind::Keep
+            } else if self.cfg.preemption != super::PreemptionMode::Recompute
+                && self.can_swap_out(v)
+            {
+                PreemptionKind::Swap
+            } else if self.cfg.rank_preemption_may_recompute {
+                PreemptionKind::Recompute
+            } else {
+                break;
+            };
             *need -= self.reqs[v as usize].sched_blocks as u64;
             *budget += self.reqs[v as usize].sched_tokens;
-            self.preempt(v, PreemptionCause::Rank);
+            self.preempt_as(v, PreemptionCause::Rank, Some(how));
             *preemptions += 1;
             self.dequeue(w);
             self.reqs[w as usize].next_free = NIL;
@@ -300,7 +315,7 @@ impl<'a> Engine<'a> {
                     self.admit(w, adm);
                     *budget -= adm.chunk;
                 }
-                Err(NoFit::Physical) if self.paused_kept.len() > 0 => self.evict_paused_head(),
+                Err(NoFit::Physical) if self.idle_kv.len() > 0 => self.evict_idle_head(),
                 Err(_) => break,
             }
         }
@@ -457,7 +472,11 @@ impl<'a> Engine<'a> {
                     .expect("planned");
                 p.swap_in_len += n as usize;
             }
-            AdmitKind::Resident => {}
+            AdmitKind::Resident => {
+                if self.reqs[w as usize].idle_listed {
+                    self.idle_remove(w);
+                }
+            }
         }
         self.add_running(w);
         // Reserve what the mode asks for beyond the blocks held now; `run_tokens` then counts
@@ -528,22 +547,23 @@ impl<'a> Engine<'a> {
     /// Preempts running request `v` by the configured mode and requeues it with its current
     /// rank and original arrival order.
     fn preempt(&mut self, v: u32, cause: PreemptionCause) {
-        let c = self.cfg.costs;
-        let r = &self.reqs[v as usize];
-        let blocks = r
-            .seq()
-            .and_then(|s| self.kv.seq_info(s).ok())
-            .map_or(0, |x| x.num_blocks);
-        let want_swap = match self.cfg.preemption {
-            super::PreemptionMode::Recompute => false,
-            super::PreemptionMode::Swap => true,
-            super::PreemptionMode::Auto => {
-                2.0 * blocks as f64 * c.swap_us_per_block
-                    < r.computed as f64 * c.recompute_us_per_token
-            }
+        self.preempt_as(v, cause, None);
+    }
+
+    /// As [`Engine::preempt`], with the kind chosen by the caller (`None`: by the mode). A
+    /// swap that cannot be done falls back to recompute.
+    fn preempt_as(&mut self, v: u32, cause: PreemptionCause, how: Option<PreemptionKind>) {
+        let want_swap = match how {
+            None => self.prefers_swap(v),
+            Some(k) => k == PreemptionKind::Swap,
         };
         self.remove_running(v);
-        let kind = if want_swap && self.try_swap_out(v) {
+        let kind = if how == Some(PreemptionKind::Keep) {
+            self.enqueue(v, STATE_WAITING);
+            self.idle_push(v);
+            self.stats.preemptions_keep += 1;
+            PreemptionKind::Keep
+        } else if want_swap && self.try_swap_out(v) {
             self.enqueue(v, STATE_SWAPPED);
             self.stats.preemptions_swap += 1;
             PreemptionKind::Swap
@@ -570,20 +590,49 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Evicts the KV of the longest-paused request that kept it: swapped if the pause mode
-    /// allows and the host has room, else discarded.
-    fn evict_paused_head(&mut self) {
-        let Some(i) = self.paused_kept.pop_front(&mut *self.reqs) else {
+    /// Evicts the KV of the request idle the longest (paused, or preempted with its KV kept):
+    /// a paused one by the pause mode, a waiting one by the preemption mode — swapped if that
+    /// mode allows and the host has room, else discarded.
+    fn evict_idle_head(&mut self) {
+        let Some(i) = self.idle_kv.pop_front(&mut *self.reqs) else {
             return;
         };
-        let swap = matches!(
-            self.cfg.pause,
-            super::PauseMode::Swap | super::PauseMode::Auto
-        );
-        if !(swap && self.try_swap_out(i)) {
+        self.reqs[i as usize].idle_listed = false;
+        let paused = self.reqs[i as usize].state == STATE_PAUSED;
+        let swap = if paused {
+            matches!(
+                self.cfg.pause,
+                super::PauseMode::Swap | super::PauseMode::Auto
+            )
+        } else {
+            self.prefers_swap(i)
+        };
+        if swap && self.try_swap_out(i) {
+            if !paused {
+                self.set_state(i, STATE_SWAPPED);
+            }
+        } else {
             self.discard_kv(i);
         }
-        self.stats.paused_evicted += 1;
+        self.stats.idle_evicted += 1;
+    }
+
+    /// Whether the preemption mode swaps `i` rather than recomputing it.
+    fn prefers_swap(&self, i: u32) -> bool {
+        let c = self.cfg.costs;
+        let r = &self.reqs[i as usize];
+        let blocks = r
+            .seq()
+            .and_then(|s| self.kv.seq_info(s).ok())
+            .map_or(0, |x| x.num_blocks);
+        match self.cfg.preemption {
+            super::PreemptionMode::Recompute => false,
+            super::PreemptionMode::Swap => true,
+            super::PreemptionMode::Auto => {
+                2.0 * blocks as f64 * c.swap_us_per_block
+                    < r.computed as f64 * c.recompute_us_per_token
+            }
+        }
     }
 
     /// Removes request `i` for good, recording why in the plan.
