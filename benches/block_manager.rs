@@ -1,45 +1,15 @@
 //! Cost of the block manager's hot operations: allocate + free per block, and a prefix-cache
 //! hit. Run with `cargo bench --bench block_manager`; results are recorded in BENCHMARKS.md.
 
-use augur::core::kv::{BlockManager, BlockSlot, KvConfig, KvStorage, SeqSlot, TableChunk};
+use augur::core::kv::KvConfig;
+use augur::storage::KvBuffers;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
-struct Store {
-    blocks: Vec<BlockSlot>,
-    buckets: Vec<u32>,
-    chunks: Vec<TableChunk>,
-    seqs: Vec<SeqSlot>,
-}
-
-impl Store {
-    fn new(cfg: &KvConfig) -> Self {
-        let l = cfg.layout().unwrap();
-        Store {
-            blocks: vec![BlockSlot::default(); l.blocks],
-            buckets: vec![0; l.hash_buckets],
-            chunks: vec![TableChunk::default(); l.table_chunks],
-            seqs: vec![SeqSlot::default(); l.seqs],
-        }
-    }
-    fn manager(&mut self, cfg: KvConfig) -> BlockManager<'_> {
-        BlockManager::new(
-            cfg,
-            KvStorage {
-                blocks: &mut self.blocks,
-                hash_buckets: &mut self.buckets,
-                table_chunks: &mut self.chunks,
-                seqs: &mut self.seqs,
-            },
-        )
-        .unwrap()
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let cfg = KvConfig::new(16, 65_536, 0, 1_024);
-    let mut store = Store::new(&cfg);
-    let mut m = store.manager(cfg);
+    let mut buffers = KvBuffers::new(&cfg).unwrap();
+    let mut m = buffers.manager(cfg).unwrap();
     let mut g = c.benchmark_group("kv");
     // 64 sequences of 32 blocks each: allocate 2,048 blocks, then free them all.
     g.throughput(Throughput::Elements(2_048));
