@@ -11,7 +11,10 @@ use augur::trace::{LoadOptions, load};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces/azure_llm_2023_conv.csv");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/traces/azure_llm_2023_conv.csv"
+    );
     if !std::path::Path::new(path).exists() {
         eprintln!("skipping simulate benchmarks: {path} is absent");
         return;
@@ -23,7 +26,11 @@ fn bench(c: &mut Criterion) {
         let mut engine = EngineConfig::new(16, 1, 1);
         engine.policy = Policy::new(kind);
         let cost = CostModel::preset("llama-3.1-8b", "h100-sxm").expect("preset");
-        let cfg = SimConfig::new(engine, cost, Predictor::new(PredictorSpec::LogNormal { sigma: 1.0 }, 1));
+        let cfg = SimConfig::new(
+            engine,
+            cost,
+            Predictor::new(PredictorSpec::LogNormal { sigma: 1.0 }, 1),
+        );
         g.bench_function(name, |b| b.iter(|| simulate(&trace, &cfg).expect("runs")));
     }
     g.finish();

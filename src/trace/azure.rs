@@ -69,13 +69,7 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
             TraceError::parse(file, line, format!("TIMESTAMP `{}` {why}", &record[0]))
         })?;
         let prompt = parse_u32(file, line, "ContextTokens", &record[1])?;
-        if prompt == 0 {
-            return Err(TraceError::parse(
-                file,
-                line,
-                "ContextTokens is 0 (zero-length prompts are not allowed)",
-            ));
-        }
+        let prompt = nonzero_prompt(file, line, "ContextTokens", prompt)?;
         let output = parse_u32(file, line, "GeneratedTokens", &record[2])?;
         rows.push((
             ts,
@@ -146,6 +140,23 @@ pub(crate) fn parse_u32(
             format!("{column} `{value}` is too large (max {})", u32::MAX),
         )
     })
+}
+
+/// `prompt` if it is not 0; every loader rejects zero-length prompts with the same message.
+pub(crate) fn nonzero_prompt(
+    file: &str,
+    line: u64,
+    column: &str,
+    prompt: u32,
+) -> Result<u32, TraceError> {
+    if prompt == 0 {
+        return Err(TraceError::parse(
+            file,
+            line,
+            format!("{column} is 0 (zero-length prompts are not allowed)"),
+        ));
+    }
+    Ok(prompt)
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS[.F]` (a `T` may replace the space; `F` is 1 to 9 digits) into

@@ -73,13 +73,7 @@ pub fn parse(file: &str, data: &[u8], rate: f64, seed: u64) -> Result<Trace, Tra
             ));
         }
         let prompt = parse_u32(file, line, "num_prefill_tokens", &record[0])?;
-        if prompt == 0 {
-            return Err(TraceError::parse(
-                file,
-                line,
-                "num_prefill_tokens is 0 (zero-length prompts are not allowed)",
-            ));
-        }
+        let prompt = super::azure::nonzero_prompt(file, line, "num_prefill_tokens", prompt)?;
         let output = parse_u32(file, line, "num_decode_tokens", &record[1])?;
         lengths.push((prompt, output));
     }

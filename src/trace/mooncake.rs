@@ -69,13 +69,7 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
                 ),
             ));
         }
-        if row.input_length == 0 {
-            return Err(TraceError::parse(
-                file,
-                line,
-                "input_length is 0 (zero-length prompts are not allowed)",
-            ));
-        }
+        super::azure::nonzero_prompt(file, line, "input_length", row.input_length)?;
         let expected = row.input_length.div_ceil(MOONCAKE_BLOCK_TOKENS) as usize;
         if row.hash_ids.len() != expected {
             return Err(TraceError::parse(
