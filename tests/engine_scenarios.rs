@@ -767,3 +767,23 @@ fn bad_input_is_rejected_with_a_specific_error_and_changes_nothing() {
     e.audit(&mut scratch).unwrap();
     let _ = before;
 }
+
+#[test]
+fn absurd_predictions_are_accepted_without_overflow() {
+    for admission in [
+        AdmissionMode::Eager,
+        AdmissionMode::Predicted { headroom: 2.0 },
+    ] {
+        let mut cfg = config(PolicyKind::MemoryTime);
+        cfg.admission = admission;
+        let mut buf = EngineBuffers::new(&cfg).unwrap();
+        let mut e = buf.engine(cfg).unwrap();
+        let mut d = Driver::new(cfg);
+        let h = d.add(&mut e, req(1, 4, 1e300), 3);
+        d.add(&mut e, req(2, 4, f64::MAX), 3);
+        e.update_prediction(h, 1e308, Instant(d.now)).unwrap();
+        assert_eq!(e.stats().predicted_backlog_tokens, 2 * u32::MAX as u64);
+        d.drain(&mut e, 50);
+        assert_eq!(e.stats().predicted_backlog_tokens, 0);
+    }
+}

@@ -468,7 +468,13 @@ impl<'a> Engine<'a> {
     fn backlog_of(&self, i: u32) -> u64 {
         let ri = self.rank_input(i);
         let rem = self.cfg.policy.effective_prediction(&ri) - ri.attained;
-        if rem > 0.0 { libm::ceil(rem) as u64 } else { 0 }
+        // No request can produce more than u32::MAX tokens: capping keeps the sum exact and
+        // far from overflow whatever predictions the caller sends.
+        if rem > 0.0 {
+            libm::ceil(rem).min(u32::MAX as f64) as u64
+        } else {
+            0
+        }
     }
 
     fn refresh_backlog(&mut self, i: u32) {

@@ -350,7 +350,7 @@ impl<'a> Engine<'a> {
                 let ri = self.rank_input(i);
                 let rem =
                     (self.cfg.policy.effective_prediction(&ri) - ri.attained).max(0.0) * headroom;
-                let mut t = total + libm::ceil(rem) as u64;
+                let mut t = total.saturating_add(libm::ceil(rem).min(u32::MAX as f64) as u64);
                 if let Some(c) = cap {
                     t = t.min(c.max(total));
                 }
