@@ -86,7 +86,8 @@ pub enum KvConfigError {
     ZeroBlockSize,
     /// `device_blocks` must be at least 1.
     ZeroDeviceBlocks,
-    /// `device_blocks + host_blocks` must stay below 2^32 − 1 (the no-link sentinel).
+    /// `device_blocks` must be at most 2^31 (the hash index's bucket count) and
+    /// `device_blocks + host_blocks` below 2^32 − 1 (the no-link sentinel).
     TooManyBlocks,
     /// `max_seqs` must be at least 1 and below 2^32 − 1.
     BadMaxSeqs,
@@ -99,7 +100,9 @@ impl fmt::Display for KvConfigError {
         f.write_str(match self {
             KvConfigError::ZeroBlockSize => "block_size must be at least 1",
             KvConfigError::ZeroDeviceBlocks => "device_blocks must be at least 1",
-            KvConfigError::TooManyBlocks => "device_blocks + host_blocks must be below 2^32 - 1",
+            KvConfigError::TooManyBlocks => {
+                "device_blocks must be at most 2^31 and device_blocks + host_blocks below 2^32 - 1"
+            }
             KvConfigError::BadMaxSeqs => "max_seqs must be between 1 and 2^32 - 2",
             KvConfigError::BadTableChunks => "table_chunks must be between 1 and 2^32 - 2",
         })
@@ -159,7 +162,10 @@ impl KvConfig {
         if self.device_blocks == 0 {
             return Err(KvConfigError::ZeroDeviceBlocks);
         }
-        if self.device_blocks as u64 + self.host_blocks as u64 >= (u32::MAX - 1) as u64 {
+        // The hash index needs a power-of-two bucket count ≥ device blocks, in 32 bits.
+        if self.device_blocks > 1 << 31
+            || self.device_blocks as u64 + self.host_blocks as u64 >= (u32::MAX - 1) as u64
+        {
             return Err(KvConfigError::TooManyBlocks);
         }
         if self.max_seqs == 0 || self.max_seqs >= u32::MAX - 1 {
