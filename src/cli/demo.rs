@@ -23,10 +23,10 @@ use super::setup::{build_policy, scaled};
 use super::{CliResult, Failure, usage};
 
 /// The demo's arrival-rate factor over the workload's 5 req/s.
-pub const DEMO_RATE_SCALE: f64 = 1.0;
+pub const DEMO_RATE_SCALE: f64 = 2.0;
 /// The demo's device KV blocks of 16 tokens (the H100's real capacity would hide memory
 /// pressure at this load).
-pub const DEMO_KV_BLOCKS: u32 = 4096;
+pub const DEMO_KV_BLOCKS: u32 = 3072;
 
 /// Compare scheduling policies on the built-in workload (no files needed).
 ///
@@ -99,12 +99,16 @@ pub fn run(a: &DemoArgs) -> CliResult {
         "augur demo: {} scheduling policies on the built-in workload ({} requests, {:.1} req/s, \
          mean prompt {:.0} / output {:.0} tokens), llama-3.1-8b on h100-sxm, {} KV blocks of 16 \
          tokens; size-based policies with exact (oracle) and noisy (lognormal:1) length predictions.",
-        runs().iter().map(|r| r.0).fold(Vec::new(), |mut v: Vec<PolicyName>, p| {
-            if !v.contains(&p) {
-                v.push(p);
-            }
-            v
-        }).len(),
+        runs()
+            .iter()
+            .map(|r| r.0)
+            .fold(Vec::new(), |mut v: Vec<PolicyName>, p| {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+                v
+            })
+            .len(),
         s.requests,
         s.rate_per_s,
         s.mean_prompt_tokens,

@@ -48,9 +48,10 @@ pub struct Mg1Args {
     #[arg(long, value_name = "DIST", default_value = "exp")]
     pub service: ServiceDist,
     /// Jobs simulated, warm-up included.
-    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub jobs: u64,
-    /// Jobs at the start that are simulated but not measured [default: jobs / 20].
+    /// Jobs at the start that are simulated but not measured [default: 10,000, or jobs / 10
+    /// when that is smaller].
     #[arg(long, value_name = "N")]
     pub warmup: Option<u64>,
     /// Seed of the arrival, size and prediction streams.
@@ -70,9 +71,11 @@ pub fn run(a: &Mg1Args) -> CliResult {
             .filter(|p| a.prediction != PredictionModel::None || !p.uses_predictions())
             .collect()
     } else {
-        vec![a.policy.parse().map_err(|e| {
-            usage(anyhow!("invalid value for --policy: {e} (or `all`)"))
-        })?]
+        vec![
+            a.policy
+                .parse()
+                .map_err(|e| usage(anyhow!("invalid value for --policy: {e} (or `all`)")))?,
+        ]
     };
     if a.policy == "all" && a.prediction == PredictionModel::None {
         eprintln!("note: with --prediction none only the policies that need no predictions run");
@@ -82,7 +85,7 @@ pub fn run(a: &Mg1Args) -> CliResult {
         let mut cfg = Mg1Config::new(policy, a.load, a.service, a.prediction);
         cfg.jobs = a.jobs;
         cfg.seed = a.seed;
-        cfg.warmup_jobs = a.warmup.unwrap_or(a.jobs / 20);
+        cfg.warmup_jobs = a.warmup.unwrap_or((a.jobs / 10).min(10_000));
         let r = report(&cfg).map_err(|e| usage(anyhow!("{e}")))?;
         reports.push(r);
     }

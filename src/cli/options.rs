@@ -178,9 +178,7 @@ impl FromStr for Admission {
                 Ok(headroom) if headroom.is_finite() && headroom >= 0.0 => {
                     Ok(Admission(AdmissionMode::Predicted { headroom }))
                 }
-                _ => Err(format!(
-                    "`{s}`: the headroom `{h}` must be a number ≥ 0"
-                )),
+                _ => Err(format!("`{s}`: the headroom `{h}` must be a number ≥ 0")),
             },
             _ => Err(format!(
                 "unknown admission mode `{s}`; expected eager, full-prompt, predicted[:HEADROOM] or worst-case"
@@ -394,7 +392,11 @@ pub struct CommonOpts {
     /// The trace: an Azure or lengths-only `.csv`, a Mooncake `.jsonl`,
     /// `synthetic:KEY=VALUE,...` (e.g. `synthetic:n=500,rate=4,output=lognormal:200:1`), or
     /// `default` for the built-in demo workload.
-    #[arg(long, value_name = "FILE|synthetic:SPEC|default", default_value = "default")]
+    #[arg(
+        long,
+        value_name = "FILE|synthetic:SPEC|default",
+        default_value = "default"
+    )]
     pub trace: String,
     /// Use only the first N requests of the trace.
     #[arg(long, value_name = "N")]

@@ -11,9 +11,18 @@ use super::CliResult;
 /// The predictor specs and what they predict.
 pub const PREDICTORS: [(&str, &str); 7] = [
     ("oracle", "the true output length"),
-    ("none", "no prediction (policies fall back to the output cap or 256 tokens)"),
-    ("lognormal:SIGMA", "truth × exp(N(0, σ²)): multiplicative, median-unbiased"),
-    ("exp", "Exp(mean = truth): the theory's exponential predictions"),
+    (
+        "none",
+        "no prediction (policies fall back to the output cap or 256 tokens)",
+    ),
+    (
+        "lognormal:SIGMA",
+        "truth × exp(N(0, σ²)): multiplicative, median-unbiased",
+    ),
+    (
+        "exp",
+        "Exp(mean = truth): the theory's exponential predictions",
+    ),
     ("uniform:A", "U[(1 − A)·truth, (1 + A)·truth], 0 ≤ A ≤ 1"),
     (
         "onebit:T:ACC",
@@ -82,15 +91,24 @@ pub fn run() -> CliResult {
     }
     writeln!(out)?;
     writeln!(out, "Traces (--trace):")?;
-    writeln!(out, "  FILE.csv             Azure LLM inference trace, or lengths-only CSV")?;
-    writeln!(out, "  FILE.jsonl           Mooncake trace (with prefix block hashes)")?;
+    writeln!(
+        out,
+        "  FILE.csv             Azure LLM inference trace, or lengths-only CSV"
+    )?;
+    writeln!(
+        out,
+        "  FILE.jsonl           Mooncake trace (with prefix block hashes)"
+    )?;
     writeln!(
         out,
         "  synthetic:K=V,...    n, rate, seed, prompt, output, max_prompt, max_output, tools, tool_duration, tool_response"
     )?;
     writeln!(out, "  default              the built-in demo workload")?;
     writeln!(out)?;
-    writeln!(out, "M/G/1 policies (augur mg1 --policy): {POLICY_NAMES}, or all")?;
+    writeln!(
+        out,
+        "M/G/1 policies (augur mg1 --policy): {POLICY_NAMES}, or all"
+    )?;
     out.flush()?;
     Ok(())
 }

@@ -187,7 +187,11 @@ impl Setup {
     ) -> CliResult<SimConfig> {
         let mut engine = self.engine;
         engine.policy = policy;
-        let mut cfg = SimConfig::new(engine, self.cost.clone(), Predictor::new(predictor, self.seed));
+        let mut cfg = SimConfig::new(
+            engine,
+            self.cost.clone(),
+            Predictor::new(predictor, self.seed),
+        );
         cfg.kv_blocks = self.kv_blocks;
         cfg.max_output_cap = self.max_output;
         cfg.slo = self.slo;

@@ -51,10 +51,7 @@ pub struct SimulateArgs {
 /// Runs `augur simulate`.
 pub fn run(a: &SimulateArgs) -> CliResult {
     let setup = Setup::new(&a.common)?;
-    let name = a
-        .policy
-        .or(setup.policy.name)
-        .unwrap_or(PolicyName::Sprpt);
+    let name = a.policy.or(setup.policy.name).unwrap_or(PolicyName::Sprpt);
     let trace = scaled(&setup.trace, a.rate_scale)?;
     let cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
     let outcome = simulate(&trace, &cfg).map_err(Failure::Runtime)?;

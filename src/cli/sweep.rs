@@ -37,7 +37,12 @@ pub struct SweepArgs {
           value_parser = parse_rate_scale)]
     pub rate_scales: Vec<f64>,
     /// Predictor specs, comma-separated (see `augur policies`).
-    #[arg(long, value_name = "SPEC,...", value_delimiter = ',', default_value = "oracle")]
+    #[arg(
+        long,
+        value_name = "SPEC,...",
+        value_delimiter = ',',
+        default_value = "oracle"
+    )]
     pub predictors: Vec<PredictorSpec>,
     /// Directory for sweep.csv and the plots.
     #[arg(long, value_name = "DIR")]
