@@ -607,6 +607,15 @@ fn invalid_engine_values_name_the_field() {
         "--admission",
     );
     fails(&["mg1", "--policy", "fcfs", "--load", "1.5"], "load");
+    fails(
+        &["simulate", "--trace", SMALL, "--max-running", "0"],
+        "--max-running",
+    );
+    // Storage too large to allocate is refused, not an allocation abort.
+    fails(
+        &["simulate", "--trace", SMALL, "--kv-blocks", "4000000000"],
+        "--kv-blocks",
+    );
 }
 
 #[test]

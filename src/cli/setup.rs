@@ -4,7 +4,8 @@
 //! [`EngineConfig::new`], [`Policy::new`], the llama-3.1-8b / h100-sxm presets).
 
 use anyhow::anyhow;
-use augur::core::engine::EngineConfig;
+use augur::core::engine::{EngineConfig, EngineConfigError};
+use augur::core::kv::KvConfigError;
 use augur::core::policy::{MlfqParams, Policy, PolicyKind};
 use augur::cost::{BatchShape, CostModel};
 use augur::metrics::Slo;
@@ -22,6 +23,9 @@ pub const DEFAULT_TRAIL_CUTOFF: f64 = 0.8;
 pub const DEFAULT_ONEBIT_THRESHOLD: f64 = 256.0;
 /// Relative deadline (s) of slack and EDF when none is given.
 pub const DEFAULT_DEADLINE_S: f64 = 30.0;
+
+/// The most memory the engine's storage may take (the simulator allocates it up front).
+pub const MAX_ENGINE_BYTES: u64 = 16 << 30;
 
 /// Everything resolved that does not depend on the policy, predictor or rate scale.
 #[derive(Clone, Debug)]
@@ -195,10 +199,74 @@ impl Setup {
         cfg.kv_blocks = self.kv_blocks;
         cfg.max_output_cap = self.max_output;
         cfg.slo = self.slo;
-        cfg.resolved_engine(trace)
+        // Validate first with a stand-in KV size, so that the error can name the flag.
+        let mut probe = engine;
+        probe.device_blocks = self.kv_blocks.unwrap_or(1 << 16);
+        probe.max_requests = (trace.len() as u32).max(1);
+        probe.max_running = probe.max_running.min(probe.max_requests);
+        if let Err(e) = probe.validate() {
+            return Err(usage(anyhow!(
+                "invalid configuration: {e}{}",
+                flag_hint(&e)
+            )));
+        }
+        let resolved = cfg
+            .resolved_engine(trace)
             .map_err(|e| usage(anyhow!("{e:#}")))?;
+        // Refuse sizes whose storage cannot be allocated rather than abort on allocation.
+        let bytes = resolved
+            .layout()
+            .map_err(|e| usage(anyhow!("invalid configuration: {e}{}", flag_hint(&e))))?
+            .bytes();
+        if bytes as u64 > MAX_ENGINE_BYTES {
+            return Err(usage(anyhow!(
+                "the engine's storage would take {:.1} GiB (over the {} GiB limit): lower \
+                 --kv-blocks, --host-blocks or the trace length, or raise --block-size",
+                bytes as f64 / (1u64 << 30) as f64,
+                MAX_ENGINE_BYTES >> 30
+            )));
+        }
         Ok(cfg)
     }
+}
+
+/// The flag (and file key) behind an invalid engine or policy field, as a suffix.
+fn flag_hint(e: &EngineConfigError) -> String {
+    let field = match e {
+        EngineConfigError::Field(f) => *f,
+        EngineConfigError::Policy(p) => p.0,
+        EngineConfigError::Kv(KvConfigError::ZeroBlockSize) => "block_size",
+        EngineConfigError::Kv(KvConfigError::ZeroDeviceBlocks) => "kv_blocks",
+        EngineConfigError::Kv(KvConfigError::TooManyBlocks) => "host_blocks",
+        EngineConfigError::Kv(_) => return String::new(),
+    };
+    let flag = match field {
+        "max_running" => "max-running",
+        "token_budget" => "token-budget",
+        "watermark" => "watermark",
+        "priority_margin" => "margin",
+        "max_preemptions_per_step" => "max-preemptions",
+        "admission.headroom" => "admission",
+        "block_size" => "block-size",
+        "kv_blocks" => "kv-blocks",
+        "host_blocks" => "host-blocks",
+        "aging_per_s" => "aging",
+        "overrun.factor" => "overrun",
+        "default_deadline_us" => "default-deadline-s",
+        "cutoff" => "trail-cutoff",
+        "base_quantum" => "mlfq-quantum",
+        "growth" => "mlfq-growth",
+        "levels" => "mlfq-levels",
+        "prefill_weight" => "mlfq-prefill-weight",
+        "threshold" => "onebit-threshold",
+        "decode_us_per_token" => "slack-decode-us",
+        "prefill_us_per_token" => "slack-prefill-us",
+        _ => return String::new(),
+    };
+    format!(
+        " (set by --{flag}, or `{}` in the configuration file)",
+        flag.replace('-', "_")
+    )
 }
 
 /// Builds a policy from its name and parameters. Parameters of other policies are ignored;
