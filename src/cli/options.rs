@@ -13,6 +13,7 @@ use std::str::FromStr;
 use augur::core::engine::{AdmissionMode, PauseMode, PreemptionMode};
 use augur::core::policy::OverrunRule;
 use augur::cost::{GpuSpec, ModelSpec};
+use augur::predict::{ParsePredictorError, PredictorSpec};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 
@@ -175,10 +176,12 @@ impl FromStr for Admission {
             ("worst-case", None) => Ok(Admission(AdmissionMode::WorstCase)),
             ("predicted", None) => Ok(Admission(AdmissionMode::Predicted { headroom: 1.0 })),
             ("predicted", Some(h)) => match h.trim().parse::<f64>() {
-                Ok(headroom) if headroom.is_finite() && headroom >= 0.0 => {
+                Ok(headroom) if (0.0..=MAX_TOKENS_PARAM).contains(&headroom) => {
                     Ok(Admission(AdmissionMode::Predicted { headroom }))
                 }
-                _ => Err(format!("`{s}`: the headroom `{h}` must be a number ≥ 0")),
+                _ => Err(format!(
+                    "`{s}`: the headroom `{h}` must be a number in [0, {MAX_TOKENS_PARAM}]"
+                )),
             },
             _ => Err(format!(
                 "unknown admission mode `{s}`; expected eager, full-prompt, predicted[:HEADROOM] or worst-case"
@@ -218,12 +221,43 @@ pub fn parse_nonneg(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a token count given as a number in [0, [`MAX_TOKENS_PARAM`]].
+pub fn parse_tokens(s: &str) -> Result<f64, String> {
+    let x = parse_nonneg(s)?;
+    if x > MAX_TOKENS_PARAM {
+        return Err(format!("must be at most {MAX_TOKENS_PARAM}, got {x}"));
+    }
+    Ok(x)
+}
+
 /// Parses a finite number > 0.
 pub fn parse_positive(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
         Ok(x) => Err(format!("must be finite and > 0, got {x}")),
         Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// Largest log-normal σ accepted: beyond it single predictions reach 10¹⁵ tokens and more,
+/// which the engine's token counters were not built for.
+pub const MAX_SIGMA: f64 = 5.0;
+/// Largest one-bit threshold and admission headroom accepted, for the same reason.
+pub const MAX_TOKENS_PARAM: f64 = 1e9;
+
+/// Parses a predictor spec ([`PredictorSpec`]'s forms) and bounds its parameters.
+pub fn parse_predictor(s: &str) -> Result<PredictorSpec, String> {
+    let spec: PredictorSpec = s.parse().map_err(|e: ParsePredictorError| e.to_string())?;
+    match spec {
+        PredictorSpec::LogNormal { sigma } | PredictorSpec::Refining { sigma }
+            if sigma > MAX_SIGMA =>
+        {
+            Err(format!("`{s}`: SIGMA must be at most {MAX_SIGMA}"))
+        }
+        PredictorSpec::OneBit { threshold, .. } if threshold > MAX_TOKENS_PARAM => Err(format!(
+            "`{s}`: THRESHOLD must be at most {MAX_TOKENS_PARAM} tokens"
+        )),
+        _ => Ok(spec),
     }
 }
 
@@ -343,7 +377,7 @@ pub struct PolicyOpts {
     #[arg(long, value_name = "C", value_parser = parse_nonneg)]
     pub trail_cutoff: Option<f64>,
     /// onebit: predicted totals at most T tokens are "short" [default: 256].
-    #[arg(long, value_name = "T", value_parser = parse_nonneg)]
+    #[arg(long, value_name = "T", value_parser = parse_tokens)]
     pub onebit_threshold: Option<f64>,
     /// onebit: a short request does not preempt a running long one.
     #[arg(long)]

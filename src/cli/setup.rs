@@ -27,6 +27,9 @@ pub const DEFAULT_DEADLINE_S: f64 = 30.0;
 /// The most memory the engine's storage may take (the simulator allocates it up front).
 pub const MAX_ENGINE_BYTES: u64 = 16 << 30;
 
+/// The most device + host KV blocks a run may have.
+pub const MAX_BLOCKS: u64 = 1 << 28;
+
 /// Everything resolved that does not depend on the policy, predictor or rate scale.
 #[derive(Clone, Debug)]
 pub struct Setup {
@@ -213,7 +216,15 @@ impl Setup {
         let resolved = cfg
             .resolved_engine(trace)
             .map_err(|e| usage(anyhow!("{e:#}")))?;
-        // Refuse sizes whose storage cannot be allocated rather than abort on allocation.
+        // Refuse sizes whose storage cannot be allocated rather than abort on allocation
+        // (and keep block counts far from the core's u32 index arithmetic).
+        let blocks = u64::from(resolved.device_blocks) + u64::from(resolved.host_blocks);
+        if blocks > MAX_BLOCKS {
+            return Err(usage(anyhow!(
+                "{blocks} KV blocks (device + host) is more than the {MAX_BLOCKS} the simulator \
+                 allocates: lower --kv-blocks or --host-blocks"
+            )));
+        }
         let bytes = resolved
             .layout()
             .map_err(|e| usage(anyhow!("invalid configuration: {e}{}", flag_hint(&e))))?

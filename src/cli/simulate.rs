@@ -8,7 +8,7 @@ use augur::report::{self, Format, RunLabel};
 use augur::sim::simulate;
 use clap::Args;
 
-use super::options::{CommonOpts, PolicyName, parse_rate_scale};
+use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure};
 
@@ -32,7 +32,7 @@ pub struct SimulateArgs {
     pub policy: Option<PolicyName>,
     /// Output-length predictor: oracle, none, lognormal:SIGMA, exp, uniform:A,
     /// onebit:THRESHOLD:ACCURACY or refining:SIGMA.
-    #[arg(long, value_name = "SPEC", default_value = "oracle")]
+    #[arg(long, value_name = "SPEC", default_value = "oracle", value_parser = parse_predictor)]
     pub predictor: PredictorSpec,
     /// Multiply the trace's arrival rate by X (> 0).
     #[arg(long, value_name = "X", default_value = "1", value_parser = parse_rate_scale)]

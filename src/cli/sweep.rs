@@ -9,7 +9,7 @@ use augur::predict::PredictorSpec;
 use augur::report::{self, Metric, RunLabel};
 use clap::Args;
 
-use super::options::{CommonOpts, PolicyName, parse_rate_scale};
+use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
 use super::runner::{Job, default_threads, run_all};
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure};
@@ -41,7 +41,8 @@ pub struct SweepArgs {
         long,
         value_name = "SPEC,...",
         value_delimiter = ',',
-        default_value = "oracle"
+        default_value = "oracle",
+        value_parser = parse_predictor
     )]
     pub predictors: Vec<PredictorSpec>,
     /// Directory for sweep.csv and the plots.
