@@ -494,10 +494,21 @@ fn bad_predictor_is_a_usage_error() {
         2
     );
     assert_eq!(fails(&["simulate", "--predictor", "psychic"], "psychic"), 2);
-    assert_eq!(fails(&["simulate", "--predictor", "lognormal:1e308"], "SIGMA"), 2);
+    assert_eq!(
+        fails(&["simulate", "--predictor", "lognormal:1e308"], "SIGMA"),
+        2
+    );
     assert_eq!(
         fails(
-            &["sweep", "--policies", "fcfs", "--predictors", "oracle,exp:2", "--out", "x"],
+            &[
+                "sweep",
+                "--policies",
+                "fcfs",
+                "--predictors",
+                "oracle,exp:2",
+                "--out",
+                "x"
+            ],
             "--predictors"
         ),
         2

@@ -21,9 +21,11 @@ pub enum Mg1Format {
     Json,
 }
 
-/// Simulate the M/G/1 queue (one server, Poisson arrivals, job sizes of mean 1, preemption at
-/// arrivals) under a policy that sees predicted sizes, and print the simulated mean response
-/// time beside the closed form (SOAP) where one exists.
+/// Simulate the M/G/1 queue with predictions beside its closed-form mean response time
+///
+/// One server, Poisson arrivals, job sizes of mean 1 and preemption at arrivals, scheduled by
+/// a policy that sees predicted sizes (the same rank functions and queue as the engine). Prints
+/// the simulated mean response time beside the closed form (SOAP) where one exists.
 ///
 /// The JSON fields are policy, load, prediction, service, jobs, mean_response_time,
 /// analytic_mean_response_time, ci95_half_width and relative_error.

@@ -12,7 +12,7 @@ use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure};
 
-/// Simulate one policy on one trace and print the run's summary.
+/// Simulate one policy on one trace and print the run's summary
 ///
 /// The JSON output is one object whose keys are the run label (policy, predictor, rate_scale,
 /// trace) and the summary fields (requests_total, requests_completed, requests_rejected,

@@ -14,7 +14,7 @@ use super::runner::{Job, default_threads, run_all};
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure};
 
-/// Simulate every combination of policies × rate scales × predictors on one trace.
+/// Simulate every combination of policies × rate scales × predictors; write CSV and plots
 ///
 /// Writes, under --out DIR (created if needed):
 ///   sweep.csv          one row per run: policy, predictor, rate_scale, trace, then the summary
