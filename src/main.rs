@@ -1,6 +1,10 @@
-//! The `augur` command-line tool.
+//! The `augur` command-line tool: the simulator, the M/G/1 check and the policy catalogue.
+//!
+//! Run `augur --help` for the commands; `augur` alone runs `augur demo`. The command tree
+//! lives in the binary-private [`cli`] module.
 
-fn main() {
-    eprintln!("augur: the simulator is not built yet (see the open issues); nothing to run");
-    std::process::exit(2);
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -1,0 +1,643 @@
+//! The `augur` binary end to end: every subcommand's output and the errors of bad input.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A small synthetic workload that still queues (fast in the test profile).
+const SMALL: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=lognormal:64:1,seed=3";
+
+/// The keys `simulate --format json` must print: the run label, then `Summary`'s fields.
+const JSON_KEYS: [&str; 25] = [
+    "policy",
+    "predictor",
+    "rate_scale",
+    "trace",
+    "requests_total",
+    "requests_completed",
+    "requests_rejected",
+    "mean_e2e_s",
+    "p50_e2e_s",
+    "p90_e2e_s",
+    "p99_e2e_s",
+    "mean_ttft_s",
+    "p99_ttft_s",
+    "mean_tpot_s",
+    "p99_tpot_s",
+    "throughput_output_tokens_per_s",
+    "preemptions_recompute",
+    "preemptions_swap",
+    "recomputed_tokens",
+    "prefix_hit_rate",
+    "kv_utilization_mean",
+    "simulated_s",
+    "wall_s",
+    "goodput_req_per_s",
+    "slo_attainment",
+];
+
+fn augur(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the augur binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and asserts success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let o = augur(args);
+    assert!(
+        o.status.success(),
+        "augur {args:?} failed ({:?}):\n{}",
+        o.status,
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs and asserts a clean failure naming `needle` on stderr; returns the exit code.
+fn fails(args: &[&str], needle: &str) -> i32 {
+    let o = augur(args);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "augur {args:?} succeeded:\n{}",
+        stdout(&o)
+    );
+    assert!(!err.contains("panicked"), "augur {args:?} panicked:\n{err}");
+    assert!(
+        err.contains(needle),
+        "augur {args:?}: stderr does not mention `{needle}`:\n{err}"
+    );
+    o.status.code().expect("exited, not killed")
+}
+
+/// A fresh temporary directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("augur-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json(line: &str) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::from_str::<serde_json::Value>(line.trim()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        other => panic!("not a JSON object: {other:?}\n{line}"),
+    }
+}
+
+fn keys(m: &serde_json::Map<String, serde_json::Value>) -> BTreeSet<String> {
+    m.keys().cloned().collect()
+}
+
+fn demo_policies_present(out: &str) {
+    for p in ["fcfs", "las", "sjf", "sprpt", "trail", "memory-time"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{p} "))),
+            "no row for {p}:\n{out}"
+        );
+    }
+    assert!(out.contains("lognormal:1"), "{out}");
+    assert!(out.contains("augur simulate --help"), "{out}");
+}
+
+#[test]
+fn demo_prints_every_policy() {
+    let out = ok(&["demo", "--requests", "300"]);
+    demo_policies_present(&out);
+    assert!(
+        out.lines().next().unwrap().starts_with("augur demo:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_arguments_runs_the_demo() {
+    // The full demo: 3,000 requests × 10 runs, well under a second in release.
+    let out = ok(&[]);
+    demo_policies_present(&out);
+    assert!(out.contains("3000/3000"), "{out}");
+}
+
+#[test]
+fn simulate_json_has_exactly_the_summary_keys() {
+    let out = ok(&[
+        "simulate",
+        "--trace",
+        SMALL,
+        "--policy",
+        "sprpt",
+        "--predictor",
+        "lognormal:1",
+        "--kv-blocks",
+        "512",
+        "--format",
+        "json",
+    ]);
+    let m = json(&out);
+    let expected: BTreeSet<String> = JSON_KEYS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(keys(&m), expected);
+    assert_eq!(m["policy"], "sprpt");
+    assert_eq!(m["predictor"], "lognormal:1");
+    assert_eq!(m["requests_total"], 200);
+    assert_eq!(m["requests_completed"], 200);
+    // The library's constants agree.
+    let lib: BTreeSet<String> = augur::report::RunLabel::FIELDS
+        .iter()
+        .chain(augur::report::SUMMARY_FIELDS.iter())
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(lib, expected);
+}
+
+#[test]
+fn simulate_slo_fills_goodput() {
+    let out = ok(&[
+        "simulate",
+        "--trace",
+        SMALL,
+        "--format",
+        "json",
+        "--slo-ttft",
+        "1",
+        "--slo-tpot",
+        "0.1",
+    ]);
+    let m = json(&out);
+    assert!(m["goodput_req_per_s"].is_number(), "{out}");
+    assert!(m["slo_attainment"].is_number(), "{out}");
+}
+
+#[test]
+fn simulate_csv_has_the_header_and_one_row() {
+    let out = ok(&[
+        "simulate", "--trace", SMALL, "--policy", "fcfs", "--format", "csv",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], JSON_KEYS.join(","));
+    assert!(lines[1].starts_with("fcfs,oracle,1"), "{}", lines[1]);
+}
+
+#[test]
+fn simulate_table_is_readable() {
+    let out = ok(&["simulate", "--trace", SMALL, "--policy", "trail"]);
+    assert!(out.contains("trail"), "{out}");
+    assert!(out.to_lowercase().contains("e2e"), "{out}");
+}
+
+#[test]
+fn simulate_writes_one_request_row_per_request() {
+    let dir = temp_dir("requests");
+    let path = dir.join("requests.csv");
+    ok(&[
+        "simulate",
+        "--trace",
+        SMALL,
+        "--policy",
+        "sjf",
+        "--requests-csv",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("id,arrival_s,prompt_tokens"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 1 + 200);
+}
+
+#[test]
+fn simulate_runs_every_policy() {
+    for p in [
+        "fcfs",
+        "priority",
+        "sjf",
+        "pspjf",
+        "sprpt",
+        "trail",
+        "las",
+        "mlfq",
+        "onebit",
+        "memory-time",
+        "slack",
+        "edf",
+        "fair",
+    ] {
+        let out = ok(&[
+            "simulate",
+            "--trace",
+            "synthetic:n=60,rate=20,prompt=lognormal:256:0.5,output=lognormal:64:0.5,seed=1",
+            "--policy",
+            p,
+            "--kv-blocks",
+            "256",
+            "--format",
+            "json",
+        ]);
+        let m = json(&out);
+        assert_eq!(m["policy"], p);
+        assert_eq!(m["requests_completed"], 60, "{p}: {out}");
+    }
+}
+
+#[test]
+fn simulate_accepts_engine_and_policy_flags() {
+    let out = ok(&[
+        "simulate",
+        "--trace",
+        "synthetic:n=80,rate=20,tools=0.3,tool_duration=0.5,seed=2",
+        "--policy",
+        "mlfq",
+        "--predictor",
+        "refining:0.5",
+        "--block-size",
+        "32",
+        "--max-running",
+        "16",
+        "--token-budget",
+        "2048",
+        "--prefill-chunk",
+        "512",
+        "--watermark",
+        "0.02",
+        "--preemption",
+        "swap",
+        "--host-blocks",
+        "512",
+        "--admission",
+        "predicted:1.2",
+        "--margin",
+        "5",
+        "--max-preemptions",
+        "2",
+        "--no-prefix-caching",
+        "--pause",
+        "auto",
+        "--max-output",
+        "512",
+        "--aging",
+        "1",
+        "--overrun",
+        "rescale:2",
+        "--fair-share",
+        "--mlfq-quantum",
+        "8",
+        "--mlfq-growth",
+        "3",
+        "--mlfq-levels",
+        "5",
+        "--mlfq-prefill-weight",
+        "0.1",
+        "--kv-blocks",
+        "400",
+        "--rate-scale",
+        "1.5",
+        "--seed",
+        "9",
+        "--format",
+        "json",
+    ]);
+    let m = json(&out);
+    assert_eq!(m["policy"], "mlfq+fair+aging");
+    assert_eq!(m["rate_scale"], 1.5);
+    assert_eq!(m["requests_completed"], 80);
+}
+
+#[test]
+fn simulate_loads_the_example_config_and_flags_override_it() {
+    let out = ok(&[
+        "simulate",
+        "--config",
+        "examples/augur.toml",
+        "--trace",
+        SMALL,
+        "--format",
+        "json",
+    ]);
+    let from_file = json(&out);
+    assert_eq!(
+        from_file["policy"], "trail",
+        "the file's [policy] name is used"
+    );
+    let out = ok(&[
+        "simulate",
+        "--config",
+        "examples/augur.toml",
+        "--trace",
+        SMALL,
+        "--format",
+        "json",
+        "--policy",
+        "fcfs",
+        "--kv-blocks",
+        "100",
+    ]);
+    let overridden = json(&out);
+    assert_eq!(overridden["policy"], "fcfs", "--policy overrides the file");
+    // 100 blocks instead of the file's 2,048: much more KV pressure.
+    assert!(
+        overridden["kv_utilization_mean"].as_f64().unwrap()
+            > from_file["kv_utilization_mean"].as_f64().unwrap(),
+        "{overridden:?} vs {from_file:?}"
+    );
+}
+
+#[test]
+fn sweep_writes_csv_and_plots() {
+    let dir = temp_dir("sweep");
+    let out_dir = dir.join("out");
+    let out = ok(&[
+        "sweep",
+        "--trace",
+        SMALL,
+        "--policies",
+        "fcfs,sprpt",
+        "--rate-scales",
+        "0.5,1",
+        "--predictors",
+        "oracle,lognormal:1",
+        "--kv-blocks",
+        "512",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], JSON_KEYS.join(","));
+    assert_eq!(lines.len(), 1 + 2 * 2 * 2, "{csv}");
+    for f in [
+        "latency_mean.svg",
+        "latency_p99.svg",
+        "cdf_0.5.svg",
+        "cdf_1.svg",
+    ] {
+        let svg = std::fs::read_to_string(out_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(svg.contains("<svg"), "{f}");
+    }
+    assert!(out.contains("sprpt"), "{out}");
+    assert!(out.contains("0.5x"), "{out}");
+}
+
+#[test]
+fn mg1_json_has_the_report_keys() {
+    let out = ok(&[
+        "mg1",
+        "--policy",
+        "sprpt",
+        "--load",
+        "0.7",
+        "--prediction",
+        "exp",
+        "--jobs",
+        "20000",
+        "--format",
+        "json",
+    ]);
+    let m = json(&out);
+    let expected: BTreeSet<String> = [
+        "policy",
+        "load",
+        "prediction",
+        "service",
+        "jobs",
+        "mean_response_time",
+        "analytic_mean_response_time",
+        "ci95_half_width",
+        "relative_error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(keys(&m), expected);
+    assert_eq!(m["policy"], "sprpt");
+    assert!(m["analytic_mean_response_time"].is_number());
+}
+
+#[test]
+fn mg1_all_prints_a_table() {
+    let out = ok(&[
+        "mg1",
+        "--policy",
+        "all",
+        "--load",
+        "0.8",
+        "--prediction",
+        "uniform:0.5",
+        "--service",
+        "weibull",
+        "--jobs",
+        "20000",
+    ]);
+    for p in ["fcfs", "sjf", "spjf", "pspjf", "srpt", "sprpt", "trail:0.8"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{p} "))),
+            "no row for {p}:\n{out}"
+        );
+    }
+    assert!(out.contains("closed form"), "{out}");
+}
+
+#[test]
+fn policies_lists_everything() {
+    let out = ok(&["policies"]);
+    for p in augur::core::policy::POLICIES {
+        assert!(out.contains(p.name), "{} missing:\n{out}", p.name);
+    }
+    for name in augur::cost::ModelSpec::PRESETS
+        .iter()
+        .chain(augur::cost::GpuSpec::PRESETS)
+    {
+        assert!(out.contains(name), "{name} missing");
+    }
+    for spec in ["oracle", "lognormal:SIGMA", "refining:SIGMA", "fair"] {
+        assert!(out.contains(spec), "{spec} missing");
+    }
+}
+
+#[test]
+fn help_works_for_every_command() {
+    for cmd in ["demo", "simulate", "sweep", "mg1", "policies"] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.contains("Usage: augur"), "{cmd}: {out}");
+    }
+    assert!(ok(&["simulate", "--help"]).contains("--no-prefix-caching"));
+}
+
+#[test]
+fn unknown_policy_is_a_usage_error() {
+    assert_eq!(fails(&["simulate", "--policy", "lottery"], "--policy"), 2);
+    assert_eq!(
+        fails(&["mg1", "--policy", "lottery", "--load", "0.5"], "lottery"),
+        2
+    );
+}
+
+#[test]
+fn bad_predictor_is_a_usage_error() {
+    assert_eq!(
+        fails(&["simulate", "--predictor", "lognormal:x"], "--predictor"),
+        2
+    );
+    assert_eq!(fails(&["simulate", "--predictor", "psychic"], "psychic"), 2);
+    assert_eq!(
+        fails(&["simulate", "--predictor", "lognormal:1e308"], "SIGMA"),
+        2
+    );
+    assert_eq!(
+        fails(
+            &[
+                "sweep",
+                "--policies",
+                "fcfs",
+                "--predictors",
+                "oracle,exp:2",
+                "--out",
+                "x"
+            ],
+            "--predictors"
+        ),
+        2
+    );
+}
+
+#[test]
+fn unknown_model_and_gpu_are_usage_errors() {
+    assert_eq!(fails(&["simulate", "--model", "gpt-5"], "--model"), 2);
+    assert_eq!(fails(&["simulate", "--gpu", "tpu-v5"], "--gpu"), 2);
+}
+
+#[test]
+fn missing_trace_file_fails() {
+    let code = fails(
+        &["simulate", "--trace", "/nonexistent/trace.csv"],
+        "/nonexistent/trace.csv",
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn malformed_trace_names_file_and_line() {
+    let dir = temp_dir("badtrace");
+    let path = dir.join("bad.csv");
+    std::fs::write(
+        &path,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+         2023-11-16 18:15:46.1,100,20\n\
+         2023-11-16 18:15:47.1,oops,20\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let code = fails(&["simulate", "--trace", p], &format!("{p}:3"));
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn bad_synthetic_spec_names_the_key() {
+    fails(
+        &["simulate", "--trace", "synthetic:n=10,colour=red"],
+        "colour",
+    );
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = temp_dir("badconfig");
+    let path = dir.join("augur.toml");
+    std::fs::write(&path, "[engine]\nblock_size = 16\nkv_blokcs = 100\n").unwrap();
+    let code = fails(
+        &["simulate", "--config", path.to_str().unwrap()],
+        "kv_blokcs",
+    );
+    assert_eq!(code, 2);
+    std::fs::write(&path, "[scheduler]\n").unwrap();
+    fails(
+        &["simulate", "--config", path.to_str().unwrap()],
+        "scheduler",
+    );
+    fails(
+        &[
+            "simulate",
+            "--config",
+            dir.join("absent.toml").to_str().unwrap(),
+        ],
+        "absent.toml",
+    );
+}
+
+#[test]
+fn zero_rate_scale_is_rejected() {
+    assert_eq!(fails(&["simulate", "--rate-scale", "0"], "--rate-scale"), 2);
+    assert_eq!(
+        fails(
+            &[
+                "sweep",
+                "--policies",
+                "fcfs",
+                "--rate-scales",
+                "1,-2",
+                "--out",
+                "x"
+            ],
+            "--rate-scales"
+        ),
+        2
+    );
+}
+
+#[test]
+fn invalid_engine_values_name_the_field() {
+    fails(
+        &["simulate", "--trace", SMALL, "--watermark", "1.5"],
+        "watermark",
+    );
+    fails(
+        &[
+            "simulate",
+            "--trace",
+            SMALL,
+            "--policy",
+            "mlfq",
+            "--mlfq-levels",
+            "0",
+        ],
+        "levels",
+    );
+    fails(
+        &["simulate", "--trace", SMALL, "--overrun", "rescale:0.5"],
+        "--overrun",
+    );
+    fails(
+        &["simulate", "--trace", SMALL, "--admission", "lazy"],
+        "--admission",
+    );
+    fails(&["mg1", "--policy", "fcfs", "--load", "1.5"], "load");
+    fails(
+        &["simulate", "--trace", SMALL, "--max-running", "0"],
+        "--max-running",
+    );
+    // Storage too large to allocate is refused, not an allocation abort.
+    fails(
+        &["simulate", "--trace", SMALL, "--kv-blocks", "4000000000"],
+        "--kv-blocks",
+    );
+}
+
+#[test]
+fn example_config_exists() {
+    assert!(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/augur.toml")).exists());
+}
