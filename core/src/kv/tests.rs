@@ -65,6 +65,11 @@ fn test_config_validation_names_the_field() {
         Err(KvConfigError::TooManyBlocks)
     );
     assert_eq!(
+        KvConfig::new(16, (1 << 31) + 1, 0, 4).validate(),
+        Err(KvConfigError::TooManyBlocks)
+    );
+    assert_eq!(KvConfig::new(16, 1 << 31, 0, 4).validate(), Ok(()));
+    assert_eq!(
         KvConfig::new(16, 8, 0, 0).validate(),
         Err(KvConfigError::BadMaxSeqs)
     );
