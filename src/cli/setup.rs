@@ -248,7 +248,11 @@ fn flag_hint(e: &EngineConfigError) -> String {
         EngineConfigError::Policy(p) => p.0,
         EngineConfigError::Kv(KvConfigError::ZeroBlockSize) => "block_size",
         EngineConfigError::Kv(KvConfigError::ZeroDeviceBlocks) => "kv_blocks",
-        EngineConfigError::Kv(KvConfigError::TooManyBlocks) => "host_blocks",
+        EngineConfigError::Kv(KvConfigError::TooManyBlocks) => {
+            return " (set by --kv-blocks and --host-blocks, or `kv_blocks` and `host_blocks` in \
+                    the configuration file)"
+                .to_string();
+        }
         EngineConfigError::Kv(_) => return String::new(),
     };
     let flag = match field {
