@@ -96,6 +96,8 @@ pub struct RunCounters {
     pub preemptions_recompute: u64,
     /// Preemptions that swapped the victim's KV cache out to host memory.
     pub preemptions_swap: u64,
+    /// Preemptions that kept the victim's KV cache on the device (only the batch was full).
+    pub preemptions_keep: u64,
     /// Tokens whose KV entries had to be computed again after a recompute preemption.
     pub recomputed_tokens: u64,
     /// Prompt tokens whose KV entries were found in the prefix cache.
@@ -181,6 +183,8 @@ pub struct Summary {
     pub preemptions_recompute: u64,
     /// Preemptions by swapping.
     pub preemptions_swap: u64,
+    /// Preemptions that kept the KV cache in place (a full batch, not memory, forced them).
+    pub preemptions_keep: u64,
     /// Tokens recomputed after preemptions.
     pub recomputed_tokens: u64,
     /// Fraction of scheduled prompt tokens served from the prefix cache (0 when none scheduled).
@@ -280,6 +284,7 @@ pub fn summarize(records: &[RequestRecord], counters: &RunCounters, slo: &Slo) -
         throughput_output_tokens_per_s: ratio(output_tokens as f64, simulated_s),
         preemptions_recompute: counters.preemptions_recompute,
         preemptions_swap: counters.preemptions_swap,
+        preemptions_keep: counters.preemptions_keep,
         recomputed_tokens: counters.recomputed_tokens,
         prefix_hit_rate: ratio(
             counters.prefix_hit_tokens as f64,
@@ -421,6 +426,7 @@ mod tests {
         RunCounters {
             preemptions_recompute: 3,
             preemptions_swap: 2,
+            preemptions_keep: 5,
             recomputed_tokens: 40,
             prefix_hit_tokens: 25,
             prompt_tokens_scheduled: 100,
@@ -453,6 +459,7 @@ mod tests {
         assert_close!(s.throughput_output_tokens_per_s, 2.3);
         assert_eq!(s.preemptions_recompute, 3);
         assert_eq!(s.preemptions_swap, 2);
+        assert_eq!(s.preemptions_keep, 5);
         assert_eq!(s.recomputed_tokens, 40);
         assert_close!(s.prefix_hit_rate, 0.25);
         assert_close!(s.kv_utilization_mean, 0.75);

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{RequestRecord, Summary};
 
 /// The field names of a [`Summary`], in order: its JSON keys and CSV columns.
-pub const SUMMARY_FIELDS: [&str; 21] = [
+pub const SUMMARY_FIELDS: [&str; 22] = [
     "requests_total",
     "requests_completed",
     "requests_rejected",
@@ -44,6 +44,7 @@ pub const SUMMARY_FIELDS: [&str; 21] = [
     "throughput_output_tokens_per_s",
     "preemptions_recompute",
     "preemptions_swap",
+    "preemptions_keep",
     "recomputed_tokens",
     "prefix_hit_rate",
     "kv_utilization_mean",
@@ -417,8 +418,11 @@ fn write_summary_table(w: &mut impl Write, label: &RunLabel, s: &Summary) -> std
         (
             "preemptions",
             format!(
-                "{} recompute ({} tokens recomputed), {} swap",
-                s.preemptions_recompute, s.recomputed_tokens, s.preemptions_swap
+                "{} recompute ({} tokens recomputed), {} swap, {} keep",
+                s.preemptions_recompute,
+                s.recomputed_tokens,
+                s.preemptions_swap,
+                s.preemptions_keep
             ),
         ),
         ("prefix cache hit rate", fmt_percent(s.prefix_hit_rate)),
@@ -504,7 +508,9 @@ pub fn write_comparison_table(
         Column::new(header, unit, Align::Right, cells)
     };
     let rate_decimals = decimals_needed(rows.iter().map(|(l, _)| l.rate_scale));
-    let any_swap = rows.iter().any(|(_, s)| s.preemptions_swap > 0);
+    let any_swap = rows
+        .iter()
+        .any(|(_, s)| s.preemptions_swap > 0 || s.preemptions_keep > 0);
 
     let mut columns = vec![
         Column::new("policy", "", Align::Left, text(&|l, _| l.policy.clone())),
@@ -540,9 +546,14 @@ pub fn write_comparison_table(
         if any_swap {
             Column::new(
                 "preempt",
-                "rc+swap",
+                "rc+swap+keep",
                 Align::Right,
-                text(&|_, s| format!("{}+{}", s.preemptions_recompute, s.preemptions_swap)),
+                text(&|_, s| {
+                    format!(
+                        "{}+{}+{}",
+                        s.preemptions_recompute, s.preemptions_swap, s.preemptions_keep
+                    )
+                }),
             )
         } else {
             Column::new(
@@ -851,6 +862,7 @@ mod tests {
         let counters = RunCounters {
             preemptions_recompute: 3,
             preemptions_swap: 0,
+            preemptions_keep: 0,
             recomputed_tokens: 40,
             prefix_hit_tokens: 25,
             prompt_tokens_scheduled: 100,
@@ -971,6 +983,7 @@ mod tests {
             "throughput_output_tokens_per_s",
             "preemptions_recompute",
             "preemptions_swap",
+            "preemptions_keep",
             "recomputed_tokens",
             "prefix_hit_rate",
             "kv_utilization_mean",
@@ -1034,7 +1047,7 @@ mod tests {
             write_summary(&mut out, &l, &s, Format::Csv).unwrap();
             let mut rdr = csv::Reader::from_reader(out.as_slice());
             let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_owned).collect();
-            assert_eq!(header.len(), 25);
+            assert_eq!(header.len(), 26);
             assert_eq!(&header[..4], &RunLabel::FIELDS);
             assert_eq!(&header[4..], &SUMMARY_FIELDS);
             let path = temp_path("summary.csv");
@@ -1182,10 +1195,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].ends_with("goodput"), "{text}");
         assert!(lines[1].ends_with("(req/s, SLO met)"), "{text}");
-        assert!(lines[1].contains("(rc+swap)"), "{text}");
+        assert!(lines[1].contains("(rc+swap+keep)"), "{text}");
         assert!(lines[3].contains(" 1.00x "), "{text}");
         assert!(lines[3].ends_with("  0.20, 50.0%"), "{text}");
-        assert!(lines[3].contains("  3+2  "), "{text}");
+        assert!(lines[3].contains("  3+2+0  "), "{text}");
         assert!(lines[4].ends_with("  -"), "{text}");
     }
 

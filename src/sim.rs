@@ -309,6 +309,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
     let stats = engine.stats();
     counters.preemptions_recompute = stats.preemptions_recompute;
     counters.preemptions_swap = stats.preemptions_swap;
+    counters.preemptions_keep = stats.preemptions_keep;
     counters.recomputed_tokens = stats.recomputed_tokens;
     counters.prefix_hit_tokens = stats.prefix_hit_tokens;
     counters.prompt_tokens_scheduled = stats.prompt_tokens_admitted;

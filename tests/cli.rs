@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 const SMALL: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=lognormal:64:1,seed=3";
 
 /// The keys `simulate --format json` must print: the run label, then `Summary`'s fields.
-const JSON_KEYS: [&str; 25] = [
+const JSON_KEYS: [&str; 26] = [
     "policy",
     "predictor",
     "rate_scale",
@@ -27,6 +27,7 @@ const JSON_KEYS: [&str; 25] = [
     "throughput_output_tokens_per_s",
     "preemptions_recompute",
     "preemptions_swap",
+    "preemptions_keep",
     "recomputed_tokens",
     "prefix_hit_rate",
     "kv_utilization_mean",
