@@ -18,6 +18,7 @@ use super::{CliResult, Failure};
 /// trace) and the summary fields (requests_total, requests_completed, requests_rejected,
 /// mean_e2e_s, p50_e2e_s, p90_e2e_s, p99_e2e_s, mean_ttft_s, p99_ttft_s, mean_tpot_s,
 /// p99_tpot_s, throughput_output_tokens_per_s, preemptions_recompute, preemptions_swap,
+/// preemptions_keep,
 /// recomputed_tokens, prefix_hit_rate, kv_utilization_mean, simulated_s, wall_s,
 /// goodput_req_per_s, slo_attainment); CSV has the same columns.
 ///
