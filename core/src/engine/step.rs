@@ -274,6 +274,12 @@ impl<'a> Engine<'a> {
             {
                 break;
             }
+            if !from_promoted && self.preempted_now(w) {
+                // Preempted in this very step (for rank, to make room for a promoted request):
+                // it keeps its place at the head but does not run again in the same plan, which
+                // would discard or swap out its KV only to recompute or swap it back in.
+                break;
+            }
             let r = &self.reqs[w as usize];
             if blocks_for(r.num_tokens() as u64 + 1, self.cfg.block_size)
                 > self.cfg.device_blocks as u64
@@ -311,6 +317,14 @@ impl<'a> Engine<'a> {
             let state = self.reqs[w as usize].state;
             self.enqueue(w, state);
         }
+    }
+
+    /// Whether request `i` was preempted in the step being planned.
+    fn preempted_now(&self, i: u32) -> bool {
+        let p = &self.plan;
+        p.preempted[..p.preempted_len]
+            .iter()
+            .any(|x| x.handle.index() == i)
     }
 
     /// Blocks `i` may need in all under the admission mode (0 for eager).
