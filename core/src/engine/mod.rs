@@ -582,7 +582,8 @@ impl<'a> Engine<'a> {
         }
         match self.reqs[i as usize].state {
             STATE_RUNNING => self.remove_running(i),
-            STATE_PAUSED
+            // Paused, or resumed and waiting, with its KV kept on the device.
+            STATE_PAUSED | STATE_WAITING
                 if self.reqs[i as usize]
                     .seq()
                     .is_some_and(|s| self.kv.seq_info(s).is_ok_and(|x| x.tier == Tier::Device)) =>
@@ -818,9 +819,7 @@ impl<'a> Engine<'a> {
         if !self.check_time(now) {
             return Err(RequestError::TimeWentBackwards);
         }
-        if tier == Some(Tier::Device) {
-            self.paused_kept.remove(&mut *self.reqs, i);
-        }
+        // A kept KV stays in `paused_kept` (evictable) until the request is admitted again.
         self.reqs[i as usize].extra_prompt += appended_tokens;
         let state = if tier == Some(Tier::Host) {
             STATE_SWAPPED

@@ -471,7 +471,7 @@ impl<'a> Engine<'a> {
                     .expect("planned");
                 p.swap_in_len += n as usize;
             }
-            AdmitKind::Resident => {}
+            AdmitKind::Resident => self.paused_kept.remove(&mut *self.reqs, w),
         }
         self.add_running(w);
         // Reserve what the mode asks for beyond the blocks held now; `run_tokens` then counts
@@ -584,16 +584,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Evicts the KV of the longest-paused request that kept it: swapped if the pause mode
-    /// allows and the host has room, else discarded.
+    /// Evicts the KV of the longest-paused request that kept it (paused, or resumed and not yet
+    /// running again): swapped if it is still paused, the pause mode allows and the host has
+    /// room, else discarded.
     fn evict_paused_head(&mut self) {
         let Some(i) = self.paused_kept.pop_front(&mut *self.reqs) else {
             return;
         };
-        let swap = matches!(
-            self.cfg.pause,
-            super::PauseMode::Swap | super::PauseMode::Auto
-        );
+        // A resumed request waiting to run again is simply discarded: it recomputes.
+        let swap = self.reqs[i as usize].state == super::request::STATE_PAUSED
+            && matches!(
+                self.cfg.pause,
+                super::PauseMode::Swap | super::PauseMode::Auto
+            );
         if !(swap && self.try_swap_out(i)) {
             self.discard_kv(i);
         }
