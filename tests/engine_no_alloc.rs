@@ -66,7 +66,7 @@ fn a_busy_engine_allocates_nothing() {
             let t = Instant(now);
             // Arrivals: one per step while there is room.
             if let Some(k) = live.iter().position(|x| x.is_none())
-                && step % 3 != 0
+                && !step.is_multiple_of(3)
             {
                 let id = next_id;
                 next_id += 1;
@@ -93,10 +93,10 @@ fn a_busy_engine_allocates_nothing() {
                     e.resume_with_tokens(r.h, (step % 3) as u32, t)
                         .expect("resume");
                     r.resume_at = 0;
-                } else if (step + k as u64) % 41 == 0 {
+                } else if (step + k as u64).is_multiple_of(41) {
                     e.update_prediction(r.h, (step % 30) as f64, t)
                         .expect("update");
-                } else if (step + k as u64) % 997 == 0 && r.resume_at == 0 {
+                } else if (step + k as u64).is_multiple_of(997) && r.resume_at == 0 {
                     e.abort(r.h, t).expect("abort");
                     *slot = None;
                 }
@@ -120,18 +120,18 @@ fn a_busy_engine_allocates_nothing() {
                     r.generated += 1;
                     if r.generated >= r.target {
                         res.finished = true;
-                    } else if (step + r.generated as u64) % 23 == 0 {
+                    } else if (step + r.generated as u64).is_multiple_of(23) {
                         res.pause = Some(PauseRequest {
                             predicted_duration_us: 5_000,
                         });
                         r.resume_at = step + 3;
                     }
                 }
-                if step % 5 == 0 {
+                if step.is_multiple_of(5) {
                     res.predicted_remaining = Some((r.target - r.generated.min(r.target)) as f64);
                 }
                 let filled = (en.computed_before + en.tokens) / 4 > en.computed_before / 4;
-                if filled && step % 2 == 0 {
+                if filled && step.is_multiple_of(2) {
                     res.filled_block_hash = Some((1 << 40) | (step << 8) | n as u64);
                 }
                 results[n] = res;
@@ -143,7 +143,7 @@ fn a_busy_engine_allocates_nothing() {
                     *s = None;
                 }
             }
-            if step % 1000 == 0 {
+            if step.is_multiple_of(1000) {
                 e.audit(&mut scratch).expect("audit");
             }
             steps += 1;

@@ -398,7 +398,7 @@ impl Model {
 
     /// The stale or forged handle number `k`.
     fn bad_handle(&self, k: usize) -> RequestHandle {
-        if !self.dead.is_empty() && k % 3 != 0 {
+        if !self.dead.is_empty() && !k.is_multiple_of(3) {
             return self.dead[k % self.dead.len()];
         }
         match k % 2 {
@@ -1210,7 +1210,7 @@ impl Model {
     }
 }
 
-/// Configurations with a known livelock under rank preemption by recompute, where the liveness
+/// Configurations with a known livelock under preemption by recompute, where the liveness
 /// bound is not asserted (the safety checks still run on every step):
 /// - fair share with a positive prompt-token weight: the running request's tenant is charged
 ///   for each prefill chunk, so its counter passes the waiting tenant's and that tenant's
@@ -1223,11 +1223,10 @@ impl Model {
 ///   prefill everything again, ranks lower and preempts it back (minimal case: block 2,
 ///   budget 1, max_running 1, slack with 437 µs/decode token and 189 µs/prefill token,
 ///   prompts 17 and 29 with deadlines ~4.4 s away and two 1-token prompts, recompute).
-///
 /// - fair share with a positive prompt-token weight also under memory preemption, which picks
 ///   the victim by the same tenant counters: two requests of different tenants that do not
 ///   fit together take turns being the most charged and being preempted (minimal case: FCFS
-///   + fair share, block 4, device 16, chunk 1, budget 18, max_running 2, prompts 34 and 47
+///   with fair share, block 4, device 16, chunk 1, budget 18, max_running 2, prompts 34 and 47
 ///   of two tenants, `vtc_input_weight` 1.29, recompute).
 ///
 /// All are rank functions that worsen with the running request's own prefill progress,
