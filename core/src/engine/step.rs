@@ -271,6 +271,12 @@ impl<'a> Engine<'a> {
             let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
                 break;
             };
+            if self.preempted_now(w) {
+                // The request just preempted now heads the queue (its rank improved when it
+                // lost its KV, e.g. slack counts the prefill it must redo): promoting it would
+                // run it in the plan that preempts it.
+                break;
+            }
             let Some(v) = self.worst_running(|i| self.preemptible(i)) else {
                 break;
             };
