@@ -6,10 +6,124 @@
 use std::collections::HashMap;
 
 use augur::core::engine::{
-    Engine, EngineConfig, EntryKind, PreemptionCause, PreemptionKind, RequestDesc, RequestHandle,
-    StepResult,
+    Dropped, Engine, EngineConfig, EntryKind, Plan, Preemption, PreemptionCause, PreemptionKind,
+    RequestDesc, RequestHandle, ScheduledEntry, StepResult,
 };
+use augur::core::kv::BlockPair;
 use augur::core::time::Instant;
+
+/// A plan copied out of the engine, for exact comparisons across runs (determinism).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRecord {
+    pub step: u64,
+    /// Each entry with its block-table delta.
+    pub entries: Vec<(ScheduledEntry, Vec<u32>)>,
+    pub preempted: Vec<Preemption>,
+    pub dropped: Vec<Dropped>,
+    pub swap_out: Vec<BlockPair>,
+    pub swap_in: Vec<BlockPair>,
+    pub copies: Vec<BlockPair>,
+}
+
+impl PlanRecord {
+    pub fn of(plan: &Plan<'_>) -> Self {
+        PlanRecord {
+            step: plan.step,
+            entries: plan
+                .entries
+                .iter()
+                .map(|e| (*e, plan.blocks(e).to_vec()))
+                .collect(),
+            preempted: plan.preempted.to_vec(),
+            dropped: plan.dropped.to_vec(),
+            swap_out: plan.swap_out.to_vec(),
+            swap_in: plan.swap_in.to_vec(),
+            copies: plan.copies.to_vec(),
+        }
+    }
+}
+
+/// Checks one plan against the configuration and mirrors the block tables (by external id)
+/// from its deltas; panics on any violation:
+/// - tokens ≤ budget, entries ≤ `max_running`, no request twice, every entry computes ≥ 1
+///   token and a decode exactly 1;
+/// - preempted and dropped requests are not among the entries (their mirrors are dropped);
+/// - each delta starts inside the mirrored table (or at 0), and the mirrored table then covers
+///   exactly `computed_before + tokens`, with device block ids in range;
+/// - swap-out pairs are (device, host), swap-in (host, device), copies (device, device), all in
+///   range and with distinct destinations.
+pub fn check_plan(cfg: &EngineConfig, plan: &Plan<'_>, tables: &mut HashMap<u64, Vec<u32>>) {
+    let total: u64 = plan.entries.iter().map(|x| x.tokens as u64).sum();
+    assert!(total <= cfg.token_budget as u64, "budget exceeded: {total}");
+    assert!(
+        plan.entries.len() <= cfg.max_running as usize,
+        "max_running exceeded"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for en in plan.entries {
+        assert!(
+            seen.insert(en.external_id),
+            "request scheduled twice in one step"
+        );
+        assert!(en.tokens >= 1, "empty entry");
+        if en.kind == EntryKind::Decode {
+            assert_eq!(en.tokens, 1, "decode of more than one token");
+            assert!(en.samples, "decode that does not sample");
+        }
+    }
+    for p in plan.preempted {
+        assert!(
+            !seen.contains(&p.external_id),
+            "preempted request is scheduled"
+        );
+        tables.remove(&p.external_id);
+    }
+    for d in plan.dropped {
+        assert!(
+            !seen.contains(&d.external_id),
+            "dropped request is scheduled"
+        );
+        tables.remove(&d.external_id);
+    }
+    let (dev, host) = (cfg.device_blocks, cfg.host_blocks);
+    let pairs = |what: &str, list: &[BlockPair], src_n: u32, dst_n: u32| {
+        let mut dst = std::collections::HashSet::new();
+        for p in list {
+            assert!(
+                p.src < src_n && p.dst < dst_n,
+                "{what} pair out of range: {p:?}"
+            );
+            assert!(
+                dst.insert(p.dst),
+                "{what} names destination {} twice",
+                p.dst
+            );
+        }
+    };
+    pairs("swap-out", plan.swap_out, dev, host);
+    pairs("swap-in", plan.swap_in, host, dev);
+    pairs("copy", plan.copies, dev, dev);
+    let bs = cfg.block_size;
+    for en in plan.entries {
+        let t = tables.entry(en.external_id).or_default();
+        assert!(
+            en.table_start as usize <= t.len() || en.table_start == 0,
+            "delta starts past the mirrored table"
+        );
+        t.truncate(en.table_start as usize);
+        t.extend_from_slice(plan.blocks(en));
+        let covered = (en.computed_before + en.tokens).div_ceil(bs) as usize;
+        assert_eq!(
+            t.len(),
+            covered,
+            "mirrored table does not cover the computed tokens of {}",
+            en.external_id
+        );
+        for &b in t.iter() {
+            assert!(b < dev, "block id out of range");
+        }
+    }
+}
 
 /// One entry as (external id, kind, tokens).
 pub type Line = (u64, EntryKind, u32);
@@ -75,50 +189,20 @@ impl Driver {
         self.now += self.tick;
         let now = Instant(self.now);
         let plan = e.schedule(now).expect("schedule");
+        check_plan(&self.cfg, &plan, &mut self.tables);
         let mut out = Step::default();
-        let total: u32 = plan.entries.iter().map(|x| x.tokens).sum();
-        assert!(total <= self.cfg.token_budget, "budget exceeded: {total}");
-        assert!(
-            plan.entries.len() <= self.cfg.max_running as usize,
-            "max_running exceeded"
-        );
         for p in plan.preempted {
             out.preempted.push((p.external_id, p.kind, p.cause));
-            self.tables.remove(&p.external_id);
         }
         for d in plan.dropped {
             out.dropped.push(d.external_id);
-            self.tables.remove(&d.external_id);
         }
         out.swap_out = plan.swap_out.len();
         out.swap_in = plan.swap_in.len();
         out.copies = plan.copies.len();
-        let bs = self.cfg.block_size;
         let mut results = vec![];
-        let mut seen = std::collections::HashSet::new();
         for en in plan.entries {
-            assert!(
-                seen.insert(en.external_id),
-                "request scheduled twice in one step"
-            );
             out.entries.push((en.external_id, en.kind, en.tokens));
-            let t = self.tables.entry(en.external_id).or_default();
-            assert!(
-                en.table_start as usize <= t.len() || en.table_start == 0,
-                "delta starts past the mirrored table"
-            );
-            t.truncate(en.table_start as usize);
-            t.extend_from_slice(plan.blocks(en));
-            let covered = (en.computed_before + en.tokens).div_ceil(bs) as usize;
-            assert_eq!(
-                t.len(),
-                covered,
-                "mirrored table does not cover the computed tokens of {}",
-                en.external_id
-            );
-            for &b in t.iter() {
-                assert!(b < self.cfg.device_blocks, "block id out of range");
-            }
             let mut r = StepResult::new(en.handle, en.samples as u32);
             if en.samples {
                 let g = self.generated.get_mut(&en.external_id).unwrap();

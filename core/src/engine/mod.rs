@@ -16,9 +16,10 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
 1. **Running requests first.** Every running decode gets its token; running prefills get their
    next chunk (at most `prefill_chunk`) while the token budget lasts.
 2. **Memory.** If the running requests need more blocks than are free (free + evictable
-   cached blocks): first evict the KV of paused requests, then preempt running requests from
-   the worst rank up — only preemptible ones (TRAIL protects requests past their cutoff), at
-   most `max_preemptions_per_step` — by recompute, swap, or whichever the cost model prefers.
+   cached blocks): first evict the KV kept by paused requests (also once resumed, until
+   they run again), then preempt running requests from the worst rank up — only preemptible
+   ones (TRAIL protects requests past their cutoff), at most `max_preemptions_per_step` — by
+   recompute, swap, or whichever the cost model prefers.
    If that is not allowed, the worst-ranked requests wait this step (keeping their KV). If only
    one request is left and it still does not fit, others are preempted regardless, so the step
    always makes progress.

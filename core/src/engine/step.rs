@@ -100,6 +100,9 @@ impl<'a> Engine<'a> {
         if !memory_preempted {
             self.admit_waiting(promoted, &mut budget);
         }
+        if preemptions > 0 && budget > 0 {
+            self.top_up_running(&mut budget);
+        }
         Ok(self.plan())
     }
 
@@ -142,6 +145,46 @@ impl<'a> Engine<'a> {
                     r.sched_tokens = n;
                     *budget -= n;
                 }
+            }
+        }
+    }
+
+    /// Gives budget that preemptions returned to running requests that got no tokens in this
+    /// step (the budget ran out before them), decodes first, in running order, where their
+    /// new blocks fit. Without it, preempting the request that held the budget could leave
+    /// the step empty although the others could run.
+    fn top_up_running(&mut self, budget: &mut u32) {
+        let chunk_cap = if self.cfg.prefill_chunk == 0 {
+            u32::MAX
+        } else {
+            self.cfg.prefill_chunk
+        };
+        for pass in 0..2 {
+            for k in 0..self.running_len as usize {
+                if *budget == 0 {
+                    return;
+                }
+                let i = self.running[k];
+                let r = &self.reqs[i as usize];
+                if r.scheduled_step == self.step {
+                    continue;
+                }
+                let owed = r.num_tokens() - r.computed;
+                let is_decode = owed == 1 && r.generated > 0;
+                if owed == 0 || is_decode != (pass == 0) {
+                    continue;
+                }
+                let Some(seq) = r.seq() else { continue };
+                let n = owed.min(chunk_cap).min(*budget);
+                let b = self
+                    .kv
+                    .blocks_needed(seq, r.computed + n)
+                    .unwrap_or(u32::MAX);
+                if b > self.kv.available_device() {
+                    continue;
+                }
+                self.run_tokens(i, n, false);
+                *budget -= n;
             }
         }
     }
@@ -228,6 +271,12 @@ impl<'a> Engine<'a> {
             let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
                 break;
             };
+            if self.preempted_now(w) {
+                // The request just preempted now heads the queue (its rank improved when it
+                // lost its KV, e.g. slack counts the prefill it must redo): promoting it would
+                // run it in the plan that preempts it.
+                break;
+            }
             let Some(v) = self.worst_running(|i| self.preemptible(i)) else {
                 break;
             };
@@ -289,6 +338,12 @@ impl<'a> Engine<'a> {
             {
                 break;
             }
+            if !from_promoted && self.preempted_now(w) {
+                // Preempted in this very step (for rank, to make room for a promoted request):
+                // it keeps its place at the head but does not run again in the same plan, which
+                // would discard or swap out its KV only to recompute or swap it back in.
+                break;
+            }
             let r = &self.reqs[w as usize];
             if blocks_for(r.num_tokens() as u64 + 1, self.cfg.block_size)
                 > self.cfg.device_blocks as u64
@@ -326,6 +381,14 @@ impl<'a> Engine<'a> {
             let state = self.reqs[w as usize].state;
             self.enqueue(w, state);
         }
+    }
+
+    /// Whether request `i` was preempted in the step being planned.
+    fn preempted_now(&self, i: u32) -> bool {
+        let p = &self.plan;
+        p.preempted[..p.preempted_len]
+            .iter()
+            .any(|x| x.handle.index() == i)
     }
 
     /// Blocks `i` may need in all under the admission mode (0 for eager).
