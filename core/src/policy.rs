@@ -258,16 +258,27 @@ impl Policy {
 
     /// The predicted total output the rank uses, after the overrun rule.
     pub fn effective_prediction(&self, r: &RankInput) -> f64 {
-        let p = r
-            .predicted_total
-            .or(r.max_output)
+        self.effective_total(r.predicted_total, r.max_output, r.attained)
+    }
+
+    /// [`Policy::effective_prediction`] from just the fields it needs (the engine calls it for
+    /// every request every step, so it avoids building a whole [`RankInput`]).
+    #[inline]
+    pub fn effective_total(
+        &self,
+        predicted_total: Option<f64>,
+        max_output: Option<f64>,
+        attained: f64,
+    ) -> f64 {
+        let p = predicted_total
+            .or(max_output)
             .unwrap_or(self.fallback_prediction);
         match self.overrun {
             OverrunRule::Negative => p,
-            OverrunRule::Clamp => p.max(r.attained),
+            OverrunRule::Clamp => p.max(attained),
             OverrunRule::Rescale { factor } => {
                 let mut q = if p >= 1.0 { p } else { 1.0 };
-                while q <= r.attained {
+                while q <= attained {
                     q *= factor;
                 }
                 q

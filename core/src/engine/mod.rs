@@ -461,14 +461,28 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn preemptible(&self, i: u32) -> bool {
-        self.cfg.policy.preemptible(&self.rank_input(i))
+    /// `(compete_key(i), preemptible(i))` from one rank input.
+    fn compete(&self, i: u32) -> (RankKey, bool) {
+        let ri = self.rank_input(i);
+        let r = &self.reqs[i as usize];
+        let key = if self.cfg.policy.fair_share {
+            RankKey::new(self.tenants[r.tenant as usize].counter, r.arrival_seq)
+        } else {
+            self.cfg.policy.key(&ri, r.arrival_seq)
+        };
+        (key, self.cfg.policy.preemptible(&ri))
     }
 
     /// Predicted remaining output, rounded up, for the backlog gauge.
     fn backlog_of(&self, i: u32) -> u64 {
-        let ri = self.rank_input(i);
-        let rem = self.cfg.policy.effective_prediction(&ri) - ri.attained;
+        let r = &self.reqs[i as usize];
+        let attained = r.generated as f64;
+        let total = self.cfg.policy.effective_total(
+            r.has_prediction.then_some(r.predicted_total),
+            (r.max_output != u32::MAX).then_some(r.max_output as f64),
+            attained,
+        );
+        let rem = total - attained;
         // No request can produce more than u32::MAX tokens: capping keeps the sum exact and
         // far from overflow whatever predictions the caller sends.
         if rem > 0.0 {

@@ -8,6 +8,7 @@ use super::plan::{
 use super::request::{STATE_PAUSED, STATE_SWAPPED, STATE_WAITING};
 use super::{Engine, blocks_for};
 use crate::kv::Tier;
+use crate::queue::RankKey;
 use crate::time::Instant;
 use crate::util::NIL;
 
@@ -67,22 +68,7 @@ impl<'a> Engine<'a> {
         p.swap_out_pending = false;
 
         let mut budget = self.cfg.token_budget;
-        self.drop_oversized_running();
-        self.assign_running_tokens(&mut budget);
-        let mut need: u64 = 0;
-        for k in 0..self.running_len as usize {
-            let i = self.running[k];
-            let r = &self.reqs[i as usize];
-            if r.sched_tokens > 0 {
-                let seq = r.seq().expect("running requests hold KV");
-                let b = self
-                    .kv
-                    .blocks_needed(seq, r.computed + r.sched_tokens)
-                    .unwrap_or(0);
-                self.reqs[i as usize].sched_blocks = b;
-                need += b as u64;
-            }
-        }
+        let mut need = self.plan_running(&mut budget);
 
         let mut preemptions = 0u32;
         let memory_preempted = self.make_room(&mut need, &mut budget, &mut preemptions);
@@ -106,47 +92,68 @@ impl<'a> Engine<'a> {
         Ok(self.plan())
     }
 
-    /// Drops running requests that need more blocks than the device has: they can never run.
-    fn drop_oversized_running(&mut self) {
-        let n = self.cfg.device_blocks as u64;
-        let mut k = self.running_len as usize;
-        while k > 0 {
-            k -= 1;
+    /// One pass over the running set (a second only when some are prefilling): drops requests
+    /// that can never fit, gives every decode its token, then prefills their chunks, within
+    /// the budget. Returns the blocks all of that needs.
+    fn plan_running(&mut self, budget: &mut u32) -> u64 {
+        let bs = self.cfg.block_size;
+        let device = self.cfg.device_blocks as u64;
+        let mut need = 0u64;
+        let mut prefills = 0u32;
+        let mut k = 0usize;
+        while k < self.running_len as usize {
             let i = self.running[k];
-            let r = &self.reqs[i as usize];
-            if blocks_for(r.num_tokens() as u64, self.cfg.block_size) > n {
+            let r = &mut self.reqs[i as usize];
+            let total = r.num_tokens();
+            if blocks_for(total as u64, bs) > device {
+                // Can never run again: dropping it moves the last running request to `k`.
                 self.drop_request(i, DropReason::ExceedsKvCapacity);
+                continue;
             }
-        }
-    }
-
-    /// Decodes first (one token each), then prefill chunks, within the budget.
-    fn assign_running_tokens(&mut self, budget: &mut u32) {
-        let chunk_cap = if self.cfg.prefill_chunk == 0 {
-            u32::MAX
-        } else {
-            self.cfg.prefill_chunk
-        };
-        for pass in 0..2 {
-            for k in 0..self.running_len as usize {
-                let i = self.running[k] as usize;
-                let r = &mut self.reqs[i];
-                let owed = r.num_tokens() - r.computed;
-                let is_decode = owed == 1 && r.generated > 0;
-                if pass == 0 {
-                    r.sched_tokens = 0;
-                    r.sched_blocks = 0;
-                    if is_decode && *budget > 0 {
-                        r.sched_tokens = 1;
-                        *budget -= 1;
-                    }
-                } else if !is_decode && owed > 0 {
-                    let n = owed.min(chunk_cap).min(*budget);
-                    r.sched_tokens = n;
-                    *budget -= n;
+            let owed = total - r.computed;
+            r.sched_tokens = 0;
+            r.sched_blocks = 0;
+            if owed == 1 && r.generated > 0 {
+                if *budget > 0 {
+                    *budget -= 1;
+                    r.sched_tokens = 1;
+                    // Engine sequences are never forked, so a partly filled last block is
+                    // never shared: growing needs exactly the blocks the new tokens start.
+                    let b = (blocks_for(r.computed as u64 + 1, bs)
+                        - blocks_for(r.computed as u64, bs)) as u32;
+                    r.sched_blocks = b;
+                    need += b as u64;
                 }
+            } else if owed > 0 {
+                prefills += 1;
+            }
+            k += 1;
+        }
+        if prefills > 0 {
+            let chunk_cap = if self.cfg.prefill_chunk == 0 {
+                u32::MAX
+            } else {
+                self.cfg.prefill_chunk
+            };
+            for k in 0..self.running_len as usize {
+                if *budget == 0 {
+                    break;
+                }
+                let r = &mut self.reqs[self.running[k] as usize];
+                let owed = r.num_tokens() - r.computed;
+                if owed == 0 || (owed == 1 && r.generated > 0) {
+                    continue;
+                }
+                let n = owed.min(chunk_cap).min(*budget);
+                *budget -= n;
+                r.sched_tokens = n;
+                let b = (blocks_for((r.computed + n) as u64, bs)
+                    - blocks_for(r.computed as u64, bs)) as u32;
+                r.sched_blocks = b;
+                need += b as u64;
             }
         }
+        need
     }
 
     /// Gives budget that preemptions returned to running requests that got no tokens in this
@@ -189,6 +196,20 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The preemptible running request with the worst competing key, ranking each running
+    /// request once.
+    fn worst_preemptible(&self) -> Option<(RankKey, u32)> {
+        let mut worst: Option<(RankKey, u32)> = None;
+        for k in 0..self.running_len as usize {
+            let i = self.running[k];
+            let (key, preemptible) = self.compete(i);
+            if preemptible && worst.is_none_or(|(w, _)| key > w) {
+                worst = Some((key, i));
+            }
+        }
+        worst
+    }
+
     /// The running request with the worst competing key among those `filter` accepts.
     fn worst_running(&self, filter: impl Fn(u32) -> bool) -> Option<u32> {
         let mut worst: Option<(crate::queue::RankKey, u32)> = None;
@@ -218,7 +239,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             if *preemptions < self.cfg.max_preemptions_per_step
-                && let Some(v) = self.worst_running(|i| self.preemptible(i))
+                && let Some((_, v)) = self.worst_preemptible()
             {
                 *need -= self.reqs[v as usize].sched_blocks as u64;
                 *budget += self.reqs[v as usize].sched_tokens;
@@ -277,20 +298,21 @@ impl<'a> Engine<'a> {
                 // run it in the plan that preempts it.
                 break;
             }
-            let Some(v) = self.worst_running(|i| self.preemptible(i)) else {
-                break;
-            };
-            // Ranks are never NaN (inputs are validated), so `>=` is the plain negation.
-            let improves = kw.rank() + self.cfg.priority_margin < self.compete_key(v).rank();
-            if !improves {
-                break;
-            }
             // Only lasting limits justify a preemption: a full batch or memory. A spent token
             // budget is not one (the request gets budget next step, and the victim's work would
-            // be thrown away), so the check runs with a full step's budget.
+            // be thrown away), so the check runs with a full step's budget. Checked first: it
+            // spares the scan of the running set whenever the head can simply start.
             let avail = (self.kv.available_device() as u64).saturating_sub(*need) as u32;
             let memory_ok = self.plan_admission(w, self.cfg.token_budget, avail).is_ok();
             if memory_ok && self.running_len < self.cfg.max_running {
+                break;
+            }
+            let Some((key_v, v)) = self.worst_preemptible() else {
+                break;
+            };
+            // Ranks are never NaN (inputs are validated), so `>=` is the plain negation.
+            let improves = kw.rank() + self.cfg.priority_margin < key_v.rank();
+            if !improves {
                 break;
             }
             // Only the batch is full: keep the victim's KV where it is, losing nothing. Memory
@@ -572,10 +594,14 @@ impl<'a> Engine<'a> {
             p.copies_len += 1;
         }
         let table_start = if whole_table { 0 } else { out.first_changed };
-        let read = self
-            .kv
-            .read_table(seq, table_start, &mut p.blocks[p.blocks_len..])
-            .expect("live sequence");
+        // Most decodes add no block: nothing to read back then.
+        let read = if !whole_table && out.changed == 0 {
+            0
+        } else {
+            self.kv
+                .read_table(seq, table_start, &mut p.blocks[p.blocks_len..])
+                .expect("live sequence")
+        };
         let r = &mut self.reqs[i as usize];
         let total = r.num_tokens();
         let kind = if n == 1 && r.generated > 0 && before + 1 == total {

@@ -43,6 +43,9 @@ pub struct SeqSlot {
     next_free: u32,
     tier: Tier,
     live: bool,
+    /// Forked, or forked from: only then can a partly filled last block be shared (prefix
+    /// hits and swap-in reclaims share full blocks only), so only then is copy-on-write checked.
+    forked: bool,
 }
 
 impl Default for SeqSlot {
@@ -54,6 +57,7 @@ impl Default for SeqSlot {
             next_free: NIL,
             tier: Tier::Device,
             live: false,
+            forked: false,
         }
     }
 }
@@ -421,6 +425,7 @@ impl<'a> BlockManager<'a> {
         s.tier = Tier::Device;
         s.num_tokens = 0;
         s.table = ChunkList::EMPTY;
+        s.forked = false;
         self.live_seqs += 1;
         Ok(SeqHandle::new(i, s.generation))
     }
@@ -528,7 +533,8 @@ impl<'a> BlockManager<'a> {
         }
         let bs = self.config.block_size;
         let fresh = new_total.div_ceil(bs) - s.table.len();
-        let cow = !s.num_tokens.is_multiple_of(bs)
+        let cow = s.forked
+            && !s.num_tokens.is_multiple_of(bs)
             && self
                 .tables
                 .last(&s.table)
@@ -638,6 +644,8 @@ impl<'a> BlockManager<'a> {
             .for_each_from(&table, 0, |_, b| blocks[b as usize].ref_count += 1);
         self.seqs[c].table = table;
         self.seqs[c].num_tokens = src.num_tokens;
+        self.seqs[c].forked = true;
+        self.seqs[seq.index() as usize].forked = true;
         Ok(child)
     }
 
