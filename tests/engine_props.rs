@@ -17,7 +17,7 @@
 //! - progress: a step with any live request that is not paused schedules something (or drops
 //!   a request that can never fit) — a running request always owes at least one token and the
 //!   budget is at least 1, and with nothing running the whole device is free for the head of
-//!   the queue (see `step_and_check`);
+//!   the queue (see `Model::schedule`);
 //! - finishes (stop, output cap, length) are exactly the model's;
 //! - bad calls (stale and forged handles, results for unscheduled requests, duplicates, wrong
 //!   token counts, NaN and negative predictions, zero-length prompts, time going backwards,
@@ -42,9 +42,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use augur::core::engine::{
     AddError, AdmissionMode, CompleteError, CostWeights, Engine, EngineConfig, EngineStats,
-    FinishReason, Finished, PauseMode, PauseRequest, PreemptionCause, PreemptionKind,
-    PreemptionMode, RequestDesc, RequestError, RequestHandle, RequestState, RequestView,
-    ResultErrorKind, ScheduleError, ScheduledEntry, StepResult,
+    FinishReason, Finished, PauseMode, PauseRequest, PreemptionKind, PreemptionMode, RequestDesc,
+    RequestError, RequestHandle, RequestState, RequestView, ResultErrorKind, ScheduleError,
+    ScheduledEntry, StepResult,
 };
 use augur::core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind};
 use augur::core::time::Instant;
@@ -630,23 +630,9 @@ impl Model {
         // reservations do not apply to the first admission). With requests running, each
         // owes at least one token and the budget is at least 1; memory preemption evicts kept
         // KV first, stops once the rest fits and always keeps one request, whose blocks fit
-        // the device (or it is dropped).
-        //
-        // Not required (known issue): a step whose rank preemption took the budget of the
-        // running requests for a promoted request that then could not be admitted (e.g. its
-        // worst-case reservation did not fit) schedules nothing: `preempt_for_rank` checks
-        // that the waiting request could not start without the preemption, not that it can
-        // start with it (found with Priority + fair share, WorstCase admission, swap
-        // preemption, budget 3, max_running 3).
-        let running_before = views_before
-            .iter()
-            .filter(|v| v.state == RequestState::Running)
-            .count();
-        let rank_preempted = rec
-            .preempted
-            .iter()
-            .any(|p| p.cause == PreemptionCause::Rank);
-        if runnable > 0 && (running_before == 0 || !rank_preempted) {
+        // the device (or it is dropped); budget a preemption frees goes to running requests
+        // that got none.
+        if runnable > 0 {
             assert!(
                 !rec.entries.is_empty() || !rec.dropped.is_empty(),
                 "no progress with {runnable} runnable requests: {:?}\n{views_before:#?}",
