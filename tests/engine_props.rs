@@ -1127,12 +1127,6 @@ impl Model {
                     4 * len * (r.target.saturating_sub(r.generated) as u64 + 2)
                 })
                 .sum::<u64>();
-        // Where a livelock is known, only bound the time spent watching it.
-        let bound = if livelock_known(&self.cfg) {
-            bound.min(3000)
-        } else {
-            bound
-        };
         let mut rng = Rng(0);
         let mut steps = 0u64;
         loop {
@@ -1168,22 +1162,12 @@ impl Model {
             if self.reqs.is_empty() {
                 return steps as usize;
             }
-            if steps >= bound {
-                assert!(
-                    livelock_known(&self.cfg),
-                    "not drained within {bound} steps: {:?}\n{:?}",
-                    e.stats(),
-                    self.reqs
-                );
-                // Known livelock (see `livelock_known`): end it by aborting everything.
-                for id in self.pick_all(|_| true) {
-                    e.abort(self.reqs[&id].h, Instant(self.now)).expect("abort");
-                    self.retire(id);
-                    self.aborted += 1;
-                }
-                self.check(e);
-                return steps as usize;
-            }
+            assert!(
+                steps < bound,
+                "not drained within {bound} steps: {:?}\n{:?}",
+                e.stats(),
+                self.reqs
+            );
             self.schedule(e);
             self.check(e);
             steps += 1;
@@ -1197,34 +1181,6 @@ impl Model {
             .map(|(&id, _)| id)
             .collect()
     }
-}
-
-/// Configurations with a known livelock under preemption by recompute, where the liveness
-/// bound is not asserted (the safety checks still run on every step):
-/// - fair share with a positive prompt-token weight: the running request's tenant is charged
-///   for each prefill chunk, so its counter passes the waiting tenant's and that tenant's
-///   request preempts it; with recompute and a context longer than the tokens one stint
-///   gets, the two requests take turns recomputing forever and neither samples a token
-///   (minimal case: block 1, budget 1, max_running 1, PSPJF + fair share, two tenants with a
-///   request of prompt 2 each, `vtc_input_weight` 0.99, margin 0).
-/// - slack with a positive prefill cost, for the same reason: prefilling raises the running
-///   request's rank (less work left, so more slack), and the preempted request, which must
-///   prefill everything again, ranks lower and preempts it back (minimal case: block 2,
-///   budget 1, max_running 1, slack with 437 µs/decode token and 189 µs/prefill token,
-///   prompts 17 and 29 with deadlines ~4.4 s away and two 1-token prompts, recompute).
-/// - fair share with a positive prompt-token weight also under memory preemption, which picks
-///   the victim by the same tenant counters: two requests of different tenants that do not
-///   fit together take turns being the most charged and being preempted (minimal case: FCFS
-///   with fair share, block 4, device 16, chunk 1, budget 18, max_running 2, prompts 34 and 47
-///   of two tenants, `vtc_input_weight` 1.29, recompute).
-///
-/// All are rank functions that worsen with the running request's own prefill progress,
-/// combined with recompute preemption that throws that progress away.
-fn livelock_known(cfg: &EngineConfig) -> bool {
-    let p = &cfg.policy;
-    let fair = p.fair_share && cfg.vtc_input_weight > 0.0;
-    let slack = matches!(p.kind, PolicyKind::Slack { prefill_us_per_token, .. } if prefill_us_per_token > 0.0);
-    fair || slack
 }
 
 /// Runs `ops` then drains; returns the trace of plans and finishes.

@@ -787,3 +787,43 @@ fn absurd_predictions_are_accepted_without_overflow() {
         assert_eq!(e.stats().predicted_backlog_tokens, 0);
     }
 }
+
+#[test]
+fn ranks_that_worsen_while_prefilling_do_not_livelock() {
+    // Fair share charging prompt tokens: each prefill chunk raises the running tenant's counter
+    // past the waiting tenant's, so the two requests' ranks flip while they prefill. With
+    // preemption by recompute this once let them preempt each other forever without either
+    // producing a token (found by the property tests); now a request is not a victim until it
+    // has sampled since its admission, and both must finish promptly.
+    let mut cfg = config(PolicyKind::Pspjf);
+    cfg.block_size = 1;
+    cfg.device_blocks = 4; // both never fit: the rank preemption is for memory, by recompute
+    cfg.token_budget = 1;
+    cfg.max_running = 1;
+    cfg.policy.fair_share = true;
+    cfg.max_tenants = 2;
+    cfg.vtc_input_weight = 0.99;
+    cfg.rank_preemption_may_recompute = true;
+    let mut buf = EngineBuffers::new(&cfg).unwrap();
+    let mut e = buf.engine(cfg).unwrap();
+    let mut d = Driver::new(cfg);
+    d.add(
+        &mut e,
+        RequestDesc {
+            tenant: 0,
+            ..RequestDesc::new(1, 2)
+        },
+        2,
+    );
+    d.add(
+        &mut e,
+        RequestDesc {
+            tenant: 1,
+            ..RequestDesc::new(2, 2)
+        },
+        2,
+    );
+    let steps = d.drain(&mut e, 40);
+    assert!(steps <= 12, "{steps} steps");
+    assert_eq!(e.stats().finished, 2);
+}

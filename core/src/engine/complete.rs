@@ -120,6 +120,7 @@ impl<'a> Engine<'a> {
                 + self.cfg.vtc_output_weight * res.tokens as f64
         };
         if res.tokens == 1 {
+            r.sampled_since_admit = true;
             r.generated += 1;
             if r.first_token_us == u64::MAX {
                 r.first_token_us = now.as_micros();

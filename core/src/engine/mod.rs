@@ -20,9 +20,12 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
    they run again), then preempt running requests from the worst rank up — only preemptible
    ones (TRAIL protects requests past their cutoff), at most `max_preemptions_per_step` — by
    recompute, swap, or whichever the cost model prefers.
-   If that is not allowed, the worst-ranked requests wait this step (keeping their KV). If only
-   one request is left and it still does not fit, others are preempted regardless, so the step
-   always makes progress.
+   A request is not a victim until it has sampled a token since its last admission, so ranks
+   that change while a request prefills (fair share charging prompt tokens, slack counting
+   prefill work) cannot make two requests throw each other's work away forever. If no
+   victim is allowed, the most recently admitted requests wait this step (keeping their KV);
+   if only one request is left and it still does not fit, others are preempted regardless,
+   most recently admitted first, so the step always makes progress.
 3. **Rank preemption.** For preemptive policies, while the best waiting request outranks the
    worst running one by more than `priority_margin` and could not start otherwise (batch full
    or memory short; a spent token budget does not count, since it frees up next step), the
@@ -212,6 +215,7 @@ pub struct Engine<'a> {
     complete_stamp: u64,
     last_now: u64,
     next_arrival_seq: u64,
+    admissions: u64,
     outstanding_reserve: u64,
     watermark_blocks: u32,
     stats: EngineStats,
@@ -315,6 +319,7 @@ impl<'a> Engine<'a> {
             complete_stamp: 0,
             last_now: 0,
             next_arrival_seq: 0,
+            admissions: 0,
             outstanding_reserve: 0,
             watermark_blocks: libm::ceil(cfg.watermark * cfg.device_blocks as f64) as u32,
             stats: EngineStats::default(),
@@ -450,18 +455,9 @@ impl<'a> Engine<'a> {
             .key(&self.rank_input(i), self.reqs[i as usize].arrival_seq)
     }
 
-    /// The key `i` competes with by rank against other running/waiting requests: its queue key,
-    /// or under fair share its tenant's counter.
-    fn compete_key(&self, i: u32) -> RankKey {
-        let r = &self.reqs[i as usize];
-        if self.cfg.policy.fair_share {
-            RankKey::new(self.tenants[r.tenant as usize].counter, r.arrival_seq)
-        } else {
-            self.queue_key(i)
-        }
-    }
-
-    /// `(compete_key(i), preemptible(i))` from one rank input.
+    /// The key `i` competes with by rank against other running/waiting requests (its queue key,
+    /// or under fair share its tenant's counter), and whether it may be preempted now — from
+    /// one rank input.
     fn compete(&self, i: u32) -> (RankKey, bool) {
         let ri = self.rank_input(i);
         let r = &self.reqs[i as usize];
@@ -470,7 +466,14 @@ impl<'a> Engine<'a> {
         } else {
             self.cfg.policy.key(&ri, r.arrival_seq)
         };
-        (key, self.cfg.policy.preemptible(&ri))
+        // A request that has not sampled since it was (re)admitted is not a victim: ranks that
+        // worsen with the request's own prefill (fair share charging prompt tokens, slack
+        // counting prefill work) would otherwise let two requests preempt each other forever
+        // without either producing a token. The step's deadlock breaker still overrides this.
+        (
+            key,
+            r.sampled_since_admit && self.cfg.policy.preemptible(&ri),
+        )
     }
 
     /// Predicted remaining output, rounded up, for the backlog gauge.

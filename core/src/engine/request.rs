@@ -139,6 +139,10 @@ pub struct RequestSlot {
     pub(crate) queued: bool,
     /// In the engine's list of requests holding device KV while not running.
     pub(crate) idle_listed: bool,
+    /// Sampled a token since it was last admitted: only then may it be chosen as a victim.
+    pub(crate) sampled_since_admit: bool,
+    /// When it was last admitted, as the engine's admission count.
+    pub(crate) admitted_seq: u64,
 }
 
 impl Default for RequestSlot {
@@ -181,6 +185,8 @@ impl Default for RequestSlot {
             reported: false,
             queued: false,
             idle_listed: false,
+            sampled_since_admit: false,
+            admitted_seq: 0,
         }
     }
 }

@@ -210,20 +210,17 @@ impl<'a> Engine<'a> {
         worst
     }
 
-    /// The running request with the worst competing key among those `filter` accepts.
-    fn worst_running(&self, filter: impl Fn(u32) -> bool) -> Option<u32> {
-        let mut worst: Option<(crate::queue::RankKey, u32)> = None;
+    /// The most recently admitted running request among those `filter` accepts.
+    fn latest_admitted(&self, filter: impl Fn(u32) -> bool) -> Option<u32> {
+        let mut latest: Option<(u64, u32)> = None;
         for k in 0..self.running_len as usize {
             let i = self.running[k];
-            if !filter(i) {
-                continue;
-            }
-            let key = self.compete_key(i);
-            if worst.is_none_or(|(w, _)| key > w) {
-                worst = Some((key, i));
+            let seq = self.reqs[i as usize].admitted_seq;
+            if filter(i) && latest.is_none_or(|(s, _)| seq > s) {
+                latest = Some((seq, i));
             }
         }
-        worst.map(|(_, i)| i)
+        latest.map(|(_, i)| i)
     }
 
     /// Frees memory until the running requests' needs fit. Returns whether anything running
@@ -257,10 +254,15 @@ impl<'a> Engine<'a> {
                     only = i;
                 }
             }
+            // What is left has not sampled since its admission (or the preemption cap is
+            // reached). Yield in reverse admission order, so the request admitted first keeps
+            // its progress and reaches its sampling point: ordering these by rank instead lets
+            // two requests whose ranks flip as they prefill take turns throwing each other's
+            // work away forever.
             if scheduled >= 2 {
-                // Not allowed to preempt more: the worst-ranked scheduled request waits a step.
+                // The most recently admitted scheduled request waits a step.
                 let v = self
-                    .worst_running(|i| self.reqs[i as usize].sched_tokens > 0)
+                    .latest_admitted(|i| self.reqs[i as usize].sched_tokens > 0)
                     .expect("two scheduled");
                 let r = &mut self.reqs[v as usize];
                 *need -= r.sched_blocks as u64;
@@ -270,8 +272,8 @@ impl<'a> Engine<'a> {
                 continue;
             }
             // One request left and it does not fit: preempt others regardless of protection
-            // and of the cap, so the step makes progress.
-            match self.worst_running(|i| i != only) {
+            // and of the cap, most recently admitted first, so the step makes progress.
+            match self.latest_admitted(|i| i != only) {
                 Some(v) => {
                     *need -= self.reqs[v as usize].sched_blocks as u64;
                     self.preempt(v, PreemptionCause::Memory);
@@ -564,6 +566,9 @@ impl<'a> Engine<'a> {
             }
         }
         self.add_running(w);
+        self.admissions += 1;
+        self.reqs[w as usize].sampled_since_admit = false;
+        self.reqs[w as usize].admitted_seq = self.admissions;
         // Reserve what the mode asks for beyond the blocks held now; `run_tokens` then counts
         // this step's new blocks against it.
         let seq = self.reqs[w as usize]
