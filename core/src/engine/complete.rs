@@ -6,6 +6,7 @@ use super::plan::{
 use super::request::{STATE_PAUSED, STATE_RUNNING};
 use super::{Engine, PauseMode, RequestHandle};
 use crate::time::Instant;
+use crate::util::div_block;
 
 /// What to do with a paused request's KV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +77,9 @@ impl<'a> Engine<'a> {
         if (res.pause.is_some() || res.finished) && !samples {
             return Err(ResultErrorKind::NotAtSamplingPoint);
         }
-        if res.filled_block_hash.is_some() && r.computed / bs <= r.sched_from / bs {
+        if res.filled_block_hash.is_some()
+            && div_block(r.computed, bs) <= div_block(r.sched_from, bs)
+        {
             return Err(ResultErrorKind::NoBlockFilled);
         }
         Ok(())
@@ -88,7 +91,7 @@ impl<'a> Engine<'a> {
         let r = &mut self.reqs[i as usize];
         r.reported = true;
         let seq = r.seq().expect("running requests hold KV");
-        let (from, to) = (r.sched_from / bs, r.computed / bs);
+        let (from, to) = (div_block(r.sched_from, bs), div_block(r.computed, bs));
         let was_decode =
             r.sched_tokens == 1 && r.generated > 0 && r.sched_from + 1 == r.num_tokens();
         // Prompt blocks that filled in this step become findable for prefix reuse.

@@ -79,6 +79,7 @@ use crate::policy::RankInput;
 use crate::queue::RankKey;
 use crate::time::Instant;
 use crate::util::NIL;
+pub(crate) use crate::util::blocks_for;
 use request::{STATE_FREE, STATE_PAUSED, STATE_RUNNING, STATE_SWAPPED, STATE_WAITING};
 use wait_queue::WaitQueue;
 
@@ -234,11 +235,6 @@ fn take<'s, T>(
         });
     }
     Ok(&mut slice[..need])
-}
-
-#[inline]
-fn blocks_for(tokens: u64, block_size: u32) -> u64 {
-    tokens.div_ceil(block_size as u64)
 }
 
 impl<'a> Engine<'a> {
@@ -489,7 +485,10 @@ impl<'a> Engine<'a> {
         // No request can produce more than u32::MAX tokens: capping keeps the sum exact and
         // far from overflow whatever predictions the caller sends.
         if rem > 0.0 {
-            libm::ceil(rem).min(u32::MAX as f64) as u64
+            // ceil without libm's software rounding (this runs for every request every step).
+            let rem = rem.min(u32::MAX as f64);
+            let whole = rem as u64;
+            whole + ((whole as f64) < rem) as u64
         } else {
             0
         }

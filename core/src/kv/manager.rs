@@ -5,7 +5,7 @@ use super::{
     TABLE_CHUNK_LEN, Tier, chunk_list::chunks_for, list::Links, list::List,
 };
 use crate::handle::{handle_type, next_generation};
-use crate::util::NIL;
+use crate::util::{NIL, blocks_for};
 
 /// Flag: the block carries a valid hash (on the device it is then in the hash index).
 const HASHED: u8 = 1;
@@ -532,7 +532,7 @@ impl<'a> BlockManager<'a> {
             return (0, false);
         }
         let bs = self.config.block_size;
-        let fresh = new_total.div_ceil(bs) - s.table.len();
+        let fresh = blocks_for(new_total as u64, bs) as u32 - s.table.len();
         let cow = s.forked
             && !s.num_tokens.is_multiple_of(bs)
             && self
