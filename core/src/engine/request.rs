@@ -198,6 +198,12 @@ impl RequestSlot {
         self.prompt_tokens + self.extra_prompt + self.generated
     }
 
+    /// Whether its next step is a decode: exactly the last sampled token is left to compute.
+    #[inline]
+    pub(crate) fn owes_decode(&self) -> bool {
+        self.num_tokens() - self.computed == 1 && self.generated > 0
+    }
+
     #[inline]
     pub(crate) fn seq(&self) -> Option<SeqHandle> {
         (self.seq_raw != 0).then(|| SeqHandle::from_raw(self.seq_raw))

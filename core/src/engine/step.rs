@@ -113,7 +113,7 @@ impl<'a> Engine<'a> {
             let owed = total - r.computed;
             r.sched_tokens = 0;
             r.sched_blocks = 0;
-            if owed == 1 && r.generated > 0 {
+            if r.owes_decode() {
                 if *budget > 0 {
                     *budget -= 1;
                     r.sched_tokens = 1;
@@ -130,18 +130,14 @@ impl<'a> Engine<'a> {
             k += 1;
         }
         if prefills > 0 {
-            let chunk_cap = if self.cfg.prefill_chunk == 0 {
-                u32::MAX
-            } else {
-                self.cfg.prefill_chunk
-            };
+            let chunk_cap = self.chunk_cap();
             for k in 0..self.running_len as usize {
                 if *budget == 0 {
                     break;
                 }
                 let r = &mut self.reqs[self.running[k] as usize];
                 let owed = r.num_tokens() - r.computed;
-                if owed == 0 || (owed == 1 && r.generated > 0) {
+                if owed == 0 || r.owes_decode() {
                     continue;
                 }
                 let n = owed.min(chunk_cap).min(*budget);
@@ -161,11 +157,7 @@ impl<'a> Engine<'a> {
     /// new blocks fit. Without it, preempting the request that held the budget could leave
     /// the step empty although the others could run.
     fn top_up_running(&mut self, budget: &mut u32) {
-        let chunk_cap = if self.cfg.prefill_chunk == 0 {
-            u32::MAX
-        } else {
-            self.cfg.prefill_chunk
-        };
+        let chunk_cap = self.chunk_cap();
         for pass in 0..2 {
             for k in 0..self.running_len as usize {
                 if *budget == 0 {
@@ -177,7 +169,7 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let owed = r.num_tokens() - r.computed;
-                let is_decode = owed == 1 && r.generated > 0;
+                let is_decode = r.owes_decode();
                 if owed == 0 || is_decode != (pass == 0) {
                     continue;
                 }
@@ -208,6 +200,16 @@ impl<'a> Engine<'a> {
             }
         }
         worst
+    }
+
+    /// The per-request prefill chunk cap (`prefill_chunk`, 0 meaning only the budget limits).
+    #[inline]
+    fn chunk_cap(&self) -> u32 {
+        if self.cfg.prefill_chunk == 0 {
+            u32::MAX
+        } else {
+            self.cfg.prefill_chunk
+        }
     }
 
     /// The most recently admitted running request among those `filter` accepts.
@@ -458,11 +460,7 @@ impl<'a> Engine<'a> {
         let r = &self.reqs[w as usize];
         let bs = self.cfg.block_size;
         let total = r.num_tokens();
-        let chunk_cap = if self.cfg.prefill_chunk == 0 {
-            u32::MAX
-        } else {
-            self.cfg.prefill_chunk
-        };
+        let chunk_cap = self.chunk_cap();
         let info = r.seq().and_then(|s| self.kv.seq_info(s).ok());
         let (kind, chunk, supply, blocks_after) = match info {
             None => {
