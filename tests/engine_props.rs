@@ -572,6 +572,7 @@ impl Model {
             ttft_target_us: op.ttft,
             tenant: op.tenant,
             prompt_block_hashes: &hashes,
+            cache_salt: 0,
         };
         let expect = self.expect_add(&desc, self.now);
         let before = self.snapshot(e);

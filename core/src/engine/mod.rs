@@ -741,6 +741,7 @@ impl<'a> Engine<'a> {
             max_output: desc.max_output_tokens.unwrap_or(u32::MAX),
             priority: desc.priority,
             tenant: desc.tenant,
+            cache_salt: desc.cache_salt,
             ..RequestSlot::default()
         };
         if let Some(p) = desc.predicted_output_tokens {

@@ -33,6 +33,12 @@ pub struct RequestDesc<'h> {
     /// Chained hashes of the prompt's full blocks, in order, for prefix caching (at most
     /// `prompt_tokens / block_size` of them).
     pub prompt_block_hashes: &'h [u64],
+    /// The prefix-cache namespace of `prompt_block_hashes` (vLLM's `cache_salt`, plus
+    /// whatever else must keep KV apart: tenant, LoRA adapter). Requests share cached blocks
+    /// only when both the namespace and the hash are equal, so equal hashes from different
+    /// namespaces never share KV. Fold several keys into one value (e.g. hash them together);
+    /// 0 is the default namespace.
+    pub cache_salt: u64,
 }
 
 impl RequestDesc<'static> {
@@ -48,6 +54,7 @@ impl RequestDesc<'static> {
             ttft_target_us: None,
             tenant: 0,
             prompt_block_hashes: &[],
+            cache_salt: 0,
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct RequestSlot {
     /// The last `complete` call (stamp) that validated a result for it.
     pub(crate) validated_stamp: u64,
     pub(crate) backlog_contrib: u64,
+    /// The prefix-cache namespace of its block hashes.
+    pub(crate) cache_salt: u64,
     pub(crate) hashes: ChunkList,
     pub(crate) key: RankKey,
     pub(crate) generation: u32,
@@ -159,6 +168,7 @@ impl Default for RequestSlot {
             scheduled_step: 0,
             validated_stamp: 0,
             backlog_contrib: 0,
+            cache_salt: 0,
             hashes: ChunkList::EMPTY,
             key: RankKey::default(),
             generation: 1,
@@ -216,9 +226,14 @@ impl RequestSlot {
 }
 
 impl HashChain for [RequestSlot] {
+    type Key = u64;
     #[inline]
     fn key(&self, i: u32) -> u64 {
         self[i as usize].external_id
+    }
+    #[inline]
+    fn key_bits(key: u64) -> u64 {
+        key
     }
     #[inline]
     fn chain_next(&self, i: u32) -> u32 {

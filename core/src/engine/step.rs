@@ -467,7 +467,7 @@ impl<'a> Engine<'a> {
                 let cap = (total - 1) / bs;
                 let m = self
                     .kv
-                    .lookup_prefix_iter(self.hashes.iter(&r.hashes).take(cap as usize));
+                    .lookup_prefix_iter(r.cache_salt, self.hashes.iter(&r.hashes).take(cap as usize));
                 let hit_tokens = m.blocks * bs;
                 let chunk = (total - hit_tokens).min(chunk_cap).min(budget);
                 let after = blocks_for((hit_tokens + chunk) as u64, bs) as u32;
@@ -531,7 +531,8 @@ impl<'a> Engine<'a> {
         let bs = self.cfg.block_size;
         match adm.kind {
             AdmitKind::Fresh { hit_blocks } => {
-                let seq = self.kv.create_seq().expect("one sequence slot per request");
+                let salt = self.reqs[w as usize].cache_salt;
+                let seq = self.kv.create_seq_in(salt).expect("one sequence slot per request");
                 let r = &self.reqs[w as usize];
                 let cap = (r.num_tokens() - 1) / bs;
                 let got = self

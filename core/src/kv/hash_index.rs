@@ -6,7 +6,11 @@ use crate::util::{NIL, mix64};
 
 /// Access to the key and the bucket-chain link of entry `i` of some storage.
 pub(crate) trait HashChain {
-    fn key(&self, i: u32) -> u64;
+    /// What entries are found by: compared exactly, so two keys share an entry only if equal.
+    type Key: Copy + PartialEq;
+    fn key(&self, i: u32) -> Self::Key;
+    /// The 64 bits a key is bucketed by (mixed again before use).
+    fn key_bits(key: Self::Key) -> u64;
     fn chain_next(&self, i: u32) -> u32;
     fn set_chain_next(&mut self, i: u32, v: u32);
 }
@@ -34,8 +38,8 @@ impl<'a> HashIndex<'a> {
     }
 
     #[inline]
-    fn bucket(&self, key: u64) -> usize {
-        (mix64(key) as usize) & (self.buckets.len() - 1)
+    fn bucket(&self, bits: u64) -> usize {
+        (mix64(bits) as usize) & (self.buckets.len() - 1)
     }
 
     /// The number of indexed entries.
@@ -46,8 +50,8 @@ impl<'a> HashIndex<'a> {
 
     /// The entry indexed under `key`, if any.
     #[inline]
-    pub(crate) fn find<C: HashChain + ?Sized>(&self, chain: &C, key: u64) -> Option<u32> {
-        let mut i = self.buckets[self.bucket(key)];
+    pub(crate) fn find<C: HashChain + ?Sized>(&self, chain: &C, key: C::Key) -> Option<u32> {
+        let mut i = self.buckets[self.bucket(C::key_bits(key))];
         while i != NIL {
             if chain.key(i) == key {
                 return Some(i);
@@ -60,7 +64,7 @@ impl<'a> HashIndex<'a> {
     /// Indexes entry `i` under its current key. The caller makes sure no other entry has the key.
     #[inline]
     pub(crate) fn insert<C: HashChain + ?Sized>(&mut self, chain: &mut C, i: u32) {
-        let b = self.bucket(chain.key(i));
+        let b = self.bucket(C::key_bits(chain.key(i)));
         chain.set_chain_next(i, self.buckets[b]);
         self.buckets[b] = i;
         self.len += 1;
@@ -68,7 +72,7 @@ impl<'a> HashIndex<'a> {
 
     /// Unindexes entry `i` (which must be indexed under its current key).
     pub(crate) fn remove<C: HashChain + ?Sized>(&mut self, chain: &mut C, i: u32) {
-        let b = self.bucket(chain.key(i));
+        let b = self.bucket(C::key_bits(chain.key(i)));
         let mut cur = self.buckets[b];
         let mut prev = NIL;
         while cur != NIL {
@@ -99,8 +103,12 @@ mod tests {
         next: [u32; 16],
     }
     impl HashChain for Entries {
+        type Key = u64;
         fn key(&self, i: u32) -> u64 {
             self.keys[i as usize]
+        }
+        fn key_bits(key: u64) -> u64 {
+            key
         }
         fn chain_next(&self, i: u32) -> u32 {
             self.next[i as usize]

@@ -14,6 +14,10 @@ const HASHED: u8 = 1;
 #[derive(Clone, Copy, Debug)]
 pub struct BlockSlot {
     hash: u64,
+    /// The prefix-cache namespace the hash belongs to (tenant, LoRA adapter, cache salt):
+    /// blocks are found by `(namespace, hash)`, so equal hashes of different namespaces never
+    /// share KV.
+    namespace: u64,
     prev: u32,
     next: u32,
     chain_next: u32,
@@ -25,6 +29,7 @@ impl Default for BlockSlot {
     fn default() -> Self {
         BlockSlot {
             hash: 0,
+            namespace: 0,
             prev: NIL,
             next: NIL,
             chain_next: NIL,
@@ -38,6 +43,8 @@ impl Default for BlockSlot {
 #[derive(Clone, Copy, Debug)]
 pub struct SeqSlot {
     table: ChunkList,
+    /// The prefix-cache namespace of every hash this sequence registers or looks up.
+    namespace: u64,
     num_tokens: u32,
     generation: u32,
     next_free: u32,
@@ -52,6 +59,7 @@ impl Default for SeqSlot {
     fn default() -> Self {
         SeqSlot {
             table: ChunkList::EMPTY,
+            namespace: 0,
             num_tokens: 0,
             generation: 1,
             next_free: NIL,
@@ -172,10 +180,27 @@ impl Links for [BlockSlot] {
     }
 }
 
+/// What a cached block is found by: its namespace and its content hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockKey {
+    namespace: u64,
+    hash: u64,
+}
+
 impl HashChain for [BlockSlot] {
+    type Key = BlockKey;
     #[inline]
-    fn key(&self, i: u32) -> u64 {
-        self[i as usize].hash
+    fn key(&self, i: u32) -> BlockKey {
+        let s = &self[i as usize];
+        BlockKey {
+            namespace: s.namespace,
+            hash: s.hash,
+        }
+    }
+    #[inline]
+    fn key_bits(key: BlockKey) -> u64 {
+        // The namespace is mixed on its own first, so that (ns, h) and (h, ns) differ.
+        key.hash ^ crate::util::mix64(key.namespace)
     }
     #[inline]
     fn chain_next(&self, i: u32) -> u32 {
@@ -278,18 +303,19 @@ impl BlockPool<'_> {
         self.blocks[b as usize].ref_count += 1;
     }
 
-    /// Gives device block `b` the hash `h` and indexes it.
+    /// Gives device block `b` the hash `hash` in `namespace` and indexes it.
     #[inline]
-    fn register(&mut self, b: u32, h: u64) {
+    fn register(&mut self, b: u32, namespace: u64, hash: u64) {
         let slot = &mut self.blocks[b as usize];
-        slot.hash = h;
+        slot.hash = hash;
+        slot.namespace = namespace;
         slot.flags |= HASHED;
         self.index.insert(self.blocks, b);
     }
 
     #[inline]
-    fn find(&self, h: u64) -> Option<u32> {
-        self.index.find(self.blocks, h)
+    fn find(&self, namespace: u64, hash: u64) -> Option<u32> {
+        self.index.find(self.blocks, BlockKey { namespace, hash })
     }
 }
 
@@ -412,8 +438,15 @@ impl<'a> BlockManager<'a> {
         }
     }
 
-    /// Starts an empty sequence on the device.
+    /// Starts an empty sequence on the device in the default prefix-cache namespace (0).
     pub fn create_seq(&mut self) -> Result<SeqHandle, KvError> {
+        self.create_seq_in(0)
+    }
+
+    /// Starts an empty sequence on the device whose block hashes live in `namespace`: it only
+    /// ever shares cached blocks with sequences of the same namespace. Use one namespace per
+    /// tenant, LoRA adapter or cache salt (vLLM's `cache_salt`), e.g. a hash of all three.
+    pub fn create_seq_in(&mut self, namespace: u64) -> Result<SeqHandle, KvError> {
         let i = self.seq_free_head;
         if i == NIL {
             return Err(KvError::OutOfSeqSlots);
@@ -425,6 +458,7 @@ impl<'a> BlockManager<'a> {
         s.tier = Tier::Device;
         s.num_tokens = 0;
         s.table = ChunkList::EMPTY;
+        s.namespace = namespace;
         s.forked = false;
         self.live_seqs += 1;
         Ok(SeqHandle::new(i, s.generation))
@@ -445,20 +479,24 @@ impl<'a> BlockManager<'a> {
         })
     }
 
-    /// How many leading `hashes` are cached on the device (read only). Always 0 with prefix
-    /// caching off.
+    /// How many leading `hashes` of the default namespace (0) are cached on the device (read
+    /// only). Always 0 with prefix caching off.
     pub fn lookup_prefix(&self, hashes: &[u64]) -> PrefixMatch {
-        self.lookup_prefix_iter(hashes.iter().copied())
+        self.lookup_prefix_iter(0, hashes.iter().copied())
     }
 
-    /// [`BlockManager::lookup_prefix`] over any sequence of hashes.
-    pub fn lookup_prefix_iter(&self, hashes: impl Iterator<Item = u64>) -> PrefixMatch {
+    /// [`BlockManager::lookup_prefix`] in `namespace`, over any sequence of hashes.
+    pub fn lookup_prefix_iter(
+        &self,
+        namespace: u64,
+        hashes: impl Iterator<Item = u64>,
+    ) -> PrefixMatch {
         let mut m = PrefixMatch::default();
         if !self.config.prefix_caching {
             return m;
         }
         for h in hashes {
-            match self.pool.find(h) {
+            match self.pool.find(namespace, h) {
                 Some(b) => {
                     m.blocks += 1;
                     if self.pool.blocks[b as usize].ref_count == 0 {
@@ -471,7 +509,8 @@ impl<'a> BlockManager<'a> {
         m
     }
 
-    /// Gives the empty device sequence `seq` the longest cached prefix of `hashes` (sharing
+    /// Gives the empty device sequence `seq` the longest cached prefix of `hashes` in its
+    /// namespace (sharing
     /// those blocks) and returns how many blocks it got; the sequence then covers
     /// `blocks × block_size` tokens. Pass only hashes of blocks that may be reused (e.g. leave
     /// out the block holding a prompt's last token, which must be computed to sample from).
@@ -493,7 +532,8 @@ impl<'a> BlockManager<'a> {
         if s.num_tokens != 0 {
             return Err(KvError::NotEmpty);
         }
-        let m = self.lookup_prefix_iter(hashes.clone()).blocks;
+        let namespace = s.namespace;
+        let m = self.lookup_prefix_iter(namespace, hashes.clone()).blocks;
         let tokens = m as u64 * self.config.block_size as u64;
         if tokens > u32::MAX as u64 {
             return Err(KvError::TooManyTokens);
@@ -506,7 +546,7 @@ impl<'a> BlockManager<'a> {
         for (k, h) in hashes.enumerate() {
             offered += 1;
             if (k as u32) < m {
-                let b = self.pool.find(h).expect("found by lookup_prefix");
+                let b = self.pool.find(namespace, h).expect("found by lookup_prefix");
                 self.pool.take_cached(b);
                 let pushed = self.tables.push(&mut s.table, b);
                 debug_assert!(pushed);
@@ -608,16 +648,16 @@ impl<'a> BlockManager<'a> {
         let b = self.tables.get(&s.table, block);
         let slot = self.pool.blocks[b as usize];
         if slot.flags & HASHED != 0 {
-            return if slot.hash == hash {
+            return if slot.hash == hash && slot.namespace == s.namespace {
                 Ok(false)
             } else {
                 Err(KvError::HashConflict)
             };
         }
-        if !self.config.prefix_caching || self.pool.find(hash).is_some() {
+        if !self.config.prefix_caching || self.pool.find(s.namespace, hash).is_some() {
             return Ok(false);
         }
-        self.pool.register(b, hash);
+        self.pool.register(b, s.namespace, hash);
         Ok(true)
     }
 
@@ -645,6 +685,7 @@ impl<'a> BlockManager<'a> {
         self.seqs[c].table = table;
         self.seqs[c].num_tokens = src.num_tokens;
         self.seqs[c].forked = true;
+        self.seqs[c].namespace = src.namespace;
         self.seqs[seq.index() as usize].forked = true;
         Ok(child)
     }
@@ -691,11 +732,13 @@ impl<'a> BlockManager<'a> {
         self.tables.for_each_rev_mut(&s.table, |entry| {
             let dev = *entry;
             let host = pool.alloc_host();
-            let (hash, flags) = (
+            let (hash, namespace, flags) = (
                 pool.blocks[dev as usize].hash,
+                pool.blocks[dev as usize].namespace,
                 pool.blocks[dev as usize].flags,
             );
             pool.blocks[host as usize].hash = hash;
+            pool.blocks[host as usize].namespace = namespace;
             pool.blocks[host as usize].flags = flags & HASHED;
             out[k] = BlockPair {
                 src: dev,
@@ -738,7 +781,7 @@ impl<'a> BlockManager<'a> {
             let slot = pool.blocks[host as usize];
             let hashed = slot.flags & HASHED != 0;
             let cached = if hashed && prefix_caching {
-                pool.find(slot.hash)
+                pool.find(slot.namespace, slot.hash)
             } else {
                 None
             };
@@ -756,7 +799,7 @@ impl<'a> BlockManager<'a> {
                     };
                     copies += 1;
                     if hashed && prefix_caching {
-                        pool.register(b, slot.hash);
+                        pool.register(b, slot.namespace, slot.hash);
                     }
                     b
                 }
@@ -770,7 +813,10 @@ impl<'a> BlockManager<'a> {
     }
 
     /// Copies the block ids (per-tier indices, in the sequence's tier) of logical entries
-    /// `start..` into `out`, as many as fit; returns how many were written.
+    /// `start..` (to the end of the table) into `out` and returns how many were written: 0
+    /// when `start` is at or past the end. Never truncates: when `out` is shorter than the
+    /// entries to copy, it fails with [`KvError::BufferTooSmall`] (naming the length needed)
+    /// and writes nothing.
     pub fn read_table(
         &self,
         seq: SeqHandle,
@@ -783,16 +829,15 @@ impl<'a> BlockManager<'a> {
         } else {
             0
         };
-        let mut n = 0usize;
-        let end = (s.table.len() as u64).min(start as u64 + out.len() as u64) as u32;
-        if start < end {
-            self.tables.for_each_from(&s.table, start, |i, b| {
-                if i < end {
-                    out[n] = b - offset;
-                    n += 1;
-                }
-            });
+        let count = s.table.len().saturating_sub(start);
+        if (out.len() as u64) < count as u64 {
+            return Err(KvError::BufferTooSmall { need: count });
         }
+        let mut n = 0usize;
+        self.tables.for_each_from(&s.table, start, |_, b| {
+            out[n] = b - offset;
+            n += 1;
+        });
         Ok(n)
     }
 
@@ -878,7 +923,7 @@ impl<'a> BlockManager<'a> {
             let slot = &p.blocks[b as usize];
             if slot.flags & HASHED != 0 {
                 hashed_device += 1;
-                if p.find(slot.hash) != Some(b) {
+                if p.find(slot.namespace, slot.hash) != Some(b) {
                     return Err("hashed device block not findable by its hash");
                 }
             }

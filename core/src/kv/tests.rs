@@ -358,9 +358,16 @@ fn test_long_tables_and_chunk_exhaustion() {
     let t = table(&m, a);
     assert_eq!(t, (0..42).collect::<Vec<u32>>());
     let mut part = [0u32; 5];
-    assert_eq!(m.read_table(a, 20, &mut part), Ok(5));
-    assert_eq!(part, [20, 21, 22, 23, 24]);
+    assert_eq!(
+        m.read_table(a, 20, &mut part),
+        Err(KvError::BufferTooSmall { need: 22 }),
+        "never truncates silently"
+    );
+    assert_eq!(part, [0; 5], "nothing written on error");
+    assert_eq!(m.read_table(a, 37, &mut part), Ok(5));
+    assert_eq!(part, [37, 38, 39, 40, 41]);
     assert_eq!(m.read_table(a, 40, &mut part), Ok(2));
+    assert_eq!(m.read_table(a, 42, &mut part), Ok(0));
     assert_eq!(m.read_table(a, 50, &mut part), Ok(0));
     assert!(m.set_block_hash(a, 3, 1).unwrap(), "walks from the head");
     assert_eq!(m.fork(a), Err(KvError::OutOfTableChunks));
@@ -398,4 +405,28 @@ fn test_out_of_seq_slots() {
         m.seq_info(SeqHandle::from_raw(99)),
         Err(KvError::StaleHandle)
     );
+}
+
+#[test]
+fn test_namespaces_never_share_blocks() {
+    let cfg = KvConfig::new(2, 8, 0, 4);
+    let mut st = Store::new(&cfg);
+    let mut m = st.manager(cfg);
+    let a = m.create_seq_in(7).unwrap();
+    m.append_tokens(a, 4).unwrap();
+    assert_eq!(m.set_block_hash(a, 0, 100), Ok(true));
+    assert_eq!(m.set_block_hash(a, 1, 101), Ok(true));
+    // The same hashes in another namespace are not found, and may be registered again.
+    assert_eq!(m.lookup_prefix(&[100, 101]).blocks, 0);
+    assert_eq!(m.lookup_prefix_iter(8, [100, 101].into_iter()).blocks, 0);
+    assert_eq!(m.lookup_prefix_iter(7, [100, 101].into_iter()).blocks, 2);
+    let b = m.create_seq_in(8).unwrap();
+    assert_eq!(m.attach_prefix(b, &[100, 101]), Ok(0));
+    m.append_tokens(b, 2).unwrap();
+    assert_eq!(m.set_block_hash(b, 0, 100), Ok(true), "own block in its namespace");
+    let c = m.create_seq_in(7).unwrap();
+    assert_eq!(m.attach_prefix(c, &[100, 101]), Ok(2));
+    assert_eq!(table(&m, c), table(&m, a));
+    assert_ne!(table(&m, b)[0], table(&m, a)[0]);
+    audit(&m);
 }
