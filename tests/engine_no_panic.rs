@@ -250,3 +250,16 @@ fn panics_fail_the_case() {
     let msg = r.expect_err("a panic must fail the case");
     assert!(msg.contains("boom") && msg.contains("engine_no_panic.rs"), "{msg}");
 }
+
+#[test]
+fn zz_diag() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut hist = std::collections::BTreeMap::new();
+    for _ in 0..2000 {
+        let bytes: Vec<u8> = (0..1024).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x >> 24) as u8 }).collect();
+        let c = ops::config(&mut ops::Bytes::new(&bytes));
+        let k = match c.layout() { Ok(l) if l.bytes() > LIMITS.max_storage_bytes => "too big".to_string(), Ok(_) => "ok".into(), Err(e) => format!("{e:?}") };
+        *hist.entry(k).or_insert(0) += 1;
+    }
+    eprintln!("{hist:#?}");
+}

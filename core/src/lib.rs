@@ -31,10 +31,12 @@
 
 pub mod engine;
 mod handle;
+mod internal;
 pub mod kv;
 pub mod policy;
 pub mod queue;
 pub mod time;
 mod util;
 
+pub use internal::InternalError;
 pub use util::NIL;
