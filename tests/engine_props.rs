@@ -428,7 +428,7 @@ impl Model {
         if d.prompt_block_hashes.len() as u64 > (d.prompt_tokens / bs) as u64 {
             return Err(AddError::InvalidField("prompt_block_hashes"));
         }
-        if c.max_sequence_tokens != 0 && d.prompt_tokens >= c.max_sequence_tokens {
+        if d.prompt_tokens >= c.token_limit() {
             return Err(AddError::InvalidField("prompt_tokens"));
         }
         if now < self.last {

@@ -253,7 +253,9 @@ fn flag_hint(e: &EngineConfigError) -> String {
                     the configuration file)"
                 .to_string();
         }
-        EngineConfigError::Kv(_) => return String::new(),
+        EngineConfigError::Kv(_) | EngineConfigError::TooLarge => {
+            return " (lower --kv-blocks, --host-blocks or --max-requests)".to_string();
+        }
     };
     let flag = match field {
         "max_running" => "max-running",

@@ -3,8 +3,9 @@
 use super::plan::{
     CompleteError, FinishReason, Finished, PauseRequest, ResultErrorKind, StepResult,
 };
-use super::request::{STATE_PAUSED, STATE_RUNNING};
+use super::request::SlotState;
 use super::{Engine, PauseMode, RequestHandle};
+use crate::internal::{InternalError, OrBroken};
 use crate::time::Instant;
 use crate::util::div_block;
 
@@ -22,20 +23,23 @@ impl<'a> Engine<'a> {
     /// exactly once. All-or-nothing: if any result is invalid the error names it and nothing
     /// changes. Requests that finish are listed by [`Engine::last_finished`].
     pub fn complete(&mut self, results: &[StepResult], now: Instant) -> Result<(), CompleteError> {
+        self.check_poison()?;
         if now.as_micros() < self.last_now {
             return Err(CompleteError::TimeWentBackwards);
         }
-        self.complete_stamp += 1;
+        self.complete_stamp = self.complete_stamp.saturating_add(1);
         let stamp = self.complete_stamp;
         for (index, res) in results.iter().enumerate() {
             self.validate_result(res, stamp)
                 .map_err(|kind| CompleteError::Result { index, kind })?;
         }
         self.check_time(now);
-        self.finished_len = 0;
+        self.finished.clear();
         for res in results {
             let i = res.handle.index();
-            self.apply_result(i, res, now);
+            if let Err(e) = self.apply_result(i, res, now) {
+                return Err(CompleteError::Internal(self.poison(e)));
+            }
         }
         Ok(())
     }
@@ -45,8 +49,11 @@ impl<'a> Engine<'a> {
             .slot_of(res.handle)
             .ok_or(ResultErrorKind::StaleHandle)?;
         let bs = self.cfg.block_size;
-        let r = &mut self.reqs[i as usize];
-        if self.step == 0 || r.scheduled_step != self.step || r.state != STATE_RUNNING {
+        let step = self.step;
+        let Some(r) = self.reqs.get_mut(i as usize) else {
+            return Err(ResultErrorKind::StaleHandle);
+        };
+        if step == 0 || r.scheduled_step != step || r.state != SlotState::Running {
             return Err(ResultErrorKind::NotScheduled);
         }
         if r.reported || r.validated_stamp == stamp {
@@ -54,7 +61,7 @@ impl<'a> Engine<'a> {
         }
         r.validated_stamp = stamp;
         let samples = r.computed == r.num_tokens();
-        let expected = samples as u32;
+        let expected = u32::from(samples);
         let tokens_ok = if res.finished {
             res.tokens <= expected
         } else {
@@ -85,94 +92,108 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn apply_result(&mut self, i: u32, res: &StepResult, now: Instant) {
+    fn apply_result(
+        &mut self,
+        i: u32,
+        res: &StepResult,
+        now: Instant,
+    ) -> Result<(), InternalError> {
         let bs = self.cfg.block_size;
-        self.awaiting -= 1;
-        let r = &mut self.reqs[i as usize];
+        self.awaiting = self
+            .awaiting
+            .checked_sub(1)
+            .or_broken("a result for an entry no longer awaited")?;
+        let r = self.req_mut(i)?;
         r.reported = true;
-        let seq = r.seq().expect("running requests hold KV");
+        let seq = r.seq().or_broken("running request without KV")?;
         let (from, to) = (div_block(r.sched_from, bs), div_block(r.computed, bs));
-        let was_decode =
-            r.sched_tokens == 1 && r.generated > 0 && r.sched_from + 1 == r.num_tokens();
-        // Prompt blocks that filled in this step become findable for prefix reuse.
+        let was_decode = r.sched_tokens == 1
+            && r.generated > 0
+            && r.sched_from.saturating_add(1) == r.num_tokens();
+        // Prompt blocks that filled in this step become findable for prefix reuse. Hashes are
+        // the caller's claims about content; a refusal (another block already holds the hash)
+        // only means this block is not indexed.
         if to > from {
             let list = r.hashes;
-            for (b, h) in self
-                .hashes
-                .iter(&list)
-                .enumerate()
+            for (b, h) in (0u32..)
+                .zip(self.hashes.iter(&list))
                 .skip(from as usize)
-                .take((to - from) as usize)
+                .take(to.saturating_sub(from) as usize)
             {
-                let _ = self.kv.set_block_hash(seq, b as u32, h);
+                let _ = self.kv.set_block_hash(seq, b, h);
             }
         }
         if let Some(h) = res.filled_block_hash {
-            let b = to - 1;
+            let b = to.saturating_sub(1);
             let _ = self.kv.set_block_hash(seq, b, h);
-            let list = &mut self.reqs[i as usize].hashes;
+            let r = self
+                .reqs
+                .get_mut(i as usize)
+                .or_broken("request index out of range")?;
+            let list = &mut r.hashes;
             if list.len() == b && !self.hashes.push(list, h) {
-                self.stats.hashes_dropped += 1;
+                self.stats.hashes_dropped = self.stats.hashes_dropped.saturating_add(1);
             }
         }
-        let r = &mut self.reqs[i as usize];
+        let (w_in, w_out) = (self.cfg.vtc_input_weight, self.cfg.vtc_output_weight);
+        let r = self.req_mut(i)?;
         let charge = if was_decode {
-            self.cfg.vtc_output_weight * res.tokens as f64
+            w_out * f64::from(res.tokens)
         } else {
-            self.cfg.vtc_input_weight * r.sched_tokens as f64
-                + self.cfg.vtc_output_weight * res.tokens as f64
+            w_in * f64::from(r.sched_tokens) + w_out * f64::from(res.tokens)
         };
         if res.tokens == 1 {
             r.sampled_since_admit = true;
-            r.generated += 1;
+            // Below the token limit: a request reaching it finishes just below.
+            r.generated = r.generated.saturating_add(1);
             if r.first_token_us == u64::MAX {
                 r.first_token_us = now.as_micros();
             }
         }
         r.sched_tokens = 0;
         r.sched_blocks = 0;
+        r.sched_chunks = 0;
         let t = r.tenant;
         if charge > 0.0 {
             self.queue.charge(self.tenants, t, charge);
         }
         if let Some(p) = res.predicted_remaining {
-            self.set_prediction(i, p);
+            self.set_prediction(i, p)?;
         }
-        let r = &self.reqs[i as usize];
-        let max_seq = self.cfg.max_sequence_tokens;
+        let limit = self.cfg.token_limit();
+        let r = self.req(i)?;
         let reason = if res.finished {
             Some(FinishReason::Stop)
         } else if r.generated >= r.max_output {
             Some(FinishReason::MaxOutput)
-        } else if max_seq != 0 && r.num_tokens() >= max_seq {
+        } else if r.num_tokens() >= limit {
             Some(FinishReason::Length)
         } else {
             None
         };
         if let Some(reason) = reason {
-            if self.finished_len < self.finished.len() {
-                self.finished[self.finished_len] = Finished {
-                    handle: RequestHandle::new(i, r.generation),
-                    external_id: r.external_id,
-                    generated_tokens: r.generated,
-                    reason,
-                };
-                self.finished_len += 1;
-            }
-            self.release(i);
-            self.stats.finished += 1;
-            return;
+            let record = Finished {
+                handle: RequestHandle::new(i, r.generation),
+                external_id: r.external_id,
+                generated_tokens: r.generated,
+                reason,
+            };
+            self.finished
+                .push(record, "more finishes than entries in a plan")?;
+            self.release(i)?;
+            self.stats.finished = self.stats.finished.saturating_add(1);
+            return Ok(());
         }
         if let Some(p) = res.pause {
-            self.pause(i, p);
+            self.pause(i, p)?;
         }
-        self.refresh_backlog(i);
+        self.refresh_backlog(i)
     }
 
     /// Takes running request `i` out for an external call and decides what happens to its KV.
-    fn pause(&mut self, i: u32, p: PauseRequest) {
-        self.remove_running(i);
-        let r = &self.reqs[i as usize];
+    fn pause(&mut self, i: u32, p: PauseRequest) -> Result<(), InternalError> {
+        self.remove_running(i)?;
+        let r = self.req(i)?;
         let blocks = r
             .seq()
             .and_then(|s| self.kv.seq_info(s).ok())
@@ -185,10 +206,10 @@ impl<'a> Engine<'a> {
             PauseMode::Auto => {
                 // Memory-time each option wastes (block·µs), as InferCept and LAMPS compare them.
                 let c = self.cfg.costs;
-                let in_use = self.kv.counters().device.in_use as f64;
-                let preserve = blocks as f64 * p.predicted_duration_us as f64;
-                let discard = r.computed as f64 * c.recompute_us_per_token * in_use;
-                let swap = 2.0 * blocks as f64 * c.swap_us_per_block * in_use;
+                let in_use = f64::from(self.kv.counters().device.in_use);
+                let preserve = f64::from(blocks) * p.predicted_duration_us as f64;
+                let discard = f64::from(r.computed) * c.recompute_us_per_token * in_use;
+                let swap = 2.0 * f64::from(blocks) * c.swap_us_per_block * in_use;
                 if swap_possible && swap < discard && swap < preserve {
                     PauseAction::Swap
                 } else if discard < preserve {
@@ -200,12 +221,15 @@ impl<'a> Engine<'a> {
         };
         let action = match action {
             PauseAction::Swap => {
+                // The swap-out list now collects the next plan's pauses: the last plan's
+                // copies were carried out before these results were reported.
                 let pl = &mut self.plan;
                 if !pl.swap_out_pending {
-                    pl.swap_out_len = 0;
+                    pl.swap_out.clear();
                     pl.swap_out_pending = true;
+                    pl.swapped_in = false;
                 }
-                if self.try_swap_out(i) {
+                if self.try_swap_out(i)? {
                     PauseAction::Swap
                 } else {
                     PauseAction::Discard
@@ -215,15 +239,17 @@ impl<'a> Engine<'a> {
         };
         match action {
             PauseAction::Preserve => {
-                self.idle_push(i);
-                self.stats.pauses_preserved += 1;
+                self.idle_push(i)?;
+                self.stats.pauses_preserved = self.stats.pauses_preserved.saturating_add(1);
             }
             PauseAction::Discard => {
-                self.discard_kv(i);
-                self.stats.pauses_discarded += 1;
+                self.discard_kv(i)?;
+                self.stats.pauses_discarded = self.stats.pauses_discarded.saturating_add(1);
             }
-            PauseAction::Swap => self.stats.pauses_swapped += 1,
+            PauseAction::Swap => {
+                self.stats.pauses_swapped = self.stats.pauses_swapped.saturating_add(1);
+            }
         }
-        self.set_state(i, STATE_PAUSED);
+        self.set_state(i, SlotState::Paused)
     }
 }

@@ -12,6 +12,12 @@ use crate::queue::HeapEntry;
 /// Items per chunk of a request's block-hash list (a chunk is 64 bytes).
 pub const HASH_CHUNK_LEN: usize = 7;
 
+/// Tokens one request may hold at most (prompt, appended tool output and generated tokens
+/// together), whatever `max_sequence_tokens` says: 2^31 − 1, so that the sum of any two token
+/// counts fits in a `u32`. A request reaching it finishes with
+/// [`FinishReason::Length`](super::FinishReason::Length), and longer prompts are refused.
+pub const TOKEN_LIMIT: u32 = u32::MAX / 2;
+
 /// One chunk of a request's block-hash list.
 pub type HashChunk = Chunk<u64, HASH_CHUNK_LEN>;
 
@@ -106,8 +112,8 @@ pub struct EngineConfig {
     pub rank_preemption_may_recompute: bool,
     /// Reuse cached prefix blocks.
     pub prefix_caching: bool,
-    /// Tokens per request (prompt + output) at most; 0 = unlimited. Requests reaching it
-    /// finish with reason `Length`; prompts at or above it are rejected.
+    /// Tokens per request (prompt + output) at most; 0 = only [`TOKEN_LIMIT`]. Requests
+    /// reaching it finish with reason `Length`; prompts at or above it are rejected.
     pub max_sequence_tokens: u32,
     /// Costs for `Auto` preemption and pause decisions.
     pub costs: CostWeights,
@@ -133,6 +139,8 @@ pub enum EngineConfigError {
     Policy(PolicyError),
     /// The KV shape is invalid.
     Kv(KvConfigError),
+    /// The storage this configuration needs does not fit in the address space.
+    TooLarge,
 }
 
 impl fmt::Display for EngineConfigError {
@@ -143,6 +151,9 @@ impl fmt::Display for EngineConfigError {
             }
             EngineConfigError::Policy(e) => write!(f, "{e}"),
             EngineConfigError::Kv(e) => write!(f, "{e}"),
+            EngineConfigError::TooLarge => {
+                f.write_str("the engine's storage would not fit in the address space")
+            }
         }
     }
 }
@@ -251,10 +262,28 @@ impl EngineConfig {
         if !(self.vtc_output_weight.is_finite() && self.vtc_output_weight >= 0.0) {
             return Err(Field("vtc_output_weight"));
         }
-        if self.max_sequence_tokens != 0 && self.max_sequence_tokens < 2 {
+        if self.max_sequence_tokens != 0 && !(2..=TOKEN_LIMIT).contains(&self.max_sequence_tokens) {
             return Err(Field("max_sequence_tokens"));
         }
         Ok(())
+    }
+
+    /// Tokens one request may hold at most: `max_sequence_tokens`, or [`TOKEN_LIMIT`] when
+    /// that is 0.
+    #[inline]
+    pub fn token_limit(&self) -> u32 {
+        if self.max_sequence_tokens == 0 {
+            TOKEN_LIMIT
+        } else {
+            self.max_sequence_tokens.min(TOKEN_LIMIT)
+        }
+    }
+
+    /// Device blocks the watermark keeps free while others run.
+    pub(crate) fn watermark_blocks(&self) -> u32 {
+        let w = libm::ceil(self.watermark * f64::from(self.device_blocks));
+        // `as` saturates; validation keeps the watermark in [0, 1).
+        (w as u32).min(self.device_blocks)
     }
 
     /// The storage an engine with this configuration needs.
@@ -262,12 +291,23 @@ impl EngineConfig {
         self.validate()?;
         let kv = self.kv_config().layout().map_err(EngineConfigError::Kv)?;
         let fair = self.policy.fair_share;
-        let reqs = self.max_requests as usize;
-        let tenants = self.max_tenants as usize;
-        let device = self.device_blocks as usize;
-        let host = self.host_blocks as usize;
-        let running = self.max_running as usize;
-        Ok(EngineLayout {
+        let count = |n: u64| usize::try_from(n).map_err(|_| EngineConfigError::TooLarge);
+        let reqs = count(u64::from(self.max_requests))?;
+        let tenants = count(u64::from(self.max_tenants))?;
+        let device = count(u64::from(self.device_blocks))?;
+        let host = count(u64::from(self.host_blocks))?;
+        let running = count(u64::from(self.max_running))?;
+        let hash_chunks = count(
+            u64::from(self.effective_hash_capacity())
+                .div_ceil(HASH_CHUNK_LEN as u64)
+                .saturating_add(u64::from(self.max_requests)),
+        )?;
+        let plan_blocks = count(
+            u64::from(self.device_blocks)
+                .saturating_add(2u64.saturating_mul(self.max_running.into())),
+        )?;
+        let dropped = count(u64::from(self.max_running).saturating_add(8))?;
+        let layout = EngineLayout {
             kv,
             requests: reqs,
             id_buckets: crate::kv::bucket_count(self.max_requests),
@@ -278,16 +318,20 @@ impl EngineConfig {
             tenant_entries: if fair { tenants } else { 0 },
             tenant_positions: if fair { tenants } else { 0 },
             running,
-            hash_chunks: (self.effective_hash_capacity() as usize).div_ceil(HASH_CHUNK_LEN) + reqs,
+            hash_chunks,
             plan_entries: running,
-            plan_blocks: device + 2 * running,
+            plan_blocks,
             swap_out: host,
             swap_in: device,
             copies: running,
-            preempted: self.max_preemptions_per_step as usize + 1,
-            dropped: running + 8,
+            // Each running request is preempted at most once per step, and only running
+            // requests are preempted: every preemption fits, whatever the per-step cap.
+            preempted: running,
+            dropped,
             finished: running,
-        })
+        };
+        layout.checked_bytes().ok_or(EngineConfigError::TooLarge)?;
+        Ok(layout)
     }
 }
 
@@ -335,23 +379,41 @@ pub struct EngineLayout {
 }
 
 impl EngineLayout {
-    /// Total bytes of the storage.
+    /// Total bytes of the storage ([`EngineConfig::layout`] refuses configurations where this
+    /// would overflow, so it saturates only for hand-made layouts).
     pub fn bytes(&self) -> usize {
+        self.checked_bytes().unwrap_or(usize::MAX)
+    }
+
+    /// Total bytes, `None` on overflow.
+    fn checked_bytes(&self) -> Option<usize> {
         use core::mem::size_of;
-        self.kv.bytes()
-            + self.requests * size_of::<RequestSlot>()
-            + self.id_buckets * 4
-            + (self.queue_entries + self.tenant_entries) * size_of::<HeapEntry>()
-            + (self.queue_positions + self.tenant_positions + self.running) * 4
-            + self.pair_nodes * size_of::<PairNode>()
-            + self.tenants * size_of::<TenantSlot>()
-            + self.hash_chunks * size_of::<HashChunk>()
-            + self.plan_entries * size_of::<ScheduledEntry>()
-            + self.plan_blocks * 4
-            + (self.swap_out + self.swap_in + self.copies) * size_of::<BlockPair>()
-            + self.preempted * size_of::<Preemption>()
-            + self.dropped * size_of::<Dropped>()
-            + self.finished * size_of::<Finished>()
+        let parts: [(usize, usize); 18] = [
+            (self.kv.bytes(), 1),
+            (self.requests, size_of::<RequestSlot>()),
+            (self.id_buckets, 4),
+            (self.queue_entries, size_of::<HeapEntry>()),
+            (self.tenant_entries, size_of::<HeapEntry>()),
+            (self.queue_positions, 4),
+            (self.tenant_positions, 4),
+            (self.running, 4),
+            (self.pair_nodes, size_of::<PairNode>()),
+            (self.tenants, size_of::<TenantSlot>()),
+            (self.hash_chunks, size_of::<HashChunk>()),
+            (self.plan_entries, size_of::<ScheduledEntry>()),
+            (self.plan_blocks, 4),
+            (self.swap_out, size_of::<BlockPair>()),
+            (
+                self.swap_in.checked_add(self.copies)?,
+                size_of::<BlockPair>(),
+            ),
+            (self.preempted, size_of::<Preemption>()),
+            (self.dropped, size_of::<Dropped>()),
+            (self.finished, size_of::<Finished>()),
+        ];
+        parts.iter().try_fold(0usize, |sum, &(n, size)| {
+            sum.checked_add(n.checked_mul(size)?)
+        })
     }
 }
 

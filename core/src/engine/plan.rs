@@ -4,6 +4,7 @@
 use core::fmt;
 
 use super::request::RequestHandle;
+use crate::internal::InternalError;
 use crate::kv::BlockPair;
 
 /// Whether a scheduled entry computes prompt tokens or one decode token.
@@ -192,15 +193,19 @@ pub struct Plan<'p> {
 }
 
 impl<'p> Plan<'p> {
-    /// The new device block ids of `entry`'s table (from `entry.table_start` on).
+    /// The new device block ids of `entry`'s table (from `entry.table_start` on). `entry`
+    /// must come from this plan's `entries`; for an entry of another plan the result is
+    /// meaningless (but never a panic: an out-of-range entry gives an empty slice).
     pub fn blocks(&self, entry: &ScheduledEntry) -> &'p [u32] {
         let s = entry.blocks_start as usize;
-        &self.blocks[s..s + entry.blocks_len as usize]
+        s.checked_add(entry.blocks_len as usize)
+            .and_then(|e| self.blocks.get(s..e))
+            .unwrap_or(&[])
     }
 
     /// Tokens scheduled in this step.
-    pub fn total_tokens(&self) -> u32 {
-        self.entries.iter().map(|e| e.tokens).sum()
+    pub fn total_tokens(&self) -> u64 {
+        self.entries.iter().map(|e| u64::from(e.tokens)).sum()
     }
 }
 
@@ -262,6 +267,9 @@ pub enum AddError {
     OutOfHashStorage,
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
+    /// The engine found an internal invariant broken (in this call or an earlier one) and
+    /// refuses every call: a bug in augur, never the caller's fault.
+    Internal(InternalError),
 }
 
 impl fmt::Display for AddError {
@@ -281,6 +289,7 @@ impl fmt::Display for AddError {
             }
             AddError::OutOfHashStorage => f.write_str("block-hash storage is full"),
             AddError::TimeWentBackwards => f.write_str("time went backwards"),
+            AddError::Internal(e) => write!(f, "{e}"),
         }
     }
 }
@@ -301,6 +310,14 @@ pub enum RequestError {
     TooManyTokens,
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
+    /// The caller's buffer is shorter than what must be written into it.
+    BufferTooSmall {
+        /// Elements needed.
+        need: u32,
+    },
+    /// The engine found an internal invariant broken (in this call or an earlier one) and
+    /// refuses every call: a bug in augur, never the caller's fault.
+    Internal(InternalError),
 }
 
 impl fmt::Display for RequestError {
@@ -311,6 +328,10 @@ impl fmt::Display for RequestError {
             RequestError::InvalidPrediction => "prediction must be finite and non-negative",
             RequestError::TooManyTokens => "too many tokens for this request",
             RequestError::TimeWentBackwards => "time went backwards",
+            RequestError::BufferTooSmall { need } => {
+                return write!(f, "buffer too small: {need} elements needed");
+            }
+            RequestError::Internal(e) => return write!(f, "{e}"),
         })
     }
 }
@@ -327,6 +348,9 @@ pub enum ScheduleError {
     },
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
+    /// The engine found an internal invariant broken (in this call or an earlier one) and
+    /// refuses every call: a bug in augur, never the caller's fault.
+    Internal(InternalError),
 }
 
 impl fmt::Display for ScheduleError {
@@ -339,6 +363,7 @@ impl fmt::Display for ScheduleError {
                 )
             }
             ScheduleError::TimeWentBackwards => f.write_str("time went backwards"),
+            ScheduleError::Internal(e) => write!(f, "{e}"),
         }
     }
 }
@@ -383,6 +408,9 @@ pub enum CompleteError {
     },
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
+    /// The engine found an internal invariant broken (in this call or an earlier one) and
+    /// refuses every call: a bug in augur, never the caller's fault.
+    Internal(InternalError),
 }
 
 impl fmt::Display for CompleteError {
@@ -390,8 +418,20 @@ impl fmt::Display for CompleteError {
         match self {
             CompleteError::Result { index, kind } => write!(f, "result {index}: {kind:?}"),
             CompleteError::TimeWentBackwards => f.write_str("time went backwards"),
+            CompleteError::Internal(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl core::error::Error for CompleteError {}
+
+macro_rules! from_internal {
+    ($($t:ty),*) => {$(
+        impl From<InternalError> for $t {
+            fn from(e: InternalError) -> Self {
+                <$t>::Internal(e)
+            }
+        }
+    )*};
+}
+from_internal!(AddError, RequestError, ScheduleError, CompleteError);

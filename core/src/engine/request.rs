@@ -89,6 +89,8 @@ pub struct RequestView {
     pub predicted_output_tokens: Option<f64>,
     /// Where its KV is, if anywhere.
     pub kv_tier: Option<Tier>,
+    /// Entries in its block table (0 without KV); see [`crate::engine::Engine::block_table`].
+    pub kv_blocks: u32,
     /// Times it was preempted.
     pub preemptions: u32,
     /// When it arrived.
@@ -97,11 +99,21 @@ pub struct RequestView {
     pub first_token: Option<Instant>,
 }
 
-pub(crate) const STATE_FREE: u8 = 0;
-pub(crate) const STATE_WAITING: u8 = 1;
-pub(crate) const STATE_RUNNING: u8 = 2;
-pub(crate) const STATE_SWAPPED: u8 = 3;
-pub(crate) const STATE_PAUSED: u8 = 4;
+/// Where a request slot is (the engine's side of [`RequestState`], plus "free").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SlotState {
+    /// Not a live request: the slot is in the free list.
+    Free,
+    /// In the waiting queue, its KV (if any) on the device.
+    Waiting,
+    /// In the running set.
+    Running,
+    /// In the waiting queue with its KV in host memory.
+    Swapped,
+    /// Waiting on an external call.
+    Paused,
+}
 
 /// Per-request bookkeeping. Opaque; create storage with `RequestSlot::default()`.
 #[derive(Clone, Copy, Debug)]
@@ -138,11 +150,17 @@ pub struct RequestSlot {
     pub(crate) preemptions: u32,
     pub(crate) sched_tokens: u32,
     pub(crate) sched_blocks: u32,
+    /// Block-table chunks this step's tokens take.
+    pub(crate) sched_chunks: u32,
     pub(crate) sched_from: u32,
-    pub(crate) paused_prev: u32,
-    pub(crate) paused_next: u32,
+    /// Links in the engine's idle-KV list (requests holding device KV while not running).
+    pub(crate) idle_prev: u32,
+    pub(crate) idle_next: u32,
+    /// The next slot in the free-slot list (free slots only).
     pub(crate) next_free: u32,
-    pub(crate) state: u8,
+    /// The next request in the step's list of requests promoted by rank preemption.
+    pub(crate) promoted_next: u32,
+    pub(crate) state: SlotState,
     pub(crate) has_prediction: bool,
     pub(crate) reported: bool,
     pub(crate) queued: bool,
@@ -186,11 +204,13 @@ impl Default for RequestSlot {
             preemptions: 0,
             sched_tokens: 0,
             sched_blocks: 0,
+            sched_chunks: 0,
             sched_from: 0,
-            paused_prev: NIL,
-            paused_next: NIL,
+            idle_prev: NIL,
+            idle_next: NIL,
             next_free: NIL,
-            state: STATE_FREE,
+            promoted_next: NIL,
+            state: SlotState::Free,
             has_prediction: false,
             reported: false,
             queued: false,
@@ -202,16 +222,26 @@ impl Default for RequestSlot {
 }
 
 impl RequestSlot {
-    /// All tokens known: prompt, appended tool output, generated output.
+    /// All tokens known: prompt, appended tool output, generated output. Each part, and the
+    /// sum, stays below [`super::TOKEN_LIMIT`] (checked on entry, and a request finishes when
+    /// it reaches the limit), so the saturation never happens.
     #[inline]
     pub(crate) fn num_tokens(&self) -> u32 {
-        self.prompt_tokens + self.extra_prompt + self.generated
+        self.prompt_tokens
+            .saturating_add(self.extra_prompt)
+            .saturating_add(self.generated)
+    }
+
+    /// Tokens known but not computed yet.
+    #[inline]
+    pub(crate) fn owed(&self) -> u32 {
+        self.num_tokens().saturating_sub(self.computed)
     }
 
     /// Whether its next step is a decode: exactly the last sampled token is left to compute.
     #[inline]
     pub(crate) fn owes_decode(&self) -> bool {
-        self.num_tokens() - self.computed == 1 && self.generated > 0
+        self.owed() == 1 && self.generated > 0
     }
 
     #[inline]
@@ -221,7 +251,7 @@ impl RequestSlot {
 
     #[inline]
     pub(crate) fn live(&self) -> bool {
-        self.state != STATE_FREE
+        self.state != SlotState::Free
     }
 }
 
@@ -248,18 +278,18 @@ impl HashChain for [RequestSlot] {
 impl crate::kv::Links for [RequestSlot] {
     #[inline]
     fn prev(&self, i: u32) -> u32 {
-        self[i as usize].paused_prev
+        self[i as usize].idle_prev
     }
     #[inline]
     fn next(&self, i: u32) -> u32 {
-        self[i as usize].paused_next
+        self[i as usize].idle_next
     }
     #[inline]
     fn set_prev(&mut self, i: u32, v: u32) {
-        self[i as usize].paused_prev = v;
+        self[i as usize].idle_prev = v;
     }
     #[inline]
     fn set_next(&mut self, i: u32, v: u32) {
-        self[i as usize].paused_next = v;
+        self[i as usize].idle_next = v;
     }
 }

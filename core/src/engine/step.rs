@@ -1,16 +1,29 @@
 //! `schedule`: one step (see the module docs of [`crate::engine`] for the order of passes).
+//!
+//! Two resources bound what a step may allocate: device blocks and block-table chunks. Both
+//! are planned before anything is allocated (the running requests' needs, then each admission),
+//! so the allocation that carries a plan out cannot fail. Table chunks matter because a prefix
+//! hit puts one block into many tables: forty requests sharing a hundred-block prefix hold four
+//! thousand table entries over a hundred blocks.
 
 use super::config::AdmissionMode;
 use super::plan::{
     DropReason, Dropped, EntryKind, Plan, Preemption, PreemptionCause, PreemptionKind,
     ScheduleError, ScheduledEntry,
 };
-use super::request::{STATE_PAUSED, STATE_SWAPPED, STATE_WAITING};
-use super::{Engine, blocks_for};
-use crate::kv::Tier;
+use super::request::SlotState;
+use super::{Engine, PauseMode, PreemptionMode, RequestHandle, blocks_for};
+use crate::internal::{InternalError, OrBroken};
+use crate::kv::{TABLE_CHUNK_LEN, Tier};
 use crate::queue::RankKey;
 use crate::time::Instant;
 use crate::util::NIL;
+
+/// Table chunks a table of `blocks` entries occupies.
+#[inline]
+fn chunks_for_blocks(blocks: u64) -> u64 {
+    blocks.div_ceil(TABLE_CHUNK_LEN as u64)
+}
 
 /// How a waiting request gets its KV when admitted.
 #[derive(Clone, Copy, Debug)]
@@ -34,10 +47,26 @@ struct Admission {
 /// Why a waiting request does not start now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum NoFit {
-    /// Not enough free blocks at all.
-    Physical,
+    /// Not enough free device blocks.
+    Blocks,
+    /// Not enough free block-table chunks.
+    Chunks,
     /// Budget, plan capacity, reservations or the watermark.
     Policy,
+}
+
+/// What the running requests' tokens of this step need.
+#[derive(Clone, Copy, Debug, Default)]
+struct Need {
+    blocks: u64,
+    chunks: u64,
+}
+
+/// Device blocks and table chunks that can still be handed out.
+#[derive(Clone, Copy, Debug)]
+struct Supply {
+    blocks: u64,
+    chunks: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -45,6 +74,7 @@ impl<'a> Engine<'a> {
     /// next call that changes the engine. Every entry must be reported with
     /// [`Engine::complete`] (or its request aborted) before the next `schedule`.
     pub fn schedule(&mut self, now: Instant) -> Result<Plan<'_>, ScheduleError> {
+        self.check_poison()?;
         if self.awaiting > 0 {
             return Err(ScheduleError::ResultsPending {
                 missing: self.awaiting,
@@ -53,81 +83,123 @@ impl<'a> Engine<'a> {
         if !self.check_time(now) {
             return Err(ScheduleError::TimeWentBackwards);
         }
-        self.step += 1;
-        self.stats.steps += 1;
-        let p = &mut self.plan;
-        p.entries_len = 0;
-        p.blocks_len = 0;
-        p.swap_in_len = 0;
-        p.copies_len = 0;
-        p.preempted_len = 0;
-        p.dropped_len = 0;
-        if !p.swap_out_pending {
-            p.swap_out_len = 0;
-        }
-        p.swap_out_pending = false;
-
-        let mut budget = self.cfg.token_budget;
-        let mut need = self.plan_running(&mut budget);
-
-        let mut preemptions = 0u32;
-        let memory_preempted = self.make_room(&mut need, &mut budget, &mut preemptions);
-        let mut promoted = NIL;
-        if !memory_preempted && self.cfg.policy.preempts_for_rank() {
-            promoted = self.preempt_for_rank(&mut need, &mut budget, &mut preemptions);
-        }
-        for k in 0..self.running_len as usize {
-            let i = self.running[k];
-            let n = self.reqs[i as usize].sched_tokens;
-            if n > 0 {
-                self.run_tokens(i, n, false);
-            }
-        }
-        if !memory_preempted {
-            self.admit_waiting(promoted, &mut budget);
-        }
-        if preemptions > 0 && budget > 0 {
-            self.top_up_running(&mut budget);
+        self.in_schedule = true;
+        let planned = self.plan_step();
+        self.in_schedule = false;
+        if let Err(e) = planned {
+            return Err(ScheduleError::Internal(self.poison(e)));
         }
         Ok(self.plan())
     }
 
+    fn plan_step(&mut self) -> Result<(), InternalError> {
+        self.step = self.step.saturating_add(1);
+        self.stats.steps = self.stats.steps.saturating_add(1);
+        let p = &mut self.plan;
+        p.entries.clear();
+        p.blocks.clear();
+        p.swap_in.clear();
+        p.copies.clear();
+        p.preempted.clear();
+        p.dropped.clear();
+        if !p.swap_out_pending {
+            p.swap_out.clear();
+        }
+        p.swap_out_pending = false;
+        p.swapped_in = false;
+
+        let mut budget = self.cfg.token_budget;
+        let mut need = self.plan_running(&mut budget)?;
+
+        let memory_preempted = self.make_room(&mut need, &mut budget)?;
+        let mut promoted = NIL;
+        if !memory_preempted && self.cfg.policy.preempts_for_rank() {
+            promoted = self.preempt_for_rank(&mut need, &mut budget)?;
+        }
+        let mut k = 0usize;
+        while k < self.running_len as usize {
+            let i = self.running_at(k)?;
+            k = k.saturating_add(1);
+            let r = self.req(i)?;
+            let (n, blocks, chunks) = (r.sched_tokens, r.sched_blocks, r.sched_chunks);
+            if n == 0 {
+                continue;
+            }
+            if self.growth_fits(blocks, chunks, u64::from(blocks)) {
+                self.run_tokens(i, n, false)?;
+            } else {
+                // Room could not be made (only possible when nothing else is left to take it
+                // from): the request waits this step, keeping its KV.
+                budget = budget.saturating_add(n);
+                let r = self.req_mut(i)?;
+                r.sched_tokens = 0;
+                r.sched_blocks = 0;
+                r.sched_chunks = 0;
+            }
+        }
+        if !memory_preempted {
+            self.admit_waiting(promoted, &mut budget)?;
+        }
+        if self.plan.preempted.len() > 0 && budget > 0 {
+            self.top_up_running(&mut budget)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `blocks` new device blocks and `chunks` new table chunks can be allocated now
+    /// and `entries` block ids still fit in the plan.
+    fn growth_fits(&self, blocks: u32, chunks: u32, entries: u64) -> bool {
+        blocks <= self.kv.available_device()
+            && chunks <= self.kv.free_table_chunks()
+            && entries <= self.plan.blocks.room() as u64
+    }
+
+    /// The device blocks and table chunks running request `i` needs to compute `n` more tokens
+    /// (engine sequences are never forked, so a partly filled last block is never shared and
+    /// growing needs exactly the blocks the new tokens start).
+    fn growth(&self, computed: u32, n: u32) -> (u32, u32) {
+        let bs = self.cfg.block_size;
+        let before = blocks_for(u64::from(computed), bs);
+        let after = blocks_for(u64::from(computed).saturating_add(u64::from(n)), bs);
+        let blocks = after.saturating_sub(before);
+        let chunks = chunks_for_blocks(after).saturating_sub(chunks_for_blocks(before));
+        // Both are below the device pool size (< 2^31): the request's tokens fit in it.
+        (
+            u32::try_from(blocks).unwrap_or(u32::MAX),
+            u32::try_from(chunks).unwrap_or(u32::MAX),
+        )
+    }
+
     /// One pass over the running set (a second only when some are prefilling): drops requests
     /// that can never fit, gives every decode its token, then prefills their chunks, within
-    /// the budget. Returns the blocks all of that needs.
-    fn plan_running(&mut self, budget: &mut u32) -> u64 {
-        let bs = self.cfg.block_size;
-        let device = self.cfg.device_blocks as u64;
-        let mut need = 0u64;
+    /// the budget. Returns what all of that needs.
+    fn plan_running(&mut self, budget: &mut u32) -> Result<Need, InternalError> {
+        let mut need = Need::default();
         let mut prefills = 0u32;
         let mut k = 0usize;
         while k < self.running_len as usize {
-            let i = self.running[k];
-            let r = &mut self.reqs[i as usize];
-            let total = r.num_tokens();
-            if blocks_for(total as u64, bs) > device {
+            let i = self.running_at(k)?;
+            let r = self.req(i)?;
+            let (computed, decode, owed) = (r.computed, r.owes_decode(), r.owed());
+            if self.never_fits(u64::from(r.num_tokens())) {
                 // Can never run again: dropping it moves the last running request to `k`.
-                self.drop_request(i, DropReason::ExceedsKvCapacity);
+                self.drop_request(i, DropReason::ExceedsKvCapacity)?;
                 continue;
             }
-            let owed = total - r.computed;
-            r.sched_tokens = 0;
-            r.sched_blocks = 0;
-            if r.owes_decode() {
+            let (mut n, mut b, mut c) = (0, 0, 0);
+            if decode {
                 if *budget > 0 {
-                    *budget -= 1;
-                    r.sched_tokens = 1;
-                    // Engine sequences are never forked, so a partly filled last block is
-                    // never shared: growing needs exactly the blocks the new tokens start.
-                    let b = (blocks_for(r.computed as u64 + 1, bs)
-                        - blocks_for(r.computed as u64, bs)) as u32;
-                    r.sched_blocks = b;
-                    need += b as u64;
+                    *budget = budget.saturating_sub(1);
+                    n = 1;
+                    (b, c) = self.growth(computed, 1);
                 }
             } else if owed > 0 {
-                prefills += 1;
+                prefills = prefills.saturating_add(1);
             }
-            k += 1;
+            self.set_scheduled(i, n, b, c)?;
+            need.blocks = need.blocks.saturating_add(u64::from(b));
+            need.chunks = need.chunks.saturating_add(u64::from(c));
+            k = k.saturating_add(1);
         }
         if prefills > 0 {
             let chunk_cap = self.chunk_cap();
@@ -135,71 +207,100 @@ impl<'a> Engine<'a> {
                 if *budget == 0 {
                     break;
                 }
-                let r = &mut self.reqs[self.running[k] as usize];
-                let owed = r.num_tokens() - r.computed;
+                let i = self.running_at(k)?;
+                let r = self.req(i)?;
+                let (owed, computed) = (r.owed(), r.computed);
                 if owed == 0 || r.owes_decode() {
                     continue;
                 }
                 let n = owed.min(chunk_cap).min(*budget);
-                *budget -= n;
-                r.sched_tokens = n;
-                let b = (blocks_for((r.computed + n) as u64, bs)
-                    - blocks_for(r.computed as u64, bs)) as u32;
-                r.sched_blocks = b;
-                need += b as u64;
+                *budget = budget.saturating_sub(n);
+                let (b, c) = self.growth(computed, n);
+                self.set_scheduled(i, n, b, c)?;
+                need.blocks = need.blocks.saturating_add(u64::from(b));
+                need.chunks = need.chunks.saturating_add(u64::from(c));
             }
         }
-        need
+        Ok(need)
+    }
+
+    /// Records what running request `i` is to compute this step and what that takes.
+    fn set_scheduled(
+        &mut self,
+        i: u32,
+        tokens: u32,
+        blocks: u32,
+        chunks: u32,
+    ) -> Result<(), InternalError> {
+        let r = self.req_mut(i)?;
+        r.sched_tokens = tokens;
+        r.sched_blocks = blocks;
+        r.sched_chunks = chunks;
+        Ok(())
+    }
+
+    /// Takes running request `v`'s share out of this step's need and budget (it will not run).
+    fn unschedule(
+        &mut self,
+        v: u32,
+        need: &mut Need,
+        budget: &mut u32,
+    ) -> Result<(), InternalError> {
+        let r = self.req_mut(v)?;
+        need.blocks = need.blocks.saturating_sub(u64::from(r.sched_blocks));
+        need.chunks = need.chunks.saturating_sub(u64::from(r.sched_chunks));
+        *budget = budget.saturating_add(r.sched_tokens);
+        r.sched_tokens = 0;
+        r.sched_blocks = 0;
+        r.sched_chunks = 0;
+        Ok(())
     }
 
     /// Gives budget that preemptions returned to running requests that got no tokens in this
     /// step (the budget ran out before them), decodes first, in running order, where their
-    /// new blocks fit. Without it, preempting the request that held the budget could leave
-    /// the step empty although the others could run.
-    fn top_up_running(&mut self, budget: &mut u32) {
+    /// new blocks, table chunks and block ids fit. Without it, preempting the request that
+    /// held the budget could leave the step empty although the others could run.
+    fn top_up_running(&mut self, budget: &mut u32) -> Result<(), InternalError> {
         let chunk_cap = self.chunk_cap();
         for pass in 0..2 {
             for k in 0..self.running_len as usize {
                 if *budget == 0 {
-                    return;
+                    return Ok(());
                 }
-                let i = self.running[k];
-                let r = &self.reqs[i as usize];
+                let i = self.running_at(k)?;
+                let r = self.req(i)?;
                 if r.scheduled_step == self.step {
                     continue;
                 }
-                let owed = r.num_tokens() - r.computed;
+                let owed = r.owed();
                 let is_decode = r.owes_decode();
                 if owed == 0 || is_decode != (pass == 0) {
                     continue;
                 }
-                let Some(seq) = r.seq() else { continue };
                 let n = owed.min(chunk_cap).min(*budget);
-                let b = self
-                    .kv
-                    .blocks_needed(seq, r.computed + n)
-                    .unwrap_or(u32::MAX);
-                if b > self.kv.available_device() {
+                let (b, c) = self.growth(r.computed, n);
+                if !self.growth_fits(b, c, u64::from(b)) {
                     continue;
                 }
-                self.run_tokens(i, n, false);
-                *budget -= n;
+                self.run_tokens(i, n, false)?;
+                *budget = budget.saturating_sub(n);
             }
         }
+        Ok(())
     }
 
     /// The preemptible running request with the worst competing key, ranking each running
     /// request once.
-    fn worst_preemptible(&self) -> Option<(RankKey, u32)> {
+    fn worst_preemptible(&self) -> Result<Option<(RankKey, u32)>, InternalError> {
         let mut worst: Option<(RankKey, u32)> = None;
         for k in 0..self.running_len as usize {
-            let i = self.running[k];
-            let (key, preemptible) = self.compete(i);
+            let i = self.running_at(k)?;
+            let (key, preemptible) = self.compete(i)?;
             if preemptible && worst.is_none_or(|(w, _)| key > w) {
                 worst = Some((key, i));
             }
         }
-        worst
+        Ok(worst)
     }
 
     /// The per-request prefill chunk cap (`prefill_chunk`, 0 meaning only the budget limits).
@@ -213,46 +314,57 @@ impl<'a> Engine<'a> {
     }
 
     /// The most recently admitted running request among those `filter` accepts.
-    fn latest_admitted(&self, filter: impl Fn(u32) -> bool) -> Option<u32> {
+    fn latest_admitted(
+        &self,
+        filter: impl Fn(u32, &super::RequestSlot) -> bool,
+    ) -> Result<Option<u32>, InternalError> {
         let mut latest: Option<(u64, u32)> = None;
         for k in 0..self.running_len as usize {
-            let i = self.running[k];
-            let seq = self.reqs[i as usize].admitted_seq;
-            if filter(i) && latest.is_none_or(|(s, _)| seq > s) {
-                latest = Some((seq, i));
+            let i = self.running_at(k)?;
+            let r = self.req(i)?;
+            if filter(i, r) && latest.is_none_or(|(s, _)| r.admitted_seq > s) {
+                latest = Some((r.admitted_seq, i));
             }
         }
-        latest.map(|(_, i)| i)
+        Ok(latest.map(|(_, i)| i))
+    }
+
+    /// Whether `need` fits what can be allocated now; the second flag says table chunks are
+    /// short (then only freeing a table helps: swapping keeps a table, in the other tier).
+    fn shortage(&self, need: &Need) -> (bool, bool) {
+        let blocks_short = need.blocks > u64::from(self.kv.available_device());
+        let chunks_short = need.chunks > u64::from(self.kv.free_table_chunks());
+        (blocks_short || chunks_short, chunks_short)
     }
 
     /// Frees memory until the running requests' needs fit. Returns whether anything running
     /// was preempted.
-    fn make_room(&mut self, need: &mut u64, budget: &mut u32, preemptions: &mut u32) -> bool {
+    fn make_room(&mut self, need: &mut Need, budget: &mut u32) -> Result<bool, InternalError> {
         let mut preempted = false;
         loop {
-            if *need <= self.kv.available_device() as u64 {
-                return preempted;
+            let (short, chunks_short) = self.shortage(need);
+            if !short {
+                return Ok(preempted);
             }
             if self.idle_kv.len() > 0 {
-                self.evict_idle_head();
+                self.evict_idle_head(chunks_short)?;
                 continue;
             }
-            if *preemptions < self.cfg.max_preemptions_per_step
-                && let Some((_, v)) = self.worst_preemptible()
+            let force = chunks_short.then_some(PreemptionKind::Recompute);
+            if self.plan.preempted.len() < self.cfg.max_preemptions_per_step as usize
+                && let Some((_, v)) = self.worst_preemptible()?
             {
-                *need -= self.reqs[v as usize].sched_blocks as u64;
-                *budget += self.reqs[v as usize].sched_tokens;
-                self.preempt(v, PreemptionCause::Memory);
-                *preemptions += 1;
+                self.unschedule(v, need, budget)?;
+                self.preempt_as(v, PreemptionCause::Memory, force)?;
                 preempted = true;
                 continue;
             }
             let mut scheduled = 0u32;
             let mut only = NIL;
             for k in 0..self.running_len as usize {
-                let i = self.running[k];
-                if self.reqs[i as usize].sched_tokens > 0 {
-                    scheduled += 1;
+                let i = self.running_at(k)?;
+                if self.req(i)?.sched_tokens > 0 {
+                    scheduled = scheduled.saturating_add(1);
                     only = i;
                 }
             }
@@ -264,35 +376,36 @@ impl<'a> Engine<'a> {
             if scheduled >= 2 {
                 // The most recently admitted scheduled request waits a step.
                 let v = self
-                    .latest_admitted(|i| self.reqs[i as usize].sched_tokens > 0)
-                    .expect("two scheduled");
-                let r = &mut self.reqs[v as usize];
-                *need -= r.sched_blocks as u64;
-                *budget += r.sched_tokens;
-                r.sched_tokens = 0;
-                r.sched_blocks = 0;
+                    .latest_admitted(|_, r| r.sched_tokens > 0)?
+                    .or_broken("two scheduled requests but no latest")?;
+                self.unschedule(v, need, budget)?;
                 continue;
             }
             // One request left and it does not fit: preempt others regardless of protection
-            // and of the cap, most recently admitted first, so the step makes progress.
-            match self.latest_admitted(|i| i != only) {
+            // and of the cap, most recently admitted first, so the step makes progress. Every
+            // preemption is reported (the list holds one per running request).
+            match self.latest_admitted(|i, _| i != only)? {
                 Some(v) => {
-                    *need -= self.reqs[v as usize].sched_blocks as u64;
-                    self.preempt(v, PreemptionCause::Memory);
-                    *preemptions += 1;
+                    self.unschedule(v, need, budget)?;
+                    self.preempt_as(v, PreemptionCause::Memory, force)?;
                     preempted = true;
                 }
-                None => return preempted,
+                None => return Ok(preempted),
             }
         }
     }
 
     /// Rank preemption: while the head of the queue outranks the worst running request by the
-    /// margin and could not start otherwise, preempt and promote. Returns the promoted list.
-    fn preempt_for_rank(&mut self, need: &mut u64, budget: &mut u32, preemptions: &mut u32) -> u32 {
+    /// margin and could not start otherwise, preempt and promote. Returns the promoted list
+    /// (linked through `promoted_next`).
+    fn preempt_for_rank(
+        &mut self,
+        need: &mut Need,
+        budget: &mut u32,
+    ) -> Result<u32, InternalError> {
         let mut head = NIL;
         let mut tail = NIL;
-        while *preemptions < self.cfg.max_preemptions_per_step {
+        while self.plan.preempted.len() < self.cfg.max_preemptions_per_step as usize {
             let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
                 break;
             };
@@ -306,12 +419,17 @@ impl<'a> Engine<'a> {
             // budget is not one (the request gets budget next step, and the victim's work would
             // be thrown away), so the check runs with a full step's budget. Checked first: it
             // spares the scan of the running set whenever the head can simply start.
-            let avail = (self.kv.available_device() as u64).saturating_sub(*need) as u32;
-            let memory_ok = self.plan_admission(w, self.cfg.token_budget, avail).is_ok();
+            let supply = Supply {
+                blocks: u64::from(self.kv.available_device()).saturating_sub(need.blocks),
+                chunks: u64::from(self.kv.free_table_chunks()).saturating_sub(need.chunks),
+            };
+            let memory_ok = self
+                .plan_admission(w, self.cfg.token_budget, supply)?
+                .is_ok();
             if memory_ok && self.running_len < self.cfg.max_running {
                 break;
             }
-            let Some((key_v, v)) = self.worst_preemptible() else {
+            let Some((key_v, v)) = self.worst_preemptible()? else {
                 break;
             };
             // Ranks are never NaN (inputs are validated), so `>=` is the plain negation.
@@ -323,8 +441,8 @@ impl<'a> Engine<'a> {
             // is short: swap it out if the mode and the host allow, recompute only if allowed.
             let how = if memory_ok {
                 PreemptionKind::Keep
-            } else if self.cfg.preemption != super::PreemptionMode::Recompute
-                && self.can_swap_out(v)
+            } else if self.cfg.preemption != PreemptionMode::Recompute
+                && self.swap_out_size(v)?.is_some()
             {
                 PreemptionKind::Swap
             } else if self.cfg.rank_preemption_may_recompute {
@@ -332,24 +450,40 @@ impl<'a> Engine<'a> {
             } else {
                 break;
             };
-            *need -= self.reqs[v as usize].sched_blocks as u64;
-            *budget += self.reqs[v as usize].sched_tokens;
-            self.preempt_as(v, PreemptionCause::Rank, Some(how));
-            *preemptions += 1;
-            self.dequeue(w);
-            self.reqs[w as usize].next_free = NIL;
+            self.unschedule(v, need, budget)?;
+            self.preempt_as(v, PreemptionCause::Rank, Some(how))?;
+            self.dequeue(w)?;
+            self.req_mut(w)?.promoted_next = NIL;
             if tail == NIL {
                 head = w;
             } else {
-                self.reqs[tail as usize].next_free = w;
+                self.req_mut(tail)?.promoted_next = w;
             }
             tail = w;
         }
-        head
+        Ok(head)
+    }
+
+    /// Takes `w` off the front of the promoted list (or the queue) as it is admitted or
+    /// dropped, returning the promoted list's new head.
+    fn take_candidate(
+        &mut self,
+        w: u32,
+        from_promoted: bool,
+        promoted: u32,
+    ) -> Result<u32, InternalError> {
+        if from_promoted {
+            let r = self.req_mut(w)?;
+            let next = core::mem::replace(&mut r.promoted_next, NIL);
+            Ok(next)
+        } else {
+            self.dequeue(w)?;
+            Ok(promoted)
+        }
     }
 
     /// Admits promoted requests, then the queue's head, in order, until one does not fit.
-    fn admit_waiting(&mut self, mut promoted: u32, budget: &mut u32) {
+    fn admit_waiting(&mut self, mut promoted: u32, budget: &mut u32) -> Result<(), InternalError> {
         loop {
             let (w, from_promoted) = if promoted != NIL {
                 (promoted, true)
@@ -360,7 +494,7 @@ impl<'a> Engine<'a> {
             };
             if self.running_len >= self.cfg.max_running
                 || *budget == 0
-                || self.plan.entries_len >= self.plan.entries.len()
+                || self.plan.entries.room() == 0
             {
                 break;
             }
@@ -370,377 +504,403 @@ impl<'a> Engine<'a> {
                 // would discard or swap out its KV only to recompute or swap it back in.
                 break;
             }
-            let r = &self.reqs[w as usize];
-            if blocks_for(r.num_tokens() as u64 + 1, self.cfg.block_size)
-                > self.cfg.device_blocks as u64
-            {
-                if self.plan.dropped_len >= self.plan.dropped.len() {
+            if self.never_fits(u64::from(self.req(w)?.num_tokens()).saturating_add(1)) {
+                if self.plan.dropped.room() == 0 {
                     break;
                 }
-                if from_promoted {
-                    promoted = self.reqs[w as usize].next_free;
-                    self.reqs[w as usize].next_free = NIL;
-                }
-                self.drop_request(w, DropReason::ExceedsKvCapacity);
+                promoted = self.take_candidate(w, from_promoted, promoted)?;
+                self.drop_request(w, DropReason::ExceedsKvCapacity)?;
                 continue;
             }
-            let avail = self.kv.available_device();
-            match self.plan_admission(w, *budget, avail) {
+            let supply = Supply {
+                blocks: u64::from(self.kv.available_device()),
+                chunks: u64::from(self.kv.free_table_chunks()),
+            };
+            match self.plan_admission(w, *budget, supply)? {
                 Ok(adm) => {
-                    if from_promoted {
-                        promoted = self.reqs[w as usize].next_free;
-                        self.reqs[w as usize].next_free = NIL;
-                    } else {
-                        self.dequeue(w);
-                    }
-                    self.admit(w, adm);
-                    *budget -= adm.chunk;
+                    promoted = self.take_candidate(w, from_promoted, promoted)?;
+                    self.admit(w, adm)?;
+                    *budget = budget.saturating_sub(adm.chunk);
                 }
-                Err(NoFit::Physical) if self.idle_kv.len() > 0 => self.evict_idle_head(),
+                Err(NoFit::Blocks) if self.idle_kv.len() > 0 => self.evict_idle_head(false)?,
+                Err(NoFit::Chunks) if self.idle_kv.len() > 0 => self.evict_idle_head(true)?,
                 Err(_) => break,
             }
         }
         while promoted != NIL {
             let w = promoted;
-            promoted = self.reqs[w as usize].next_free;
-            self.reqs[w as usize].next_free = NIL;
-            let state = self.reqs[w as usize].state;
-            self.enqueue(w, state);
+            promoted = self.take_candidate(w, true, promoted)?;
+            let state = self.req(w)?.state;
+            self.enqueue(w, state)?;
         }
+        Ok(())
     }
 
     /// Whether request `i` was preempted in the step being planned.
     fn preempted_now(&self, i: u32) -> bool {
-        let p = &self.plan;
-        p.preempted[..p.preempted_len]
+        self.plan
+            .preempted
+            .as_slice()
             .iter()
             .any(|x| x.handle.index() == i)
     }
 
     /// Blocks `i` may need in all under the admission mode (0 for eager).
-    fn reserve_target(&self, i: u32) -> u64 {
-        let r = &self.reqs[i as usize];
+    fn reserve_target(&self, i: u32) -> Result<u64, InternalError> {
+        let r = self.req(i)?;
         let bs = self.cfg.block_size;
-        let total = r.num_tokens() as u64;
-        let cap = {
-            let by_output = (r.max_output != u32::MAX)
-                .then(|| (r.prompt_tokens + r.extra_prompt) as u64 + r.max_output as u64);
-            let by_len =
-                (self.cfg.max_sequence_tokens != 0).then_some(self.cfg.max_sequence_tokens as u64);
-            match (by_output, by_len) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
-        match self.cfg.admission {
+        let total = u64::from(r.num_tokens());
+        let prompt = u64::from(r.prompt_tokens).saturating_add(u64::from(r.extra_prompt));
+        let by_output =
+            (r.max_output != u32::MAX).then(|| prompt.saturating_add(r.max_output.into()));
+        let limit = u64::from(self.cfg.token_limit());
+        let cap = by_output.map_or(limit, |c| c.min(limit));
+        Ok(match self.cfg.admission {
             AdmissionMode::Eager => 0,
             AdmissionMode::FullPrompt => blocks_for(total, bs),
             AdmissionMode::Predicted { headroom } => {
-                let ri = self.rank_input(i);
+                let ri = self.rank_input(i)?;
                 let rem =
                     (self.cfg.policy.effective_prediction(&ri) - ri.attained).max(0.0) * headroom;
-                let mut t = total.saturating_add(libm::ceil(rem).min(u32::MAX as f64) as u64);
-                if let Some(c) = cap {
-                    t = t.min(c.max(total));
-                }
-                blocks_for(t, bs)
+                // `as` saturates; the value is capped to the u32 range first.
+                let extra = libm::ceil(rem).min(f64::from(u32::MAX)) as u64;
+                blocks_for(total.saturating_add(extra).min(cap.max(total)), bs)
             }
             AdmissionMode::WorstCase => {
-                let t = cap
-                    .unwrap_or(self.cfg.device_blocks as u64 * bs as u64)
-                    .max(total);
-                blocks_for(t, bs).min(self.cfg.device_blocks as u64)
+                blocks_for(cap.max(total), bs).min(u64::from(self.cfg.device_blocks))
             }
-        }
+        })
     }
 
-    /// Whether waiting request `w` can start now with `budget` tokens and `avail` blocks, and
-    /// how.
-    fn plan_admission(&self, w: u32, budget: u32, avail: u32) -> Result<Admission, NoFit> {
-        let r = &self.reqs[w as usize];
+    /// Whether waiting request `w` can start now with `budget` tokens and `supply` blocks
+    /// and chunks, and how. The outer error is a broken invariant; the inner says why not.
+    fn plan_admission(
+        &self,
+        w: u32,
+        budget: u32,
+        supply: Supply,
+    ) -> Result<Result<Admission, NoFit>, InternalError> {
+        let r = self.req(w)?;
         let bs = self.cfg.block_size;
         let total = r.num_tokens();
         let chunk_cap = self.chunk_cap();
-        let info = r.seq().and_then(|s| self.kv.seq_info(s).ok());
-        let (kind, chunk, supply, blocks_after) = match info {
+        let info = match r.seq() {
+            Some(s) => Some(
+                self.kv
+                    .seq_info(s)
+                    .map_err(|_| InternalError::new("a request holds a stale sequence"))?,
+            ),
+            None => None,
+        };
+        // (how, tokens now, device blocks taken, table chunks taken, table length after)
+        let (kind, chunk, blocks, chunks, blocks_after) = match info {
             None => {
-                let cap = (total - 1) / bs;
-                let m = self
-                    .kv
-                    .lookup_prefix_iter(r.cache_salt, self.hashes.iter(&r.hashes).take(cap as usize));
-                let hit_tokens = m.blocks * bs;
-                let chunk = (total - hit_tokens).min(chunk_cap).min(budget);
-                let after = blocks_for((hit_tokens + chunk) as u64, bs) as u32;
+                // The last prompt token is always computed (it samples), so its block is
+                // never taken from the cache.
+                let cap = total.saturating_sub(1) / bs;
+                let m = self.kv.lookup_prefix_iter(
+                    r.cache_salt,
+                    self.hashes.iter(&r.hashes).take(cap as usize),
+                );
+                let hit_tokens = m.blocks.saturating_mul(bs);
+                let chunk = total.saturating_sub(hit_tokens).min(chunk_cap).min(budget);
+                let after = blocks_for(u64::from(hit_tokens).saturating_add(chunk.into()), bs);
                 (
                     AdmitKind::Fresh {
                         hit_blocks: m.blocks,
                     },
                     chunk,
-                    after - m.blocks + m.idle,
+                    after
+                        .saturating_sub(u64::from(m.blocks))
+                        .saturating_add(m.idle.into()),
+                    chunks_for_blocks(after),
                     after,
                 )
             }
             Some(x) => {
-                let owed = total - r.computed;
-                let chunk = owed.min(chunk_cap).min(budget);
-                let after = blocks_for((r.computed + chunk) as u64, bs) as u32;
+                let chunk = r.owed().min(chunk_cap).min(budget);
+                let after = blocks_for(u64::from(r.computed).saturating_add(chunk.into()), bs);
+                let held = u64::from(x.num_blocks);
+                let chunks = chunks_for_blocks(after).saturating_sub(chunks_for_blocks(held));
                 if x.tier == Tier::Host {
-                    if self.plan.swap_in_len + x.num_blocks as usize > self.plan.swap_in.len() {
-                        return Err(NoFit::Policy);
+                    if x.num_blocks as usize > self.plan.swap_in.room() {
+                        return Ok(Err(NoFit::Policy));
                     }
-                    (AdmitKind::Swapped, chunk, after.max(x.num_blocks), after)
+                    (AdmitKind::Swapped, chunk, after.max(held), chunks, after)
                 } else {
-                    let seq = r.seq().expect("has KV");
-                    let grow = self
-                        .kv
-                        .blocks_needed(seq, r.computed + chunk)
-                        .unwrap_or(u32::MAX);
-                    (AdmitKind::Resident, chunk, grow, after)
+                    (
+                        AdmitKind::Resident,
+                        chunk,
+                        after.saturating_sub(held),
+                        chunks,
+                        after,
+                    )
                 }
             }
         };
         if chunk == 0 {
-            return Err(NoFit::Policy);
+            return Ok(Err(NoFit::Policy));
         }
-        if supply > avail {
-            return Err(NoFit::Physical);
+        if blocks > supply.blocks {
+            return Ok(Err(NoFit::Blocks));
         }
-        if self.plan.blocks_len + blocks_after as usize > self.plan.blocks.len() {
-            return Err(NoFit::Policy);
+        if chunks > supply.chunks {
+            return Ok(Err(NoFit::Chunks));
         }
-        let reserve_target = self.reserve_target(w);
+        if blocks_after > self.plan.blocks.room() as u64 {
+            return Ok(Err(NoFit::Policy));
+        }
+        let reserve_target = self.reserve_target(w)?;
         if self.running_len > 0 {
-            let reserve_left = reserve_target.saturating_sub(blocks_after as u64);
-            let needed = supply as u64
-                + reserve_left
-                + self.outstanding_reserve
-                + self.watermark_blocks as u64;
-            if needed > avail as u64 {
-                return Err(NoFit::Policy);
+            let reserve_left = reserve_target.saturating_sub(blocks_after);
+            let needed = blocks
+                .saturating_add(reserve_left)
+                .saturating_add(self.outstanding_reserve)
+                .saturating_add(self.watermark_blocks.into());
+            if needed > supply.blocks {
+                return Ok(Err(NoFit::Policy));
             }
         }
-        Ok(Admission {
+        Ok(Ok(Admission {
             kind,
             chunk,
             reserve_target,
-        })
+        }))
     }
 
     /// Starts waiting request `w` (already out of the queue) as planned.
-    fn admit(&mut self, w: u32, adm: Admission) {
+    fn admit(&mut self, w: u32, adm: Admission) -> Result<(), InternalError> {
         let bs = self.cfg.block_size;
         match adm.kind {
             AdmitKind::Fresh { hit_blocks } => {
-                let salt = self.reqs[w as usize].cache_salt;
-                let seq = self.kv.create_seq_in(salt).expect("one sequence slot per request");
-                let r = &self.reqs[w as usize];
-                let cap = (r.num_tokens() - 1) / bs;
+                let salt = self.req(w)?.cache_salt;
+                let seq = self
+                    .kv
+                    .create_seq_in(salt)
+                    .map_err(|_| InternalError::new("no sequence slot for an admitted request"))?;
+                let r = self.req(w)?;
+                let cap = r.num_tokens().saturating_sub(1) / bs;
                 let got = self
                     .kv
                     .attach_prefix_iter(seq, self.hashes.iter(&r.hashes).take(cap as usize))
-                    .expect("planned");
-                debug_assert_eq!(got, hit_blocks);
-                let r = &mut self.reqs[w as usize];
+                    .map_err(|_| InternalError::new("planned prefix attach refused"))?;
+                if got != hit_blocks {
+                    return Err(InternalError::new("prefix hit differs from the plan's"));
+                }
+                let r = self.req_mut(w)?;
                 r.seq_raw = seq.to_raw();
-                r.computed = got * bs;
-                let prompt = r.prompt_tokens + r.extra_prompt;
-                self.stats.prompt_tokens_admitted += prompt as u64;
-                self.stats.prefix_hit_tokens += (got * bs).min(prompt) as u64;
+                r.computed = got.saturating_mul(bs);
+                let prompt = r.prompt_tokens.saturating_add(r.extra_prompt);
+                let hit = r.computed.min(prompt);
+                self.stats.prompt_tokens_admitted = self
+                    .stats
+                    .prompt_tokens_admitted
+                    .saturating_add(prompt.into());
+                self.stats.prefix_hit_tokens =
+                    self.stats.prefix_hit_tokens.saturating_add(hit.into());
             }
             AdmitKind::Swapped => {
-                let seq = self.reqs[w as usize]
-                    .seq()
-                    .expect("swapped requests hold KV");
+                let seq = self.req(w)?.seq().or_broken("swapped request without KV")?;
                 let p = &mut self.plan;
                 let n = self
                     .kv
-                    .swap_in(seq, &mut p.swap_in[p.swap_in_len..])
-                    .expect("planned");
-                p.swap_in_len += n as usize;
+                    .swap_in(seq, p.swap_in.spare_mut())
+                    .map_err(|_| InternalError::new("planned swap-in refused"))?;
+                p.swap_in
+                    .commit(n as usize, "swap-in pairs past the list")?;
+                p.swapped_in = true;
             }
             AdmitKind::Resident => {
-                if self.reqs[w as usize].idle_listed {
-                    self.idle_remove(w);
+                if self.req(w)?.idle_listed {
+                    self.idle_remove(w)?;
                 }
             }
         }
-        self.add_running(w);
-        self.admissions += 1;
-        self.reqs[w as usize].sampled_since_admit = false;
-        self.reqs[w as usize].admitted_seq = self.admissions;
+        self.add_running(w)?;
+        self.admissions = self.admissions.saturating_add(1);
+        let admissions = self.admissions;
+        let r = self.req_mut(w)?;
+        r.sampled_since_admit = false;
+        r.admitted_seq = admissions;
         // Reserve what the mode asks for beyond the blocks held now; `run_tokens` then counts
         // this step's new blocks against it.
-        let seq = self.reqs[w as usize]
-            .seq()
-            .expect("admitted requests hold KV");
-        let held = self.kv.seq_info(seq).map_or(0, |x| x.num_blocks) as u64;
-        let left = adm.reserve_target.saturating_sub(held).min(u32::MAX as u64) as u32;
-        self.reqs[w as usize].reserve_left = left;
-        self.outstanding_reserve += left as u64;
-        self.run_tokens(w, adm.chunk, true);
+        let seq = r.seq().or_broken("admitted request without KV")?;
+        let held = self.kv.seq_info(seq).map_or(0, |x| x.num_blocks);
+        let left = adm.reserve_target.saturating_sub(held.into());
+        let left = u32::try_from(left).unwrap_or(u32::MAX);
+        self.req_mut(w)?.reserve_left = left;
+        self.outstanding_reserve = self.outstanding_reserve.saturating_add(left.into());
+        self.run_tokens(w, adm.chunk, true)
     }
 
     /// Allocates `n` more tokens for running request `i` and emits its plan entry; with
-    /// `whole_table` the entry carries the full block table (newly admitted requests).
-    fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) {
-        let seq = self.reqs[i as usize]
-            .seq()
-            .expect("running requests hold KV");
-        let before = self.reqs[i as usize].computed;
+    /// `whole_table` the entry carries the full block table (newly admitted requests). The
+    /// caller has checked that the blocks, table chunks and plan room are there.
+    fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) -> Result<(), InternalError> {
+        let seq = self.req(i)?.seq().or_broken("running request without KV")?;
+        let before = self.req(i)?.computed;
         let out = self
             .kv
             .append_tokens(seq, n)
-            .expect("room was made for this step");
-        self.consume_reserve(i, out.changed);
+            .map_err(|_| InternalError::new("planned growth refused by the block manager"))?;
+        self.consume_reserve(i, out.changed)?;
         let p = &mut self.plan;
         if let Some(c) = out.copy {
-            p.copies[p.copies_len] = c;
-            p.copies_len += 1;
+            p.copies.push(c, "copy-on-write pairs past the list")?;
         }
         let table_start = if whole_table { 0 } else { out.first_changed };
+        let blocks_start = p.blocks.len();
         // Most decodes add no block: nothing to read back then.
         let read = if !whole_table && out.changed == 0 {
             0
         } else {
-            self.kv
-                .read_table(seq, table_start, &mut p.blocks[p.blocks_len..])
-                .expect("live sequence")
+            let read = self
+                .kv
+                .read_table(seq, table_start, p.blocks.spare_mut())
+                .map_err(|_| InternalError::new("plan block list too short for a table"))?;
+            p.blocks.commit(read, "plan block ids past the list")?;
+            read
         };
-        let r = &mut self.reqs[i as usize];
+        let step = self.step;
+        let r = self.req_mut(i)?;
         let total = r.num_tokens();
-        let kind = if n == 1 && r.generated > 0 && before + 1 == total {
+        let after = before.saturating_add(n);
+        let kind = if n == 1 && r.generated > 0 && after == total {
             EntryKind::Decode
         } else {
             EntryKind::Prefill
         };
-        p.entries[p.entries_len] = ScheduledEntry {
-            handle: super::RequestHandle::new(i, r.generation),
+        let entry = ScheduledEntry {
+            handle: RequestHandle::new(i, r.generation),
             external_id: r.external_id,
             kind,
             tokens: n,
             computed_before: before,
-            samples: before + n == total,
+            samples: after == total,
             table_start,
-            blocks_start: p.blocks_len as u32,
-            blocks_len: read as u32,
+            blocks_start: u32::try_from(blocks_start).unwrap_or(u32::MAX),
+            blocks_len: u32::try_from(read).unwrap_or(u32::MAX),
         };
-        p.entries_len += 1;
-        p.blocks_len += read;
-        if before < r.recompute_upto {
-            self.stats.recomputed_tokens += ((before + n).min(r.recompute_upto) - before) as u64;
-        }
-        r.computed = before + n;
+        let recomputed = after.min(r.recompute_upto).saturating_sub(before);
+        r.computed = after;
         r.sched_from = before;
         r.sched_tokens = n;
-        r.scheduled_step = self.step;
+        r.scheduled_step = step;
         r.reported = false;
-        self.awaiting += 1;
+        self.stats.recomputed_tokens = self
+            .stats
+            .recomputed_tokens
+            .saturating_add(recomputed.into());
+        self.plan
+            .entries
+            .push(entry, "plan entries past max_running")?;
+        self.awaiting = self.awaiting.saturating_add(1);
+        Ok(())
     }
 
-    /// Preempts running request `v` by the configured mode and requeues it with its current
-    /// rank and original arrival order.
-    fn preempt(&mut self, v: u32, cause: PreemptionCause) {
-        self.preempt_as(v, cause, None);
-    }
-
-    /// As [`Engine::preempt`], with the kind chosen by the caller (`None`: by the mode). A
-    /// swap that cannot be done falls back to recompute.
-    fn preempt_as(&mut self, v: u32, cause: PreemptionCause, how: Option<PreemptionKind>) {
+    /// Preempts running request `v` — by `how`, or by the configured mode when `None` — and
+    /// requeues it with its current rank and original arrival order. A swap that cannot be
+    /// done falls back to recompute. Every preemption is reported in the plan.
+    fn preempt_as(
+        &mut self,
+        v: u32,
+        cause: PreemptionCause,
+        how: Option<PreemptionKind>,
+    ) -> Result<(), InternalError> {
         let want_swap = match how {
-            None => self.prefers_swap(v),
+            None => self.prefers_swap(v)?,
             Some(k) => k == PreemptionKind::Swap,
         };
-        self.remove_running(v);
+        self.remove_running(v)?;
         let kind = if how == Some(PreemptionKind::Keep) {
-            self.enqueue(v, STATE_WAITING);
-            self.idle_push(v);
-            self.stats.preemptions_keep += 1;
+            self.enqueue(v, SlotState::Waiting)?;
+            self.idle_push(v)?;
+            self.stats.preemptions_keep = self.stats.preemptions_keep.saturating_add(1);
             PreemptionKind::Keep
-        } else if want_swap && self.try_swap_out(v) {
-            self.enqueue(v, STATE_SWAPPED);
-            self.stats.preemptions_swap += 1;
+        } else if want_swap && self.try_swap_out(v)? {
+            self.enqueue(v, SlotState::Swapped)?;
+            self.stats.preemptions_swap = self.stats.preemptions_swap.saturating_add(1);
             PreemptionKind::Swap
         } else {
-            self.discard_kv(v);
-            self.enqueue(v, STATE_WAITING);
-            self.stats.preemptions_recompute += 1;
+            self.discard_kv(v)?;
+            self.enqueue(v, SlotState::Waiting)?;
+            self.stats.preemptions_recompute = self.stats.preemptions_recompute.saturating_add(1);
             PreemptionKind::Recompute
         };
         if cause == PreemptionCause::Rank {
-            self.stats.preemptions_for_rank += 1;
+            self.stats.preemptions_for_rank = self.stats.preemptions_for_rank.saturating_add(1);
         }
-        let r = &mut self.reqs[v as usize];
-        r.preemptions += 1;
-        let p = &mut self.plan;
-        if p.preempted_len < p.preempted.len() {
-            p.preempted[p.preempted_len] = Preemption {
-                handle: super::RequestHandle::new(v, r.generation),
-                external_id: r.external_id,
-                kind,
-                cause,
-            };
-            p.preempted_len += 1;
-        }
+        let r = self.req_mut(v)?;
+        r.preemptions = r.preemptions.saturating_add(1);
+        let record = Preemption {
+            handle: RequestHandle::new(v, r.generation),
+            external_id: r.external_id,
+            kind,
+            cause,
+        };
+        self.plan
+            .preempted
+            .push(record, "more preemptions than running requests")
     }
 
     /// Evicts the KV of the request idle the longest (paused, or preempted with its KV kept):
     /// a paused one by the pause mode, a waiting one by the preemption mode — swapped if that
-    /// mode allows and the host has room, else discarded.
-    fn evict_idle_head(&mut self) {
+    /// mode allows and the host has room, else discarded. With `must_free_table` (table
+    /// chunks are short) it is discarded: a swap keeps the table.
+    fn evict_idle_head(&mut self, must_free_table: bool) -> Result<(), InternalError> {
         let Some(i) = self.idle_kv.pop_front(&mut *self.reqs) else {
-            return;
+            return Ok(());
         };
-        self.reqs[i as usize].idle_listed = false;
-        let paused = self.reqs[i as usize].state == STATE_PAUSED;
-        let swap = if paused {
-            matches!(
-                self.cfg.pause,
-                super::PauseMode::Swap | super::PauseMode::Auto
-            )
-        } else {
-            self.prefers_swap(i)
-        };
-        if swap && self.try_swap_out(i) {
+        self.req_mut(i)?.idle_listed = false;
+        let paused = self.req(i)?.state == SlotState::Paused;
+        let swap = !must_free_table
+            && if paused {
+                matches!(self.cfg.pause, PauseMode::Swap | PauseMode::Auto)
+            } else {
+                self.prefers_swap(i)?
+            };
+        if swap && self.try_swap_out(i)? {
             if !paused {
-                self.set_state(i, STATE_SWAPPED);
+                self.set_state(i, SlotState::Swapped)?;
             }
         } else {
-            self.discard_kv(i);
+            self.discard_kv(i)?;
         }
-        self.stats.idle_evicted += 1;
+        self.stats.idle_evicted = self.stats.idle_evicted.saturating_add(1);
+        Ok(())
     }
 
     /// Whether the preemption mode swaps `i` rather than recomputing it.
-    fn prefers_swap(&self, i: u32) -> bool {
+    fn prefers_swap(&self, i: u32) -> Result<bool, InternalError> {
         let c = self.cfg.costs;
-        let r = &self.reqs[i as usize];
+        let r = self.req(i)?;
         let blocks = r
             .seq()
             .and_then(|s| self.kv.seq_info(s).ok())
             .map_or(0, |x| x.num_blocks);
-        match self.cfg.preemption {
-            super::PreemptionMode::Recompute => false,
-            super::PreemptionMode::Swap => true,
-            super::PreemptionMode::Auto => {
-                2.0 * blocks as f64 * c.swap_us_per_block
-                    < r.computed as f64 * c.recompute_us_per_token
+        Ok(match self.cfg.preemption {
+            PreemptionMode::Recompute => false,
+            PreemptionMode::Swap => true,
+            PreemptionMode::Auto => {
+                2.0 * f64::from(blocks) * c.swap_us_per_block
+                    < f64::from(r.computed) * c.recompute_us_per_token
             }
-        }
+        })
     }
 
     /// Removes request `i` for good, recording why in the plan.
-    fn drop_request(&mut self, i: u32, reason: DropReason) {
-        let r = &self.reqs[i as usize];
-        let p = &mut self.plan;
-        if p.dropped_len < p.dropped.len() {
-            p.dropped[p.dropped_len] = Dropped {
-                handle: super::RequestHandle::new(i, r.generation),
-                external_id: r.external_id,
-                reason,
-            };
-            p.dropped_len += 1;
-        }
-        self.release(i);
-        self.stats.dropped += 1;
+    fn drop_request(&mut self, i: u32, reason: DropReason) -> Result<(), InternalError> {
+        let r = self.req(i)?;
+        let record = Dropped {
+            handle: RequestHandle::new(i, r.generation),
+            external_id: r.external_id,
+            reason,
+        };
+        self.plan
+            .dropped
+            .push(record, "more drops than the plan can report")?;
+        self.release(i)?;
+        self.stats.dropped = self.stats.dropped.saturating_add(1);
+        Ok(())
     }
 }

@@ -1,0 +1,97 @@
+//! Ranks: what each request competes with, in the queue and against running requests, and
+//! the predicted-backlog gauge that routers read.
+
+use super::Engine;
+use super::request::RequestSlot;
+use crate::internal::{InternalError, OrBroken};
+use crate::policy::RankInput;
+use crate::queue::RankKey;
+
+/// What the rank functions see of a request.
+fn rank_input(r: &RequestSlot) -> RankInput {
+    RankInput {
+        arrival_s: r.arrival_us as f64 * 1e-6,
+        prompt: f64::from(r.prompt_tokens) + f64::from(r.extra_prompt),
+        attained: f64::from(r.generated),
+        prefill_left: f64::from(r.num_tokens().saturating_sub(r.computed).saturating_sub(1)),
+        predicted_total: r.has_prediction.then_some(r.predicted_total),
+        initial_prediction: r.has_prediction.then_some(r.initial_prediction),
+        max_output: (r.max_output != u32::MAX).then_some(f64::from(r.max_output)),
+        priority: f64::from(r.priority),
+        deadline_s: (r.deadline_us != u64::MAX).then_some(r.deadline_us as f64 * 1e-6),
+    }
+}
+
+impl Engine<'_> {
+    pub(super) fn rank_input(&self, i: u32) -> Result<RankInput, InternalError> {
+        Ok(rank_input(self.req(i)?))
+    }
+
+    /// The key ordering `i` inside the waiting queue.
+    pub(super) fn queue_key(&self, i: u32) -> Result<RankKey, InternalError> {
+        let r = self.req(i)?;
+        Ok(self.cfg.policy.key(&rank_input(r), r.arrival_seq))
+    }
+
+    /// The key `i` competes with by rank against other running/waiting requests (its queue key,
+    /// or under fair share its tenant's counter), and whether it may be preempted now — from
+    /// one rank input.
+    pub(super) fn compete(&self, i: u32) -> Result<(RankKey, bool), InternalError> {
+        let r = self.req(i)?;
+        let ri = rank_input(r);
+        let key = if self.cfg.policy.fair_share {
+            let tenant = self
+                .tenants
+                .get(r.tenant as usize)
+                .or_broken("tenant out of range")?;
+            RankKey::new(tenant.counter, r.arrival_seq)
+        } else {
+            self.cfg.policy.key(&ri, r.arrival_seq)
+        };
+        // A request that has not sampled since it was (re)admitted is not a victim: ranks that
+        // worsen with the request's own prefill (fair share charging prompt tokens, slack
+        // counting prefill work) would otherwise let two requests preempt each other forever
+        // without either producing a token. The step's deadlock breaker still overrides this.
+        Ok((
+            key,
+            r.sampled_since_admit && self.cfg.policy.preemptible(&ri),
+        ))
+    }
+
+    /// Predicted remaining output, rounded up, for the backlog gauge.
+    fn backlog_of(&self, i: u32) -> Result<u64, InternalError> {
+        let r = self.req(i)?;
+        let attained = f64::from(r.generated);
+        let total = self.cfg.policy.effective_total(
+            r.has_prediction.then_some(r.predicted_total),
+            (r.max_output != u32::MAX).then_some(f64::from(r.max_output)),
+            attained,
+        );
+        let rem = total - attained;
+        // No request can produce more than u32::MAX tokens: capping keeps the sum exact and
+        // far from overflow whatever predictions the caller sends.
+        Ok(if rem > 0.0 {
+            // ceil without libm's software rounding (this runs for every request every step);
+            // `as` saturates, and `rem` is capped to the u32 range first.
+            let rem = rem.min(f64::from(u32::MAX));
+            let whole = rem as u64;
+            whole.saturating_add(u64::from((whole as f64) < rem))
+        } else {
+            0
+        })
+    }
+
+    pub(super) fn refresh_backlog(&mut self, i: u32) -> Result<(), InternalError> {
+        let new = self.backlog_of(i)?;
+        let r = self.req_mut(i)?;
+        let old = core::mem::replace(&mut r.backlog_contrib, new);
+        // Each request's part is below 2^32 and there are fewer than 2^31 requests.
+        self.stats.predicted_backlog_tokens = self
+            .stats
+            .predicted_backlog_tokens
+            .checked_sub(old)
+            .and_then(|b| b.checked_add(new))
+            .or_broken("predicted backlog out of range")?;
+        Ok(())
+    }
+}
