@@ -15,8 +15,9 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
 # One step (`schedule`)
 1. **Running requests first.** Every running decode gets its token; running prefills get their
    next chunk (at most `prefill_chunk`) while the token budget lasts.
-2. **Memory.** If the running requests need more blocks than are free (free + evictable
-   cached blocks): first evict the KV kept by paused requests (also once resumed, until
+2. **Memory.** If the running requests need more device blocks than are free (free +
+   evictable cached blocks), or more block-table chunks (a prefix hit puts one block in many
+   tables, so chunks are planned like blocks): first evict the KV kept by paused requests (also once resumed, until
    they run again), then preempt running requests from the worst rank up — only preemptible
    ones (TRAIL protects requests past their cutoff), at most `max_preemptions_per_step` — by
    recompute, swap, or whichever the cost model prefers.
@@ -43,6 +44,24 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
 Every decision is deterministic; ties go to the earlier arrival. Per-step work is O(running +
 admitted + preempted × running), never proportional to the waiting queue: the queue is an
 indexed heap, and waiting keys are static (see [`crate::policy`]).
+
+# Prefix-cache namespaces
+Requests find each other's cached prompt blocks only when both the block hash and the
+request's [`RequestDesc::cache_salt`] are equal: tenants, LoRA adapters and cache salts are
+kept apart by folding them into that one value.
+
+# Errors and poisoning
+No call panics. A refused call returns its error enum and changes nothing. If a call finds an
+internal invariant broken (a bug in augur), it returns `Internal(InternalError)` and the
+engine is *poisoned*: every later call that would change it fails with the same error, since
+its state can no longer be trusted ([`Engine::poisoned`]).
+
+# Modules
+`config` (configuration, validation, storage layout), `request` (what a request is),
+`requests` (the request API), `step` (`schedule`), `complete` (`complete`), `plan` (what a
+step decides, the plan contract, errors), `state` (state transitions and KV moves), `rank`
+(ranks and the backlog gauge), `wait_queue` (single and fair-share queues), `bounded` (the
+plan's fixed-capacity lists), `audit` (the invariant check).
 
 # Invariants (checked by [`Engine::audit`] in the tests)
 - Every live request is in exactly one of waiting / running / swapped / paused, and counted.

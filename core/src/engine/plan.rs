@@ -171,8 +171,44 @@ impl Default for Finished {
 
 /// The decisions of one step. Borrowed from the engine until its next call.
 ///
-/// The executor carries out the block copies in this order — `swap_out`, then `swap_in`, then
-/// `copies` — before running the model on `entries`.
+/// # The plan contract
+///
+/// What the executor must do, and what it may assume. The property tests check every clause
+/// with an executor model that tracks what each block *contains* (the KV content oracle).
+///
+/// **Order.** Carry out the block copies in this order, each list in any order or batched
+/// (no two pairs of one list touch the same destination):
+/// 1. `swap_out`: device block `src` → host block `dst`;
+/// 2. `swap_in`: host block `src` → device block `dst`;
+/// 3. `copies`: device block `src` → device block `dst` (copy-on-write);
+/// 4. run the model on `entries`: entry `e` writes the KV of its request's token positions
+///    `e.computed_before .. e.computed_before + e.tokens`, position `p` into block
+///    `table[p / block_size]` of the request's table, after the table is truncated to
+///    `e.table_start` entries and extended with [`Plan::blocks`]`(e)`.
+///
+/// **Reads and writes.** `swap_out` reads device blocks and writes host blocks; `swap_in`
+/// reads host blocks and writes device blocks; `copies` read and write device blocks; the
+/// model reads every block of each entry's table and writes only the positions above.
+/// Within one plan:
+/// - destinations are distinct: no block is the destination of two pairs, in one list or
+///   across lists of the same tier;
+/// - no host block that a `swap_in` reads is written by a `swap_out` of the same plan (no
+///   swap-out is planned after a swap-in, and an aborted request's unsent swap-out pairs are
+///   withdrawn before its host blocks are freed);
+/// - a device block that a `swap_out` reads may be written later in the same plan (as a
+///   `swap_in` or copy destination, or by the model for another request): the order above
+///   makes that correct, since it was read first;
+/// - no pair names a block outside its tier's pool, and no entry's table names a free block;
+///   a block read by an op holds the content the op expects (the source's request's tokens).
+///
+/// **Lifetimes.** Preempted and dropped requests are absent from `entries`; forget their
+/// mirrored tables (a preempted request's KV is discarded, swapped out by this plan's
+/// `swap_out`, or kept in place for [`PreemptionKind::Keep`]; when it runs again its entry
+/// has `table_start == 0` and carries the whole table). A pause reported in `complete` that
+/// swaps the request's KV out puts its pairs in the *next* plan's `swap_out` (the model may
+/// still be reading those blocks until then). Every preemption, drop and finish is reported:
+/// in `preempted`, `dropped` or [`Engine::last_finished`](crate::engine::Engine::last_finished);
+/// none is ever left out for lack of room.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan<'p> {
     /// The step number (1 for the first).
