@@ -155,7 +155,7 @@ impl<'a> Engine<'a> {
         r.sched_chunks = 0;
         let t = r.tenant;
         if charge > 0.0 {
-            self.queue.charge(self.tenants, t, charge);
+            self.queue.charge(self.tenants, t, charge)?;
         }
         if let Some(p) = res.predicted_remaining {
             self.set_prediction(i, p)?;

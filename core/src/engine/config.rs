@@ -212,8 +212,9 @@ impl EngineConfig {
         if self.hash_capacity > 0 {
             self.hash_capacity
         } else {
-            let n =
-                self.device_blocks as u64 + self.host_blocks as u64 + 16 * self.max_requests as u64;
+            let n = u64::from(self.device_blocks)
+                .saturating_add(u64::from(self.host_blocks))
+                .saturating_add(16u64.saturating_mul(u64::from(self.max_requests)));
             n.min((u32::MAX / 2) as u64) as u32
         }
     }

@@ -13,7 +13,7 @@ use super::{
 use crate::internal::{InternalError, OrBroken};
 use crate::kv::{ChunkList, ChunkPool, Tier};
 use crate::time::Instant;
-use crate::util::NIL;
+use crate::util::{NIL, div_block};
 
 impl Engine<'_> {
     /// Accepts a request. It waits until a step admits it.
@@ -45,7 +45,7 @@ impl Engine<'_> {
         if desc.tenant >= self.cfg.max_tenants {
             return Err(AddError::InvalidField("tenant"));
         }
-        if desc.prompt_block_hashes.len() as u64 > u64::from(desc.prompt_tokens / bs) {
+        if desc.prompt_block_hashes.len() as u64 > u64::from(div_block(desc.prompt_tokens, bs)) {
             return Err(AddError::InvalidField("prompt_block_hashes"));
         }
         if desc.prompt_tokens >= self.cfg.token_limit() {
@@ -130,7 +130,7 @@ impl Engine<'_> {
             .or_broken("tenant out of range")?
             .live;
         if live == 0 {
-            self.queue.lift_new_tenant(self.tenants, t);
+            self.queue.lift_new_tenant(self.tenants, t)?;
         }
         let tenant = self
             .tenants
@@ -196,7 +196,7 @@ impl Engine<'_> {
             let r = self.req_mut(i)?;
             r.key = key;
             let t = r.tenant;
-            self.queue.update(self.tenants, i, t, key);
+            self.queue.update(self.tenants, i, t, key)?;
         }
         self.refresh_backlog(i)
     }

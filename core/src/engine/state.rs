@@ -47,7 +47,7 @@ impl Engine<'_> {
         r.key = key;
         r.queued = true;
         let t = r.tenant;
-        self.queue.push(self.tenants, i, t, key);
+        self.queue.push(self.tenants, i, t, key)?;
         Ok(())
     }
 
@@ -55,7 +55,7 @@ impl Engine<'_> {
         let r = self.req_mut(i)?;
         r.queued = false;
         let t = r.tenant;
-        self.queue.remove(self.tenants, i, t);
+        self.queue.remove(self.tenants, i, t)?;
         Ok(())
     }
 

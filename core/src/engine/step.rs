@@ -17,7 +17,7 @@ use crate::internal::{InternalError, OrBroken};
 use crate::kv::{TABLE_CHUNK_LEN, Tier};
 use crate::queue::RankKey;
 use crate::time::Instant;
-use crate::util::NIL;
+use crate::util::{NIL, div_block};
 
 /// Table chunks a table of `blocks` entries occupies.
 #[inline]
@@ -597,7 +597,7 @@ impl<'a> Engine<'a> {
             None => {
                 // The last prompt token is always computed (it samples), so its block is
                 // never taken from the cache.
-                let cap = total.saturating_sub(1) / bs;
+                let cap = div_block(total.saturating_sub(1), bs);
                 let m = self.kv.lookup_prefix_iter(
                     r.cache_salt,
                     self.hashes.iter(&r.hashes).take(cap as usize),
@@ -679,7 +679,7 @@ impl<'a> Engine<'a> {
                     .create_seq_in(salt)
                     .map_err(|_| InternalError::new("no sequence slot for an admitted request"))?;
                 let r = self.req(w)?;
-                let cap = r.num_tokens().saturating_sub(1) / bs;
+                let cap = div_block(r.num_tokens().saturating_sub(1), bs);
                 let got = self
                     .kv
                     .attach_prefix_iter(seq, self.hashes.iter(&r.hashes).take(cap as usize))

@@ -7,6 +7,7 @@
 //! priority queue inside one shared node array (links live in the nodes), with O(1) insert and
 //! O(log n) amortised pop and remove.
 
+use crate::internal::{InternalError, OrBroken};
 use crate::queue::{HeapEntry, IndexedHeap, RankKey};
 use crate::util::NIL;
 
@@ -48,85 +49,102 @@ impl Default for TenantSlot {
     }
 }
 
+fn node(nodes: &[PairNode], i: u32) -> Result<&PairNode, InternalError> {
+    nodes
+        .get(i as usize)
+        .or_broken("pairing-heap node out of range")
+}
+
+fn node_mut(nodes: &mut [PairNode], i: u32) -> Result<&mut PairNode, InternalError> {
+    nodes
+        .get_mut(i as usize)
+        .or_broken("pairing-heap node out of range")
+}
+
 /// Links `b` under `a` or `a` under `b` (both roots with no siblings); returns the new root.
-fn link(nodes: &mut [PairNode], a: u32, b: u32) -> u32 {
-    let (a, b) = if nodes[b as usize].key < nodes[a as usize].key {
+fn link(nodes: &mut [PairNode], a: u32, b: u32) -> Result<u32, InternalError> {
+    let (a, b) = if node(nodes, b)?.key < node(nodes, a)?.key {
         (b, a)
     } else {
         (a, b)
     };
-    let c = nodes[a as usize].child;
-    nodes[b as usize].sibling = c;
+    let c = node(nodes, a)?.child;
+    let nb = node_mut(nodes, b)?;
+    nb.sibling = c;
+    nb.prev = a;
     if c != NIL {
-        nodes[c as usize].prev = b;
+        node_mut(nodes, c)?.prev = b;
     }
-    nodes[b as usize].prev = a;
-    nodes[a as usize].child = b;
-    a
+    node_mut(nodes, a)?.child = b;
+    Ok(a)
+}
+
+/// Detaches root `x` of a sibling list from its siblings and parent; returns its old sibling.
+fn detach(nodes: &mut [PairNode], x: u32) -> Result<u32, InternalError> {
+    let n = node_mut(nodes, x)?;
+    let next = core::mem::replace(&mut n.sibling, NIL);
+    n.prev = NIL;
+    Ok(next)
 }
 
 /// Two-pass pairing of the sibling list starting at `first`; returns the new root.
-fn combine(nodes: &mut [PairNode], first: u32) -> u32 {
+fn combine(nodes: &mut [PairNode], first: u32) -> Result<u32, InternalError> {
     if first == NIL {
-        return NIL;
+        return Ok(NIL);
     }
     // Pass 1: link pairs left to right, collecting the results in a reversed list.
     let mut acc = NIL;
     let mut cur = first;
     while cur != NIL {
         let a = cur;
-        let b = nodes[a as usize].sibling;
-        nodes[a as usize].sibling = NIL;
-        nodes[a as usize].prev = NIL;
+        let b = detach(nodes, a)?;
         let (r, next) = if b == NIL {
             (a, NIL)
         } else {
-            let next = nodes[b as usize].sibling;
-            nodes[b as usize].sibling = NIL;
-            nodes[b as usize].prev = NIL;
-            (link(nodes, a, b), next)
+            let next = detach(nodes, b)?;
+            (link(nodes, a, b)?, next)
         };
-        nodes[r as usize].sibling = acc;
+        node_mut(nodes, r)?.sibling = acc;
         acc = r;
         cur = next;
     }
     // Pass 2: meld right to left.
     let mut root = acc;
-    let mut rest = nodes[root as usize].sibling;
-    nodes[root as usize].sibling = NIL;
+    let mut rest = detach(nodes, root)?;
     while rest != NIL {
-        let next = nodes[rest as usize].sibling;
-        nodes[rest as usize].sibling = NIL;
-        root = link(nodes, root, rest);
+        let next = detach(nodes, rest)?;
+        root = link(nodes, root, rest)?;
         rest = next;
     }
-    nodes[root as usize].prev = NIL;
-    root
+    node_mut(nodes, root)?.prev = NIL;
+    Ok(root)
 }
 
-fn pairing_remove(nodes: &mut [PairNode], root: u32, x: u32) -> u32 {
+fn pairing_remove(nodes: &mut [PairNode], root: u32, x: u32) -> Result<u32, InternalError> {
     if x == root {
-        let c = nodes[x as usize].child;
-        nodes[x as usize].child = NIL;
+        let c = core::mem::replace(&mut node_mut(nodes, x)?.child, NIL);
         return combine(nodes, c);
     }
-    let p = nodes[x as usize].prev;
-    let s = nodes[x as usize].sibling;
-    if nodes[p as usize].child == x {
-        nodes[p as usize].child = s;
+    let (p, s) = {
+        let n = node(nodes, x)?;
+        (n.prev, n.sibling)
+    };
+    let parent = node_mut(nodes, p)?;
+    if parent.child == x {
+        parent.child = s;
     } else {
-        nodes[p as usize].sibling = s;
+        parent.sibling = s;
     }
     if s != NIL {
-        nodes[s as usize].prev = p;
+        node_mut(nodes, s)?.prev = p;
     }
-    nodes[x as usize].prev = NIL;
-    nodes[x as usize].sibling = NIL;
-    let c = nodes[x as usize].child;
-    nodes[x as usize].child = NIL;
-    let sub = combine(nodes, c);
+    let n = node_mut(nodes, x)?;
+    n.prev = NIL;
+    n.sibling = NIL;
+    let c = core::mem::replace(&mut n.child, NIL);
+    let sub = combine(nodes, c)?;
     if sub == NIL {
-        root
+        Ok(root)
     } else {
         link(nodes, root, sub)
     }
@@ -170,9 +188,24 @@ impl<'a> WaitQueue<'a> {
         }
     }
 
-    fn tenant_key(tenants: &[TenantSlot], nodes: &[PairNode], t: u32) -> RankKey {
-        let ts = &tenants[t as usize];
-        RankKey::new(ts.counter, nodes[ts.root as usize].key.tiebreak())
+    fn tenant(tenants: &[TenantSlot], t: u32) -> Result<&TenantSlot, InternalError> {
+        tenants.get(t as usize).or_broken("tenant out of range")
+    }
+
+    fn tenant_mut(tenants: &mut [TenantSlot], t: u32) -> Result<&mut TenantSlot, InternalError> {
+        tenants.get_mut(t as usize).or_broken("tenant out of range")
+    }
+
+    fn tenant_key(
+        tenants: &[TenantSlot],
+        nodes: &[PairNode],
+        t: u32,
+    ) -> Result<RankKey, InternalError> {
+        let ts = Self::tenant(tenants, t)?;
+        Ok(RankKey::new(
+            ts.counter,
+            node(nodes, ts.root)?.key.tiebreak(),
+        ))
     }
 
     fn refresh_tenant(
@@ -180,60 +213,80 @@ impl<'a> WaitQueue<'a> {
         tenants: &[TenantSlot],
         nodes: &[PairNode],
         t: u32,
-    ) {
-        if tenants[t as usize].root == NIL {
+    ) -> Result<(), InternalError> {
+        if Self::tenant(tenants, t)?.root == NIL {
             tenant_heap.remove(t);
         } else {
-            let k = Self::tenant_key(tenants, nodes, t);
+            let k = Self::tenant_key(tenants, nodes, t)?;
             if !tenant_heap.update(t, k) {
-                let pushed = tenant_heap.push(t, k);
-                debug_assert!(pushed.is_ok());
+                tenant_heap
+                    .push(t, k)
+                    .map_err(|_| InternalError::new("tenant heap full"))?;
             }
         }
+        Ok(())
     }
 
     /// Adds request `i` of tenant `t` with `key`.
-    pub(crate) fn push(&mut self, tenants: &mut [TenantSlot], i: u32, t: u32, key: RankKey) {
+    pub(crate) fn push(
+        &mut self,
+        tenants: &mut [TenantSlot],
+        i: u32,
+        t: u32,
+        key: RankKey,
+    ) -> Result<(), InternalError> {
         match self {
-            WaitQueue::Single(h) => {
-                let pushed = h.push(i, key);
-                debug_assert!(pushed.is_ok());
-            }
+            WaitQueue::Single(h) => h
+                .push(i, key)
+                .map_err(|_| InternalError::new("waiting queue full")),
             WaitQueue::Fair {
                 tenant_heap,
                 nodes,
                 len,
             } => {
-                nodes[i as usize] = PairNode {
+                *node_mut(nodes, i)? = PairNode {
                     key,
                     child: NIL,
                     sibling: NIL,
                     prev: NIL,
                 };
-                let root = tenants[t as usize].root;
-                tenants[t as usize].root = if root == NIL { i } else { link(nodes, root, i) };
-                *len += 1;
-                Self::refresh_tenant(tenant_heap, tenants, nodes, t);
+                let root = Self::tenant(tenants, t)?.root;
+                let root = if root == NIL {
+                    i
+                } else {
+                    link(nodes, root, i)?
+                };
+                Self::tenant_mut(tenants, t)?.root = root;
+                *len = len.saturating_add(1);
+                Self::refresh_tenant(tenant_heap, tenants, nodes, t)
             }
         }
     }
 
     /// Removes request `i` of tenant `t` (which must be queued).
-    pub(crate) fn remove(&mut self, tenants: &mut [TenantSlot], i: u32, t: u32) {
+    pub(crate) fn remove(
+        &mut self,
+        tenants: &mut [TenantSlot],
+        i: u32,
+        t: u32,
+    ) -> Result<(), InternalError> {
         match self {
-            WaitQueue::Single(h) => {
-                let removed = h.remove(i);
-                debug_assert!(removed.is_some());
-            }
+            WaitQueue::Single(h) => h
+                .remove(i)
+                .map(|_| ())
+                .or_broken("removing a request that is not queued"),
             WaitQueue::Fair {
                 tenant_heap,
                 nodes,
                 len,
             } => {
-                let root = tenants[t as usize].root;
-                tenants[t as usize].root = pairing_remove(nodes, root, i);
-                *len -= 1;
-                Self::refresh_tenant(tenant_heap, tenants, nodes, t);
+                let root = Self::tenant(tenants, t)?.root;
+                let root = pairing_remove(nodes, root, i)?;
+                Self::tenant_mut(tenants, t)?.root = root;
+                *len = len
+                    .checked_sub(1)
+                    .or_broken("removing from an empty queue")?;
+                Self::refresh_tenant(tenant_heap, tenants, nodes, t)
             }
         }
     }
@@ -242,9 +295,10 @@ impl<'a> WaitQueue<'a> {
     pub(crate) fn peek(&self, tenants: &[TenantSlot]) -> Option<u32> {
         match self {
             WaitQueue::Single(h) => h.peek().map(|(i, _)| i),
-            WaitQueue::Fair { tenant_heap, .. } => {
-                tenant_heap.peek().map(|(t, _)| tenants[t as usize].root)
-            }
+            WaitQueue::Fair { tenant_heap, .. } => tenant_heap
+                .peek()
+                .and_then(|(t, _)| tenants.get(t as usize))
+                .map(|ts| ts.root),
         }
     }
 
@@ -258,43 +312,65 @@ impl<'a> WaitQueue<'a> {
     }
 
     /// Gives queued request `i` of tenant `t` a new key.
-    pub(crate) fn update(&mut self, tenants: &mut [TenantSlot], i: u32, t: u32, key: RankKey) {
+    pub(crate) fn update(
+        &mut self,
+        tenants: &mut [TenantSlot],
+        i: u32,
+        t: u32,
+        key: RankKey,
+    ) -> Result<(), InternalError> {
         match self {
             WaitQueue::Single(h) => {
-                let updated = h.update(i, key);
-                debug_assert!(updated);
+                if h.update(i, key) {
+                    Ok(())
+                } else {
+                    Err(InternalError::new("re-keying a request that is not queued"))
+                }
             }
             WaitQueue::Fair { .. } => {
-                self.remove(tenants, i, t);
-                self.push(tenants, i, t, key);
+                self.remove(tenants, i, t)?;
+                self.push(tenants, i, t, key)
             }
         }
     }
 
     /// Adds `amount` to tenant `t`'s virtual counter (fair share only).
-    pub(crate) fn charge(&mut self, tenants: &mut [TenantSlot], t: u32, amount: f64) {
+    pub(crate) fn charge(
+        &mut self,
+        tenants: &mut [TenantSlot],
+        t: u32,
+        amount: f64,
+    ) -> Result<(), InternalError> {
         if let WaitQueue::Fair {
             tenant_heap, nodes, ..
         } = self
         {
-            tenants[t as usize].counter += amount;
-            if tenants[t as usize].root != NIL {
-                Self::refresh_tenant(tenant_heap, tenants, nodes, t);
+            let ts = Self::tenant_mut(tenants, t)?;
+            ts.counter += amount;
+            if ts.root != NIL {
+                Self::refresh_tenant(tenant_heap, tenants, nodes, t)?;
             }
         }
+        Ok(())
     }
 
     /// VTC's rule for a tenant that becomes active: lift its counter to the smallest counter
     /// among tenants with waiting requests, so idle time cannot be banked.
-    pub(crate) fn lift_new_tenant(&mut self, tenants: &mut [TenantSlot], t: u32) {
+    pub(crate) fn lift_new_tenant(
+        &mut self,
+        tenants: &mut [TenantSlot],
+        t: u32,
+    ) -> Result<(), InternalError> {
         if let WaitQueue::Fair { tenant_heap, .. } = self
             && let Some((_, k)) = tenant_heap.peek()
         {
             let floor = k.rank();
-            if tenants[t as usize].counter < floor {
-                tenants[t as usize].counter = floor;
+            let ts = Self::tenant_mut(tenants, t)?;
+            if ts.counter < floor {
+                ts.counter = floor;
             }
         }
+        Ok(())
     }
 }
 
@@ -325,11 +401,11 @@ mod tests {
             root = if root == NIL {
                 i
             } else {
-                link(&mut nodes, root, i)
+                link(&mut nodes, root, i).unwrap()
             };
         }
         for i in (0..n).step_by(3) {
-            root = pairing_remove(&mut nodes, root, i);
+            root = pairing_remove(&mut nodes, root, i).unwrap();
         }
         let mut expect: Vec<(RankKey, u32)> = (0..n)
             .filter(|i| i % 3 != 0)
@@ -339,7 +415,7 @@ mod tests {
         let mut got = vec![];
         while root != NIL {
             got.push((nodes[root as usize].key, root));
-            root = pairing_remove(&mut nodes, root, root);
+            root = pairing_remove(&mut nodes, root, root).unwrap();
         }
         assert_eq!(got, expect);
     }
@@ -353,23 +429,24 @@ mod tests {
         let mut q = WaitQueue::fair(&mut entries, &mut positions, &mut nodes);
         // Tenant 0 has requests 0, 1, 2; tenant 1 has request 3 (later arrival).
         for i in 0..3u32 {
-            q.push(&mut tenants, i, 0, RankKey::new(i as f64, i as u64));
+            q.push(&mut tenants, i, 0, RankKey::new(i as f64, i as u64))
+                .unwrap();
         }
-        q.push(&mut tenants, 3, 1, RankKey::new(0.0, 3));
+        q.push(&mut tenants, 3, 1, RankKey::new(0.0, 3)).unwrap();
         assert_eq!(q.peek(&tenants), Some(0), "equal counters: earlier arrival");
-        q.charge(&mut tenants, 0, 100.0);
+        q.charge(&mut tenants, 0, 100.0).unwrap();
         assert_eq!(
             q.peek(&tenants),
             Some(3),
             "tenant 0 was served: tenant 1 goes first"
         );
-        q.remove(&mut tenants, 3, 1);
+        q.remove(&mut tenants, 3, 1).unwrap();
         assert_eq!(q.peek(&tenants), Some(0));
-        q.update(&mut tenants, 2, 0, RankKey::new(-1.0, 2));
+        q.update(&mut tenants, 2, 0, RankKey::new(-1.0, 2)).unwrap();
         assert_eq!(q.peek(&tenants), Some(2), "re-keyed within the tenant");
         assert_eq!(q.len(), 3);
         // A tenant arriving later is lifted to the current minimum counter.
-        q.lift_new_tenant(&mut tenants, 2);
+        q.lift_new_tenant(&mut tenants, 2).unwrap();
         assert_eq!(tenants[2].counter, 100.0);
     }
 }
