@@ -61,7 +61,12 @@ fn install_panic_hook() {
         panic::set_hook(Box::new(move |info| {
             if CAPTURING.with(Cell::get) {
                 let msg = match info.location() {
-                    Some(l) => format!("{} at {}:{}", payload_text(info.payload()), l.file(), l.line()),
+                    Some(l) => format!(
+                        "{} at {}:{}",
+                        payload_text(info.payload()),
+                        l.file(),
+                        l.line()
+                    ),
                     None => payload_text(info.payload()),
                 };
                 LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
@@ -110,7 +115,11 @@ fn start_watchdog() {
                         "engine_no_panic: a case ran for {:?} (> {limit:?}): the engine hangs.\n\
                          input{}: {}",
                         t.elapsed(),
-                        if saved { format!(" (saved to {})", path.display()) } else { String::new() },
+                        if saved {
+                            format!(" (saved to {})", path.display())
+                        } else {
+                            String::new()
+                        },
                         hex(bytes)
                     );
                     std::process::abort();
@@ -239,7 +248,10 @@ fn generator_reaches_engine_states() {
         }
     }
     assert!(built * 3 >= n, "only {built} of {n} inputs built an engine");
-    assert!(planned * 5 >= n, "only {planned} of {n} inputs reached a plan");
+    assert!(
+        planned * 5 >= n,
+        "only {planned} of {n} inputs reached a plan"
+    );
     assert!(calls >= 20 * n as usize, "only {calls} calls in {n} inputs");
 }
 
@@ -248,7 +260,10 @@ fn generator_reaches_engine_states() {
 fn panics_fail_the_case() {
     let r = guarded(&[], || panic!("boom"));
     let msg = r.expect_err("a panic must fail the case");
-    assert!(msg.contains("boom") && msg.contains("engine_no_panic.rs"), "{msg}");
+    assert!(
+        msg.contains("boom") && msg.contains("engine_no_panic.rs"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -256,9 +271,20 @@ fn zz_diag() {
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut hist = std::collections::BTreeMap::new();
     for _ in 0..2000 {
-        let bytes: Vec<u8> = (0..1024).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x >> 24) as u8 }).collect();
+        let bytes: Vec<u8> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
         let c = ops::config(&mut ops::Bytes::new(&bytes));
-        let k = match c.layout() { Ok(l) if l.bytes() > LIMITS.max_storage_bytes => "too big".to_string(), Ok(_) => "ok".into(), Err(e) => format!("{e:?}") };
+        let k = match c.layout() {
+            Ok(l) if l.bytes() > LIMITS.max_storage_bytes => "too big".to_string(),
+            Ok(_) => "ok".into(),
+            Err(e) => format!("{e:?}"),
+        };
         *hist.entry(k).or_insert(0) += 1;
     }
     eprintln!("{hist:#?}");

@@ -453,7 +453,11 @@ fn block_hash(seed: u64, k: u64) -> u64 {
 #[derive(Clone, Copy, Debug)]
 enum HashMode {
     /// Block `k` hashes as `block_hash(family, k)` below `diverge`, then `block_hash(uniq, k)`.
-    Chain { family: u64, diverge: u64, uniq: u64 },
+    Chain {
+        family: u64,
+        diverge: u64,
+        uniq: u64,
+    },
     /// Every block has the same hash (adversarial).
     Constant(u64),
     /// Arbitrary hashes from the input (adversarial).
@@ -619,7 +623,10 @@ impl Harness {
                 0 => 0,
                 1 => u64::MAX,
                 // A small index with a small generation: often a live slot's handle.
-                2 => ((s.below(3) as u64 + 1) << 32) | s.below(self.cfg.max_requests.saturating_add(1)) as u64,
+                2 => {
+                    ((s.below(3) as u64 + 1) << 32)
+                        | s.below(self.cfg.max_requests.saturating_add(1)) as u64
+                }
                 _ => s.u64(),
             }),
             _ if !self.live.is_empty() => self.live[self.live.len() - 1].h,
@@ -728,7 +735,12 @@ impl Harness {
 
     /// Adds one request; with `shared = Some((family, prompt))` a member of a shared-prefix
     /// burst.
-    fn add<S: Source>(&mut self, s: &mut S, e: &mut Engine<'_>, shared: Option<(u64, u32)>) -> Check {
+    fn add<S: Source>(
+        &mut self,
+        s: &mut S,
+        e: &mut Engine<'_>,
+        shared: Option<(u64, u32)>,
+    ) -> Check {
         let bs = self.cfg.block_size;
         let ext = match s.byte() % 16 {
             0..=12 => {
@@ -749,7 +761,11 @@ impl Harness {
                 full,
                 HashMode::Chain {
                     family,
-                    diverge: if s.chance(200) { full } else { s.range(0, full) },
+                    diverge: if s.chance(200) {
+                        full
+                    } else {
+                        s.range(0, full)
+                    },
                     uniq: mix(ext ^ 0x5eed).wrapping_add(self.adds as u64 + FAMILIES + 1),
                 },
             ),
@@ -901,7 +917,10 @@ impl Harness {
                 );
             }
             for &b in plan.blocks(en) {
-                ensure!(b < dev, "entry block {b} out of the device tier ({dev}): {en:?}");
+                ensure!(
+                    b < dev,
+                    "entry block {b} out of the device tier ({dev}): {en:?}"
+                );
             }
         }
         let pairs = [
@@ -975,7 +994,9 @@ impl Harness {
                 checked
             }
             Err(ScheduleError::ResultsPending { missing }) => {
-                self.trace(format_args!("// -> Err(ResultsPending {{ missing: {missing} }})"));
+                self.trace(format_args!(
+                    "// -> Err(ResultsPending {{ missing: {missing} }})"
+                ));
                 ensure!(
                     missing as usize == pending && pending > 0,
                     "schedule says {missing} results are missing, {pending} are outstanding"
@@ -1074,12 +1095,7 @@ impl Harness {
         let mut chosen: Vec<ScheduledEntry> = match s.byte() % 8 {
             0..=4 => self.pending.clone(),
             5 => Vec::new(),
-            _ => self
-                .pending
-                .iter()
-                .filter(|_| s.bool())
-                .copied()
-                .collect(),
+            _ => self.pending.iter().filter(|_| s.bool()).copied().collect(),
         };
         if s.bool() {
             // Shuffle a little: results may come in any order.
@@ -1149,14 +1165,17 @@ impl Harness {
                 }
                 for f in finished {
                     if !self.remove_handle(f) {
-                        return Err(format!("complete finished a request that is not live: {f:?}"));
+                        return Err(format!(
+                            "complete finished a request that is not live: {f:?}"
+                        ));
                     }
                 }
             }
             Err(err) => {
                 self.trace(format_args!("// -> Err({err:?})"));
                 // Time going backwards is the only valid reason to refuse well-formed results.
-                let backwards = matches!(err, augur::core::engine::CompleteError::TimeWentBackwards);
+                let backwards =
+                    matches!(err, augur::core::engine::CompleteError::TimeWentBackwards);
                 ensure!(
                     !well_formed || backwards,
                     "complete rejected well-formed results: {err:?} for {results:?}"
@@ -1182,7 +1201,10 @@ impl Harness {
     fn abort<S: Source>(&mut self, s: &mut S, e: &mut Engine<'_>) -> Check {
         let h = self.target(s);
         let t = self.time(s);
-        self.trace(format_args!("let r = e.abort({}, Instant({t}));", self.name(h)));
+        self.trace(format_args!(
+            "let r = e.abort({}, Instant({t}));",
+            self.name(h)
+        ));
         let r = e.abort(h, Instant(t));
         self.trace(format_args!("// -> {r:?}"));
         if r.is_ok() && !self.remove_handle(h) {
@@ -1199,7 +1221,10 @@ impl Harness {
         };
         let t = self.time(s);
         let r = if s.bool() {
-            self.trace(format_args!("let r = e.resume({}, Instant({t}));", self.name(h)));
+            self.trace(format_args!(
+                "let r = e.resume({}, Instant({t}));",
+                self.name(h)
+            ));
             e.resume(h, Instant(t))
         } else {
             let n = match s.byte() % 8 {
@@ -1233,7 +1258,10 @@ impl Harness {
             );
         }
         if self.stale.contains(&h) {
-            ensure!(e.request(h).is_err(), "request() accepts the stale handle {h:?}");
+            ensure!(
+                e.request(h).is_err(),
+                "request() accepts the stale handle {h:?}"
+            );
         }
         let ext = if s.bool() && !self.live.is_empty() {
             self.live[s.below(self.live.len() as u32) as usize].ext

@@ -465,9 +465,10 @@ impl<'a> Engine<'a> {
         let (kind, chunk, supply, blocks_after) = match info {
             None => {
                 let cap = (total - 1) / bs;
-                let m = self
-                    .kv
-                    .lookup_prefix_iter(r.cache_salt, self.hashes.iter(&r.hashes).take(cap as usize));
+                let m = self.kv.lookup_prefix_iter(
+                    r.cache_salt,
+                    self.hashes.iter(&r.hashes).take(cap as usize),
+                );
                 let hit_tokens = m.blocks * bs;
                 let chunk = (total - hit_tokens).min(chunk_cap).min(budget);
                 let after = blocks_for((hit_tokens + chunk) as u64, bs) as u32;
@@ -532,7 +533,10 @@ impl<'a> Engine<'a> {
         match adm.kind {
             AdmitKind::Fresh { hit_blocks } => {
                 let salt = self.reqs[w as usize].cache_salt;
-                let seq = self.kv.create_seq_in(salt).expect("one sequence slot per request");
+                let seq = self
+                    .kv
+                    .create_seq_in(salt)
+                    .expect("one sequence slot per request");
                 let r = &self.reqs[w as usize];
                 let cap = (r.num_tokens() - 1) / bs;
                 let got = self

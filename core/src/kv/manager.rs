@@ -546,7 +546,10 @@ impl<'a> BlockManager<'a> {
         for (k, h) in hashes.enumerate() {
             offered += 1;
             if (k as u32) < m {
-                let b = self.pool.find(namespace, h).expect("found by lookup_prefix");
+                let b = self
+                    .pool
+                    .find(namespace, h)
+                    .expect("found by lookup_prefix");
                 self.pool.take_cached(b);
                 let pushed = self.tables.push(&mut s.table, b);
                 debug_assert!(pushed);

@@ -423,7 +423,11 @@ fn test_namespaces_never_share_blocks() {
     let b = m.create_seq_in(8).unwrap();
     assert_eq!(m.attach_prefix(b, &[100, 101]), Ok(0));
     m.append_tokens(b, 2).unwrap();
-    assert_eq!(m.set_block_hash(b, 0, 100), Ok(true), "own block in its namespace");
+    assert_eq!(
+        m.set_block_hash(b, 0, 100),
+        Ok(true),
+        "own block in its namespace"
+    );
     let c = m.create_seq_in(7).unwrap();
     assert_eq!(m.attach_prefix(c, &[100, 101]), Ok(2));
     assert_eq!(table(&m, c), table(&m, a));
