@@ -4,6 +4,20 @@
 //! reused) or a forged one is detected and rejected instead of aliasing whatever lives in the
 //! slot now. Generations start at 1, so the all-zero value is never a valid handle.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 /// Packs `(index, generation)` into the `u64` form used by every handle type.
 #[inline]
 pub(crate) const fn pack(index: u32, generation: u32) -> u64 {
@@ -19,10 +33,9 @@ pub(crate) const fn unpack(raw: u64) -> (u32, u32) {
 /// The generation a slot gets when it is released: never 0, wraps after 2^32 − 1 reuses.
 #[inline]
 pub(crate) const fn next_generation(generation: u32) -> u32 {
-    if generation == u32::MAX {
-        1
-    } else {
-        generation + 1
+    match generation.checked_add(1) {
+        Some(g) => g,
+        None => 1,
     }
 }
 
