@@ -182,10 +182,10 @@ impl<'a> WaitQueue<'a> {
         t: u32,
     ) {
         if tenants[t as usize].root == NIL {
-            tenant_heap.remove(t);
+            tenant_heap.remove(t).expect("tenant heap intact");
         } else {
             let k = Self::tenant_key(tenants, nodes, t);
-            if !tenant_heap.update(t, k) {
+            if !tenant_heap.update(t, k).expect("tenant heap intact") {
                 let pushed = tenant_heap.push(t, k);
                 debug_assert!(pushed.is_ok());
             }
@@ -223,7 +223,7 @@ impl<'a> WaitQueue<'a> {
         match self {
             WaitQueue::Single(h) => {
                 let removed = h.remove(i);
-                debug_assert!(removed.is_some());
+                debug_assert!(matches!(removed, Ok(Some(_))));
             }
             WaitQueue::Fair {
                 tenant_heap,
@@ -262,7 +262,7 @@ impl<'a> WaitQueue<'a> {
         match self {
             WaitQueue::Single(h) => {
                 let updated = h.update(i, key);
-                debug_assert!(updated);
+                debug_assert!(updated == Ok(true));
             }
             WaitQueue::Fair { .. } => {
                 self.remove(tenants, i, t);

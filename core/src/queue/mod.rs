@@ -5,6 +5,20 @@
 //! O(log n). heapless's `BinaryHeap` cannot do either, and predictions change and requests are
 //! cancelled all the time.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 mod indexed_heap;
 
-pub use indexed_heap::{HeapEntry, HeapFull, IndexedHeap, RankKey};
+pub use indexed_heap::{HeapEntry, HeapError, IndexedHeap, RankKey};
