@@ -100,6 +100,7 @@ impl<'a> Engine<'a> {
             for (b, h) in self
                 .hashes
                 .iter(&list)
+                .map_while(Result::ok)
                 .enumerate()
                 .skip(from as usize)
                 .take((to - from) as usize)
@@ -111,7 +112,7 @@ impl<'a> Engine<'a> {
             let b = to - 1;
             let _ = self.kv.set_block_hash(seq, b, h);
             let list = &mut self.reqs[i as usize].hashes;
-            if list.len() == b && !self.hashes.push(list, h) {
+            if list.len() == b && !matches!(self.hashes.push(list, h), Ok(true)) {
                 self.stats.hashes_dropped += 1;
             }
         }

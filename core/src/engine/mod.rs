@@ -397,6 +397,7 @@ impl<'a> Engine<'a> {
     pub fn find(&self, external_id: u64) -> Option<RequestHandle> {
         self.ids
             .find(&*self.reqs, external_id)
+            .expect("id index intact")
             .map(|i| self.handle_of(i))
     }
 
@@ -572,13 +573,17 @@ impl<'a> Engine<'a> {
     /// Lists `i` as holding device KV while not running (evictable under memory pressure).
     fn idle_push(&mut self, i: u32) {
         self.reqs[i as usize].idle_listed = true;
-        self.idle_kv.push_back(&mut *self.reqs, i);
+        self.idle_kv
+            .push_back(&mut *self.reqs, i)
+            .expect("idle-KV list intact");
     }
 
     /// Takes `i` off the idle-KV list.
     fn idle_remove(&mut self, i: u32) {
         self.reqs[i as usize].idle_listed = false;
-        self.idle_kv.remove(&mut *self.reqs, i);
+        self.idle_kv
+            .remove(&mut *self.reqs, i)
+            .expect("idle-KV list intact");
     }
 
     /// Frees `i`'s KV (keeping cached prefix blocks findable); it recomputes later.
@@ -648,8 +653,9 @@ impl<'a> Engine<'a> {
             debug_assert!(freed.is_ok());
         }
         let mut hashes = self.reqs[i as usize].hashes;
-        self.hashes.clear(&mut hashes);
-        self.ids.remove(&mut *self.reqs, i);
+        self.hashes.clear(&mut hashes).expect("hash chunks intact");
+        let removed = self.ids.remove(&mut *self.reqs, i);
+        debug_assert!(removed.is_ok());
         if self.reqs[i as usize].scheduled_step == self.step
             && !self.reqs[i as usize].reported
             && self.step > 0
@@ -707,7 +713,12 @@ impl<'a> Engine<'a> {
                 device_blocks: self.cfg.device_blocks,
             });
         }
-        if self.ids.find(&*self.reqs, desc.external_id).is_some() {
+        if self
+            .ids
+            .find(&*self.reqs, desc.external_id)
+            .expect("id index intact")
+            .is_some()
+        {
             return Err(AddError::DuplicateExternalId);
         }
         let i = self.free_head;
@@ -752,11 +763,13 @@ impl<'a> Engine<'a> {
         let mut list = crate::kv::ChunkList::EMPTY;
         for &h in desc.prompt_block_hashes {
             let pushed = self.hashes.push(&mut list, h);
-            debug_assert!(pushed);
+            debug_assert!(matches!(pushed, Ok(true)));
         }
         slot.hashes = list;
         self.reqs[i as usize] = slot;
-        self.ids.insert(&mut *self.reqs, i);
+        self.ids
+            .insert(&mut *self.reqs, i)
+            .expect("id index intact");
         let t = desc.tenant;
         if self.tenants[t as usize].live == 0 {
             self.queue.lift_new_tenant(self.tenants, t);

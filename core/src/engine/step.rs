@@ -467,7 +467,10 @@ impl<'a> Engine<'a> {
                 let cap = (total - 1) / bs;
                 let m = self.kv.lookup_prefix_iter(
                     r.cache_salt,
-                    self.hashes.iter(&r.hashes).take(cap as usize),
+                    self.hashes
+                        .iter(&r.hashes)
+                        .map_while(Result::ok)
+                        .take(cap as usize),
                 );
                 let hit_tokens = m.blocks * bs;
                 let chunk = (total - hit_tokens).min(chunk_cap).min(budget);
@@ -541,7 +544,13 @@ impl<'a> Engine<'a> {
                 let cap = (r.num_tokens() - 1) / bs;
                 let got = self
                     .kv
-                    .attach_prefix_iter(seq, self.hashes.iter(&r.hashes).take(cap as usize))
+                    .attach_prefix_iter(
+                        seq,
+                        self.hashes
+                            .iter(&r.hashes)
+                            .map_while(Result::ok)
+                            .take(cap as usize),
+                    )
                     .expect("planned");
                 debug_assert_eq!(got, hit_blocks);
                 let r = &mut self.reqs[w as usize];
@@ -691,7 +700,11 @@ impl<'a> Engine<'a> {
     /// a paused one by the pause mode, a waiting one by the preemption mode — swapped if that
     /// mode allows and the host has room, else discarded.
     fn evict_idle_head(&mut self) {
-        let Some(i) = self.idle_kv.pop_front(&mut *self.reqs) else {
+        let Some(i) = self
+            .idle_kv
+            .pop_front(&mut *self.reqs)
+            .expect("idle-KV list intact")
+        else {
             return;
         };
         self.reqs[i as usize].idle_listed = false;

@@ -26,6 +26,9 @@ Design points (DESIGN.md section 3):
 Costs: allocate and free are O(1) per block; `append_tokens` is O(new blocks); `free_seq`,
 `fork`, `swap_out` and `swap_in` are O(blocks of the sequence); `set_block_hash` is O(1) for
 blocks in the last two table chunks (where blocks fill) and O(index / 14) elsewhere.
+
+Nothing here panics. A broken internal invariant (a bug in augur) is reported as
+[`KvError::Internal`], after which the manager's state can no longer be trusted.
 */
 
 mod chunk_list;
@@ -42,6 +45,7 @@ pub use manager::{
     SeqSlot, TierCounts,
 };
 
+use crate::internal::InternalError;
 use core::fmt;
 
 /// Entries per block-table chunk (a chunk is 64 bytes).
@@ -242,7 +246,7 @@ impl From<KvConfigError> for KvInitError {
 }
 
 /// Why a block-manager operation failed. Every operation is all-or-nothing: on error nothing
-/// changed.
+/// changed (except for [`KvError::Internal`], a bug in augur).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvError {
     /// The sequence handle is stale (its slot was freed) or was never issued.
@@ -281,6 +285,17 @@ pub enum KvError {
     HashConflict,
     /// The operation would overflow a 32-bit token count.
     TooManyTokens,
+    /// An internal invariant of the block manager was found broken: a bug in augur (please
+    /// report it), never the caller's fault. The manager's state can no longer be trusted;
+    /// drop it (and what it manages) rather than keep using it. Unlike the other errors, the
+    /// operation may have changed state before the check failed.
+    Internal(InternalError),
+}
+
+impl From<InternalError> for KvError {
+    fn from(e: InternalError) -> Self {
+        KvError::Internal(e)
+    }
 }
 
 impl fmt::Display for KvError {
@@ -304,6 +319,12 @@ impl fmt::Display for KvError {
             KvError::BufferTooSmall { need } => write!(f, "output buffer too small: need {need}"),
             KvError::HashConflict => f.write_str("block already carries a different hash"),
             KvError::TooManyTokens => f.write_str("token count overflows 32 bits"),
+            KvError::Internal(e) => {
+                write!(
+                    f,
+                    "{e} (the block manager's state can no longer be trusted)"
+                )
+            }
         }
     }
 }
