@@ -31,6 +31,20 @@ Nothing here panics. A broken internal invariant (a bug in augur) is reported as
 [`KvError::Internal`], after which the manager's state can no longer be trusted.
 */
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 mod chunk_list;
 mod hash_index;
 mod list;
@@ -47,6 +61,7 @@ pub use manager::{
 
 use crate::internal::InternalError;
 use core::fmt;
+use core::mem::size_of;
 
 /// Entries per block-table chunk (a chunk is 64 bytes).
 pub const TABLE_CHUNK_LEN: usize = 14;
@@ -97,6 +112,9 @@ pub enum KvConfigError {
     BadMaxSeqs,
     /// `table_chunks` must be at least 1 and below 2^32 − 1.
     BadTableChunks,
+    /// The storage would not fit in the address space: an element count or the total byte
+    /// count of [`KvLayout`] overflows `usize` (only possible on 32-bit targets).
+    TooLarge,
 }
 
 impl fmt::Display for KvConfigError {
@@ -109,6 +127,7 @@ impl fmt::Display for KvConfigError {
             }
             KvConfigError::BadMaxSeqs => "max_seqs must be between 1 and 2^32 - 2",
             KvConfigError::BadTableChunks => "table_chunks must be between 1 and 2^32 - 2",
+            KvConfigError::TooLarge => "the storage would not fit in the address space",
         })
     }
 }
@@ -128,13 +147,42 @@ pub struct KvLayout {
     pub seqs: usize,
 }
 
+/// Bytes per element of the four storage slices, in [`KvLayout`] field order.
+const ELEMENT_BYTES: [u64; 4] = [
+    size_of::<BlockSlot>() as u64,
+    size_of::<u32>() as u64,
+    size_of::<TableChunk>() as u64,
+    size_of::<SeqSlot>() as u64,
+];
+
+/// The total bytes of slices of `counts` elements ([`KvLayout`] field order), if it is at
+/// most `limit`.
+fn bytes_within(counts: [u64; 4], limit: u64) -> Option<u64> {
+    let mut total = 0u64;
+    for (n, size) in counts.iter().zip(ELEMENT_BYTES) {
+        total = total.checked_add(n.checked_mul(size)?)?;
+    }
+    (total <= limit).then_some(total)
+}
+
+/// `usize::MAX` as a `u64`.
+const USIZE_MAX: u64 = if usize::BITS > u64::BITS {
+    u64::MAX
+} else {
+    usize::MAX as u64
+};
+
 impl KvLayout {
-    /// Bytes of metadata this layout takes.
+    /// Bytes of metadata this layout takes. Exact for a layout from [`KvConfig::layout`],
+    /// which refuses configurations whose total overflows `usize`
+    /// ([`KvConfigError::TooLarge`]); for a hand-built layout whose total does not fit, it
+    /// saturates at `usize::MAX`.
     pub fn bytes(&self) -> usize {
-        self.blocks * core::mem::size_of::<BlockSlot>()
-            + self.hash_buckets * 4
-            + self.table_chunks * core::mem::size_of::<TableChunk>()
-            + self.seqs * core::mem::size_of::<SeqSlot>()
+        let counts = [self.blocks, self.hash_buckets, self.table_chunks, self.seqs]
+            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        bytes_within(counts, USIZE_MAX)
+            .and_then(|b| usize::try_from(b).ok())
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -142,8 +190,11 @@ impl KvConfig {
     /// A configuration with prefix caching on and the table-chunk pool sized for one table
     /// entry per block plus one partly used chunk per sequence.
     pub const fn new(block_size: u32, device_blocks: u32, host_blocks: u32, max_seqs: u32) -> Self {
-        let entries = device_blocks as u64 + host_blocks as u64;
-        let chunks = entries.div_ceil(TABLE_CHUNK_LEN as u64) + max_seqs as u64;
+        // Sums of 32-bit values in 64 bits: never saturate.
+        let entries = (device_blocks as u64).saturating_add(host_blocks as u64);
+        let chunks = entries
+            .div_ceil(TABLE_CHUNK_LEN as u64)
+            .saturating_add(max_seqs as u64);
         KvConfig {
             block_size,
             device_blocks,
@@ -168,7 +219,8 @@ impl KvConfig {
         }
         // The hash index needs a power-of-two bucket count ≥ device blocks, in 32 bits.
         if self.device_blocks > 1 << 31
-            || self.device_blocks as u64 + self.host_blocks as u64 >= (u32::MAX - 1) as u64
+            || u64::from(self.device_blocks).saturating_add(u64::from(self.host_blocks))
+                >= u64::from(u32::MAX - 1)
         {
             return Err(KvConfigError::TooManyBlocks);
         }
@@ -181,15 +233,36 @@ impl KvConfig {
         Ok(())
     }
 
-    /// The storage this configuration needs.
+    /// The storage this configuration needs. Fails with [`KvConfigError::TooLarge`] when an
+    /// element count or the total byte count ([`KvLayout::bytes`]) overflows `usize`.
     pub fn layout(&self) -> Result<KvLayout, KvConfigError> {
-        self.validate()?;
+        let [blocks, hash_buckets, table_chunks, seqs] = self
+            .layout_within(USIZE_MAX)?
+            .map(|n| usize::try_from(n).map_err(|_| KvConfigError::TooLarge));
         Ok(KvLayout {
-            blocks: (self.device_blocks + self.host_blocks) as usize,
-            hash_buckets: bucket_count(self.device_blocks),
-            table_chunks: self.table_chunks as usize,
-            seqs: self.max_seqs as usize,
+            blocks: blocks?,
+            hash_buckets: hash_buckets?,
+            table_chunks: table_chunks?,
+            seqs: seqs?,
         })
+    }
+
+    /// [`KvConfig::layout`]'s element counts for an address space of `usize_max` bytes
+    /// ([`KvLayout`] field order): every count and the byte total must be at most
+    /// `usize_max`. Tests pass `u32::MAX` to model a 32-bit target on a 64-bit host.
+    pub(crate) fn layout_within(&self, usize_max: u64) -> Result<[u64; 4], KvConfigError> {
+        self.validate()?;
+        let counts = [
+            u64::from(self.device_blocks).saturating_add(u64::from(self.host_blocks)),
+            u64::try_from(bucket_count(self.device_blocks)).unwrap_or(u64::MAX),
+            u64::from(self.table_chunks),
+            u64::from(self.max_seqs),
+        ];
+        if counts.iter().any(|&n| n > usize_max) {
+            return Err(KvConfigError::TooLarge);
+        }
+        bytes_within(counts, usize_max).ok_or(KvConfigError::TooLarge)?;
+        Ok(counts)
     }
 }
 

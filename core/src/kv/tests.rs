@@ -434,3 +434,88 @@ fn test_namespaces_never_share_blocks() {
     assert_ne!(table(&m, b)[0], table(&m, a)[0]);
     audit(&m);
 }
+
+#[test]
+fn test_layout_refuses_storage_beyond_the_address_space() {
+    // 2^27 device blocks: 5 GiB of block metadata alone (40 bytes a block), past a 32-bit
+    // address space. The old `usize` arithmetic wrapped there (and panicked with overflow
+    // checks on).
+    let big = KvConfig::new(16, 1 << 27, 0, 4);
+    assert_eq!(
+        big.layout_within(u32::MAX as u64),
+        Err(KvConfigError::TooLarge),
+        "a 32-bit usize cannot hold it"
+    );
+    // On a 64-bit usize it fits, and `bytes` is the checked total.
+    let counts = big.layout_within(u64::MAX).unwrap();
+    let total = super::bytes_within(counts, u64::MAX).unwrap();
+    assert!(total > u32::MAX as u64, "{total}");
+    if usize::BITS == 64 {
+        let l = big.layout().unwrap();
+        assert_eq!(l.bytes() as u64, total);
+        assert_eq!(
+            [l.blocks, l.hash_buckets, l.table_chunks, l.seqs].map(|n| n as u64),
+            counts
+        );
+    }
+    // Just below the 32-bit limit it still fits the 32-bit model; one more block does not.
+    let per_block = core::mem::size_of::<BlockSlot>() as u64;
+    let fits = |blocks: u32| {
+        KvConfig {
+            table_chunks: 1,
+            ..KvConfig::new(16, blocks, 0, 1)
+        }
+        .layout_within(u32::MAX as u64)
+    };
+    let mut lo = 1u32;
+    let mut hi = 1 << 27;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid).is_ok() {
+            lo = mid
+        } else {
+            hi = mid
+        }
+    }
+    assert!(fits(lo).is_ok() && fits(lo + 1) == Err(KvConfigError::TooLarge));
+    let [b, h, c, s] = fits(lo).unwrap();
+    let bytes = b * per_block + h * 4 + c * 64 + s * core::mem::size_of::<SeqSlot>() as u64;
+    assert!(bytes <= u32::MAX as u64 && bytes + per_block > u32::MAX as u64 - 64 * 1024 * 1024);
+    // A small configuration has the same layout under both models.
+    let small = KvConfig::new(16, 100, 20, 10);
+    let l = small.layout().unwrap();
+    assert_eq!(
+        small.layout_within(u32::MAX as u64).unwrap(),
+        [l.blocks, l.hash_buckets, l.table_chunks, l.seqs].map(|n| n as u64)
+    );
+    // Validation still comes first.
+    assert_eq!(
+        KvConfig::new(0, 1 << 27, 0, 4).layout_within(u32::MAX as u64),
+        Err(KvConfigError::ZeroBlockSize)
+    );
+    assert_eq!(
+        std::format!("{}", KvConfigError::TooLarge),
+        "the storage would not fit in the address space"
+    );
+}
+
+#[test]
+fn test_layout_bytes_saturates_instead_of_overflowing() {
+    let absurd = KvLayout {
+        blocks: usize::MAX / 2,
+        hash_buckets: usize::MAX,
+        table_chunks: 1,
+        seqs: 1,
+    };
+    assert_eq!(absurd.bytes(), usize::MAX);
+    let one = KvLayout {
+        blocks: 1,
+        hash_buckets: 2,
+        table_chunks: 1,
+        seqs: 1,
+    };
+    assert_eq!(
+        one.bytes(),
+        core::mem::size_of::<BlockSlot>() + 8 + 64 + core::mem::size_of::<SeqSlot>()
+    );
+}
