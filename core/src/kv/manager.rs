@@ -712,6 +712,23 @@ impl<'a> BlockManager<'a> {
         Ok(g.blocks()?)
     }
 
+    /// Block-table chunks [`BlockManager::append_tokens`] would take from the pool (see
+    /// [`BlockManager::free_table_chunks`]) to grow `seq` to `new_total_tokens`: 0 when the
+    /// new entries fit the table's last chunk, or when `new_total_tokens` is not above the
+    /// sequence's tokens. A copy-on-write replaces an entry in place and takes no chunk. As
+    /// [`BlockManager::blocks_needed`], it does not look at the tier (appending to a
+    /// swapped-out sequence fails with [`KvError::WrongTier`]).
+    ///
+    /// With [`table_chunks_for`](super::table_chunks_for) a caller can plan table chunks as
+    /// a resource: `table_chunks_for(entries)` is what a table of `entries` blocks occupies.
+    pub fn chunks_to_grow(&self, seq: SeqHandle, new_total_tokens: u32) -> Result<u32, KvError> {
+        let s = self.seq(seq)?;
+        let g = self.growth_of(s, new_total_tokens)?;
+        Ok(ChunkPool::<u32, TABLE_CHUNK_LEN>::extra_chunks(
+            &s.table, g.fresh,
+        ))
+    }
+
     /// How `s` grows to `new_total` tokens.
     #[inline]
     fn growth_of(&self, s: &SeqSlot, new_total: u32) -> Result<Growth, InternalError> {

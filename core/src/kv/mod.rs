@@ -66,6 +66,13 @@ use core::mem::size_of;
 /// Entries per block-table chunk (a chunk is 64 bytes).
 pub const TABLE_CHUNK_LEN: usize = 14;
 
+/// Block-table chunks a table of `entries` entries occupies: every chunk but the last is full,
+/// so `ceil(entries / TABLE_CHUNK_LEN)`. With [`BlockManager::chunks_to_grow`] this lets a
+/// caller plan table chunks as a resource.
+pub const fn table_chunks_for(entries: u32) -> u32 {
+    entries.div_ceil(TABLE_CHUNK_LEN as u32)
+}
+
 /// One chunk of a block table.
 pub type TableChunk = Chunk<u32, TABLE_CHUNK_LEN>;
 

@@ -519,3 +519,51 @@ fn test_layout_bytes_saturates_instead_of_overflowing() {
         core::mem::size_of::<BlockSlot>() + 8 + 64 + core::mem::size_of::<SeqSlot>()
     );
 }
+
+#[test]
+fn test_chunks_to_grow_and_table_chunks_for_match_what_append_takes() {
+    assert_eq!(table_chunks_for(0), 0);
+    assert_eq!(table_chunks_for(1), 1);
+    assert_eq!(table_chunks_for(TABLE_CHUNK_LEN as u32), 1);
+    assert_eq!(table_chunks_for(TABLE_CHUNK_LEN as u32 + 1), 2);
+    assert_eq!(
+        table_chunks_for(u32::MAX),
+        u32::MAX.div_ceil(TABLE_CHUNK_LEN as u32)
+    );
+    for bs in [1u32, 3, 16] {
+        let cfg = KvConfig::new(bs, 600, 0, 4);
+        let mut st = Store::new(&cfg);
+        let mut m = st.manager(cfg);
+        let s = m.create_seq().unwrap();
+        let capacity = m.free_table_chunks();
+        let mut total = 0u32;
+        for step in [1u32, 5, 13, 14, 15, 27, 0, 40, 2, 100, 1, 13, 29] {
+            let want = m.chunks_to_grow(s, total + step).unwrap();
+            let before = m.free_table_chunks();
+            m.append_tokens(s, step).unwrap();
+            assert_eq!(
+                before - m.free_table_chunks(),
+                want,
+                "bs {bs}, {total} + {step}"
+            );
+            total += step;
+            let blocks = m.seq_info(s).unwrap().num_blocks;
+            assert_eq!(table_chunks_for(blocks), capacity - m.free_table_chunks());
+        }
+        assert_eq!(m.chunks_to_grow(s, total), Ok(0), "no growth");
+        assert_eq!(m.chunks_to_grow(s, 0), Ok(0), "shrinking is no growth");
+        // A copy-on-write replaces the last entry in place: no chunk for it.
+        if !total.is_multiple_of(bs) {
+            let child = m.fork(s).unwrap();
+            let want = m.chunks_to_grow(child, total + 1).unwrap();
+            assert_eq!(m.blocks_needed(child, total + 1), Ok(1), "only the copy");
+            let before = m.free_table_chunks();
+            let o = m.append_tokens(child, 1).unwrap();
+            assert!(o.copy.is_some());
+            assert_eq!((want, before - m.free_table_chunks()), (0, 0));
+        }
+        audit(&m);
+        m.free_seq(s).unwrap();
+        assert_eq!(m.chunks_to_grow(s, 10), Err(KvError::StaleHandle));
+    }
+}
