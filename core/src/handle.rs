@@ -19,10 +19,9 @@ pub(crate) const fn unpack(raw: u64) -> (u32, u32) {
 /// The generation a slot gets when it is released: never 0, wraps after 2^32 − 1 reuses.
 #[inline]
 pub(crate) const fn next_generation(generation: u32) -> u32 {
-    if generation == u32::MAX {
-        1
-    } else {
-        generation + 1
+    match generation.checked_add(1) {
+        Some(g) => g,
+        None => 1,
     }
 }
 

@@ -28,6 +28,22 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// The no-panic guarantee, enforced: no unwrap, expect, panic, unchecked indexing or slicing,
+// and no integer arithmetic that can overflow, anywhere outside tests. An invariant that the
+// code relies on is checked and, if broken, returned as an `InternalError`.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod engine;
 mod handle;

@@ -27,7 +27,7 @@ pub struct MlfqParams {
     pub base_quantum: f64,
     /// Each level's quantum is this many times the previous one's (≥ 1).
     pub growth: f64,
-    /// Number of levels (1..=64).
+    /// Number of levels (1..=[`MAX_MLFQ_LEVELS`]).
     pub levels: u32,
     /// Prompt tokens are weighed by this to pick the entry level: a request joins the first
     /// level whose quantum covers `prompt × prefill_weight` (the "skip-join").
@@ -209,7 +209,7 @@ impl Policy {
                 if !(p.growth.is_finite() && p.growth >= 1.0) {
                     return Err(PolicyError("growth"));
                 }
-                if p.levels == 0 || p.levels > 64 {
+                if p.levels == 0 || p.levels > MAX_MLFQ_LEVELS {
                     return Err(PolicyError("levels"));
                 }
                 finite_nonneg(p.prefill_weight, "prefill_weight")?;
@@ -277,11 +277,7 @@ impl Policy {
             OverrunRule::Negative => p,
             OverrunRule::Clamp => p.max(attained),
             OverrunRule::Rescale { factor } => {
-                let mut q = if p >= 1.0 { p } else { 1.0 };
-                while q <= attained {
-                    q *= factor;
-                }
-                q
+                rescale(if p >= 1.0 { p } else { 1.0 }, attained, factor)
             }
         }
     }
@@ -351,21 +347,99 @@ impl Policy {
     }
 }
 
+/// Rescale steps taken one multiplication at a time before switching to logarithms: small step
+/// counts (the common case) give exactly the result of repeated multiplication.
+const RESCALE_DIRECT_STEPS: u32 = 16;
+
+/// Bounded corrections of the logarithmic step count for rounding, each way.
+const RESCALE_CORRECTIONS: u32 = 4;
+
+/// [`OverrunRule::Rescale`]: the smallest `q · factor^k` (k ≥ 0) strictly above `attained`, in
+/// O(1) whatever the factor (a factor just above 1 needs billions of steps one at a time).
+///
+/// Up to [`RESCALE_DIRECT_STEPS`] multiplications are done one by one; past that `k` comes
+/// from `ln(attained / q) / ln(factor)` and is corrected by at most [`RESCALE_CORRECTIONS`]
+/// steps each way for rounding. Edge cases: a NaN `attained` gives `q`; an infinite one gives
+/// infinity (as does a step that overflows); a factor that is not above 1 (which
+/// [`Policy::validate`] rejects) gives `max(q, attained)`, the `Clamp` rule, instead of never
+/// finishing.
+fn rescale(q: f64, attained: f64, factor: f64) -> f64 {
+    // A NaN `attained` takes the early return, as in the one-step loop.
+    if attained.is_nan() || q > attained {
+        return q;
+    }
+    if factor.is_nan() || factor <= 1.0 {
+        return q.max(attained);
+    }
+    if attained == f64::INFINITY {
+        return f64::INFINITY;
+    }
+    let mut direct = q;
+    for _ in 0..RESCALE_DIRECT_STEPS {
+        direct *= factor;
+        if direct > attained {
+            return direct;
+        }
+    }
+    // `direct` ≤ attained is finite and ≥ 1. `factor − 1` is exact for factors up to 2, and
+    // `log1p` keeps the precision of a factor just above 1.
+    let base = direct;
+    let step = libm::log1p(factor - 1.0);
+    let at = |k: f64| base * libm::pow(factor, k);
+    // `max` also maps a NaN to 0.
+    let mut k = libm::ceil(libm::log(attained / base) / step).max(0.0);
+    let mut result = at(k);
+    for _ in 0..RESCALE_CORRECTIONS {
+        if result > attained {
+            break;
+        }
+        k += 1.0;
+        result = at(k);
+    }
+    for _ in 0..RESCALE_CORRECTIONS {
+        if k < 1.0 {
+            break;
+        }
+        let lower = at(k - 1.0);
+        if lower > attained {
+            k -= 1.0;
+            result = lower;
+        } else {
+            break;
+        }
+    }
+    if result > attained {
+        result
+    } else {
+        // Rounding beat the corrections (a factor within a few ulps of 1 and a huge `k`):
+        // the smallest value strictly above `attained` is what the one-step loop approaches.
+        attained.next_up()
+    }
+}
+
+/// The most MLFQ levels ([`Policy::validate`] rejects more).
+pub const MAX_MLFQ_LEVELS: u32 = 64;
+
 /// Skip-join MLFQ level for a request with `prompt` tokens that has generated `attained`:
 /// it enters at the first level whose quantum covers `prompt × prefill_weight` and moves down
 /// one level each time it uses up a level's quantum.
+///
+/// O(levels): both walks are bounded by the level count, and more than [`MAX_MLFQ_LEVELS`]
+/// levels (which [`Policy::validate`] rejects) act as that many.
 pub fn mlfq_level(p: &MlfqParams, prompt: f64, attained: f64) -> u32 {
     let entry_cost = prompt * p.prefill_weight;
+    // The deepest level; `levels` = 0 (rejected by validation) acts as 1.
+    let last = p.levels.clamp(1, MAX_MLFQ_LEVELS).saturating_sub(1);
     let mut level = 0u32;
     let mut quantum = p.base_quantum;
-    while level + 1 < p.levels && quantum < entry_cost {
-        level += 1;
+    while level < last && quantum < entry_cost {
+        level = level.saturating_add(1);
         quantum *= p.growth;
     }
     let mut used = attained;
-    while level + 1 < p.levels && used >= quantum {
+    while level < last && used >= quantum {
         used -= quantum;
-        level += 1;
+        level = level.saturating_add(1);
         quantum *= p.growth;
     }
     level
@@ -519,6 +593,94 @@ mod tests {
         assert_eq!(p.rank(&req(200.0, 100.0)), 200.0); // 100 → 200 → 400
     }
 
+    /// The loop the O(1) rescale replaces: the smallest `q·factor^k` strictly above `attained`.
+    fn naive_rescale(p: f64, attained: f64, factor: f64) -> f64 {
+        let mut q = if p >= 1.0 { p } else { 1.0 };
+        while q <= attained {
+            q *= factor;
+        }
+        q
+    }
+
+    fn rescale_policy(factor: f64) -> Policy {
+        let mut p = Policy::new(PolicyKind::Sprpt);
+        p.overrun = OverrunRule::Rescale { factor };
+        p
+    }
+
+    #[test]
+    fn test_rescale_with_a_factor_just_above_one_is_instant() {
+        // The loop took ~2e13 multiplications here (hours); validation accepts the factor.
+        let factor = 1.0 + 1e-12;
+        let p = rescale_policy(factor);
+        assert_eq!(p.validate(), Ok(()));
+        let attained = 4e9;
+        let q = p.effective_total(Some(100.0), None, attained);
+        assert!(q > attained, "{q}");
+        assert!(
+            q / factor <= attained * (1.0 + 1e-9),
+            "{q} is not the smallest step"
+        );
+        // The smallest representable factor above 1, and huge or infinite attained service.
+        let tiny = rescale_policy(1.0 + f64::EPSILON);
+        let q = tiny.effective_total(Some(1.0), None, 1e300);
+        assert!(q > 1e300 && q < 1.000_001e300, "{q}");
+        assert_eq!(
+            tiny.effective_total(Some(1.0), None, f64::INFINITY),
+            f64::INFINITY
+        );
+        assert_eq!(
+            rescale_policy(2.0).effective_total(Some(1.0), None, f64::MAX),
+            f64::INFINITY
+        );
+    }
+
+    #[test]
+    fn test_rescale_matches_the_loop() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..20_000 {
+            let factor = match case % 4 {
+                0 => 2.0,
+                1 => 1.0 + next() * 3.0,
+                2 => 1.0 + next() * 0.05 + 1e-6,
+                _ => 1.5,
+            };
+            let p = next() * 2000.0 - 10.0;
+            let attained = match case % 3 {
+                0 => next() * 100.0,
+                1 => next() * 1e5,
+                _ => libm::floor(next() * 3000.0),
+            };
+            let fast = rescale_policy(factor).effective_total(Some(p), None, attained);
+            let naive = naive_rescale(p, attained, factor);
+            assert!(fast > attained, "{p} {attained} {factor}: {fast}");
+            // Equal up to rounding; where `attained` sits on a step boundary (within rounding),
+            // the two may pick neighbouring steps.
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+            assert!(
+                close(fast, naive)
+                    || ((close(fast, naive * factor) || close(fast * factor, naive))
+                        && (close(naive / factor, attained) || close(fast / factor, attained))),
+                "p {p} attained {attained} factor {factor}: fast {fast} naive {naive}"
+            );
+        }
+        // Exact for the common small step counts.
+        assert_eq!(
+            rescale_policy(2.0).effective_total(Some(100.0), None, 150.0),
+            200.0
+        );
+        assert_eq!(
+            rescale_policy(1.1).effective_total(Some(3.0), None, 50.0),
+            naive_rescale(3.0, 50.0, 1.1)
+        );
+    }
+
     #[test]
     fn test_trail_cutoff_and_preemptiveness() {
         let trail = Policy::new(PolicyKind::Trail { cutoff: 0.8 });
@@ -566,6 +728,15 @@ mod tests {
         assert_eq!(mlfq_level(&p, 50.0, 29.0), 1);
         assert_eq!(mlfq_level(&p, 50.0, 30.0), 2);
         assert_eq!(mlfq_level(&p, 50.0, 1e9), 3, "capped at the last level");
+        // An unvalidated level count is bounded by MAX_MLFQ_LEVELS: the walk stays short.
+        let flat = MlfqParams {
+            base_quantum: 1.0,
+            growth: 1.0,
+            levels: u32::MAX,
+            prefill_weight: 0.0,
+        };
+        assert_eq!(mlfq_level(&flat, 0.0, 1e12), MAX_MLFQ_LEVELS - 1);
+        assert_eq!(mlfq_level(&MlfqParams { levels: 0, ..p }, 1e9, 1e9), 0);
     }
 
     #[test]

@@ -26,23 +26,31 @@ pub(crate) fn ordered_bits(x: f64) -> u64 {
 }
 
 /// `x / block_size`, a shift when the block size is a power of two (it nearly always is):
-/// a division costs tens of cycles and the step does a few per running request.
+/// a division costs tens of cycles and the step does a few per running request. A block size
+/// of 0 (configurations reject it) counts as 1, so nothing here divides by zero.
 #[inline]
 pub(crate) fn div_block(x: u32, block_size: u32) -> u32 {
     if block_size.is_power_of_two() {
         x >> block_size.trailing_zeros()
     } else {
-        x / block_size
+        x.checked_div(block_size).unwrap_or(x)
     }
 }
 
-/// `ceil(tokens / block_size)` in 64 bits, as [`div_block`] a shift for powers of two.
+/// `ceil(tokens / block_size)` in 64 bits, as [`div_block`] a shift for powers of two (and a
+/// block size of 0 counting as 1). Never overflows, whatever `tokens`.
 #[inline]
 pub(crate) fn blocks_for(tokens: u64, block_size: u32) -> u64 {
+    let bs = u64::from(block_size);
     if block_size.is_power_of_two() {
-        (tokens + block_size as u64 - 1) >> block_size.trailing_zeros()
+        // `bs − 1` cannot wrap (bs ≥ 1); the quotient is at most u64::MAX / 2 when the
+        // remainder can be non-zero, so adding 1 cannot saturate.
+        let partial = u64::from(tokens & bs.wrapping_sub(1) != 0);
+        (tokens >> block_size.trailing_zeros()).saturating_add(partial)
+    } else if bs == 0 {
+        tokens
     } else {
-        tokens.div_ceil(block_size as u64)
+        tokens.div_ceil(bs)
     }
 }
 
@@ -99,6 +107,19 @@ mod tests {
                 );
             }
         }
+        for bs in [1u32, 2, 3, 16, 1 << 31] {
+            assert_eq!(
+                blocks_for(u64::MAX, bs),
+                u64::MAX.div_ceil(bs as u64),
+                "{bs}"
+            );
+            assert_eq!(
+                blocks_for(u64::MAX - 1, bs),
+                (u64::MAX - 1).div_ceil(bs as u64)
+            );
+        }
+        assert_eq!(div_block(7, 0), 7, "block size 0 counts as 1");
+        assert_eq!(blocks_for(7, 0), 7);
     }
 
     #[test]

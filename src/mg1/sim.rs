@@ -687,7 +687,7 @@ impl Sim {
                     self.free.push(r);
                     self.in_system -= 1;
                     self.running = None;
-                    if let Some((next, _)) = heap.pop() {
+                    if let Some((next, _)) = heap.pop().expect("heap intact") {
                         self.start(next);
                     }
                 } else {
@@ -759,7 +759,7 @@ impl Sim {
                 .policy
                 .preemptible(&self.slots[r as usize].rank_input())
         {
-            let (next, _) = heap.pop().expect("peeked");
+            let (next, _) = heap.pop().expect("heap intact").expect("peeked");
             heap.push(r, running_key).expect("a slot was just freed");
             self.start(next);
             self.out.demotion_preemptions += 1;

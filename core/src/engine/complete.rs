@@ -116,7 +116,7 @@ impl<'a> Engine<'a> {
         if to > from {
             let list = r.hashes;
             for (b, h) in (0u32..)
-                .zip(self.hashes.iter(&list))
+                .zip(self.hashes.iter(&list).map_while(Result::ok))
                 .skip(from as usize)
                 .take(to.saturating_sub(from) as usize)
             {
@@ -131,7 +131,7 @@ impl<'a> Engine<'a> {
                 .get_mut(i as usize)
                 .or_broken("request index out of range")?;
             let list = &mut r.hashes;
-            if list.len() == b && !self.hashes.push(list, h) {
+            if list.len() == b && !self.hashes.push(list, h)? {
                 self.stats.hashes_dropped = self.stats.hashes_dropped.saturating_add(1);
             }
         }

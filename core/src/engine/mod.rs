@@ -476,6 +476,8 @@ impl<'a> Engine<'a> {
     pub fn find(&self, external_id: u64) -> Option<RequestHandle> {
         self.ids
             .find(&*self.reqs, external_id)
+            .ok()
+            .flatten()
             .and_then(|i| self.handle_of(i).ok())
     }
 

@@ -1,6 +1,7 @@
 //! Requests: what the caller describes, what the engine keeps, and what it shows.
 
 use crate::handle::handle_type;
+use crate::internal::{InternalError, OrBroken};
 use crate::kv::{ChunkList, HashChain, SeqHandle, Tier};
 use crate::queue::RankKey;
 use crate::time::Instant;
@@ -258,38 +259,55 @@ impl RequestSlot {
 impl HashChain for [RequestSlot] {
     type Key = u64;
     #[inline]
-    fn key(&self, i: u32) -> u64 {
-        self[i as usize].external_id
+    fn key(&self, i: u32) -> Result<u64, InternalError> {
+        self.get(i as usize)
+            .map(|r| r.external_id)
+            .or_broken("request slot out of range")
     }
     #[inline]
     fn key_bits(key: u64) -> u64 {
         key
     }
     #[inline]
-    fn chain_next(&self, i: u32) -> u32 {
-        self[i as usize].id_chain_next
+    fn chain_next(&self, i: u32) -> Result<u32, InternalError> {
+        self.get(i as usize)
+            .map(|r| r.id_chain_next)
+            .or_broken("request slot out of range")
     }
     #[inline]
-    fn set_chain_next(&mut self, i: u32, v: u32) {
-        self[i as usize].id_chain_next = v;
+    fn set_chain_next(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+        self.get_mut(i as usize)
+            .or_broken("request slot out of range")?
+            .id_chain_next = v;
+        Ok(())
     }
 }
 
 impl crate::kv::Links for [RequestSlot] {
     #[inline]
-    fn prev(&self, i: u32) -> u32 {
-        self[i as usize].idle_prev
+    fn prev(&self, i: u32) -> Result<u32, InternalError> {
+        self.get(i as usize)
+            .map(|r| r.idle_prev)
+            .or_broken("request slot out of range")
     }
     #[inline]
-    fn next(&self, i: u32) -> u32 {
-        self[i as usize].idle_next
+    fn next(&self, i: u32) -> Result<u32, InternalError> {
+        self.get(i as usize)
+            .map(|r| r.idle_next)
+            .or_broken("request slot out of range")
     }
     #[inline]
-    fn set_prev(&mut self, i: u32, v: u32) {
-        self[i as usize].idle_prev = v;
+    fn set_prev(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+        self.get_mut(i as usize)
+            .or_broken("request slot out of range")?
+            .idle_prev = v;
+        Ok(())
     }
     #[inline]
-    fn set_next(&mut self, i: u32, v: u32) {
-        self[i as usize].idle_next = v;
+    fn set_next(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+        self.get_mut(i as usize)
+            .or_broken("request slot out of range")?
+            .idle_next = v;
+        Ok(())
     }
 }

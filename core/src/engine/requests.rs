@@ -61,7 +61,7 @@ impl Engine<'_> {
                 device_blocks: self.cfg.device_blocks,
             });
         }
-        if self.ids.find(&*self.reqs, desc.external_id).is_some() {
+        if self.ids.find(&*self.reqs, desc.external_id)?.is_some() {
             return Err(AddError::DuplicateExternalId);
         }
         let i = self.free_head;
@@ -116,13 +116,13 @@ impl Engine<'_> {
         }
         let mut list = ChunkList::EMPTY;
         for &h in desc.prompt_block_hashes {
-            if !self.hashes.push(&mut list, h) {
+            if !self.hashes.push(&mut list, h)? {
                 return Err(InternalError::new("hash storage smaller than checked"));
             }
         }
         slot.hashes = list;
         *self.req_mut(i)? = slot;
-        self.ids.insert(&mut *self.reqs, i);
+        self.ids.insert(&mut *self.reqs, i)?;
         let t = desc.tenant;
         let live = self
             .tenants

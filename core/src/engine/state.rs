@@ -122,15 +122,13 @@ impl Engine<'_> {
     /// Lists `i` as holding device KV while not running (evictable under memory pressure).
     pub(super) fn idle_push(&mut self, i: u32) -> Result<(), InternalError> {
         self.req_mut(i)?.idle_listed = true;
-        self.idle_kv.push_back(&mut *self.reqs, i);
-        Ok(())
+        self.idle_kv.push_back(&mut *self.reqs, i)
     }
 
     /// Takes `i` off the idle-KV list.
     pub(super) fn idle_remove(&mut self, i: u32) -> Result<(), InternalError> {
         self.req_mut(i)?.idle_listed = false;
-        self.idle_kv.remove(&mut *self.reqs, i);
-        Ok(())
+        self.idle_kv.remove(&mut *self.reqs, i)
     }
 
     /// Frees `i`'s KV (keeping cached prefix blocks findable); it recomputes later.
@@ -243,8 +241,8 @@ impl Engine<'_> {
                 .map_err(|_| InternalError::new("a request holds a stale sequence"))?;
         }
         let mut hashes = self.req(i)?.hashes;
-        self.hashes.clear(&mut hashes);
-        self.ids.remove(&mut *self.reqs, i);
+        self.hashes.clear(&mut hashes)?;
+        self.ids.remove(&mut *self.reqs, i)?;
         let r = *self.req(i)?;
         if self.step > 0 && r.scheduled_step == self.step && !r.reported {
             self.awaiting = self

@@ -14,15 +14,27 @@ use super::plan::{
 use super::request::SlotState;
 use super::{Engine, PauseMode, PreemptionMode, RequestHandle, blocks_for};
 use crate::internal::{InternalError, OrBroken};
-use crate::kv::{TABLE_CHUNK_LEN, Tier};
+use crate::kv::{Tier, table_chunks_for};
 use crate::queue::RankKey;
 use crate::time::Instant;
 use crate::util::{NIL, div_block};
 
-/// Table chunks a table of `blocks` entries occupies.
+/// Table chunks a table of `blocks` entries occupies (a table longer than `u32::MAX` entries
+/// cannot exist, so saturating there only makes an impossible plan look unaffordable).
 #[inline]
 fn chunks_for_blocks(blocks: u64) -> u64 {
-    blocks.div_ceil(TABLE_CHUNK_LEN as u64)
+    u64::from(table_chunks_for(u32::try_from(blocks).unwrap_or(u32::MAX)))
+}
+
+/// The first `cap` hashes of a request's prompt-hash list, for a prefix lookup. A broken
+/// chunk list ends the walk early: the lookup then finds a shorter prefix, which is still a
+/// correct plan (fewer cache hits), and the same walk is used to plan and to attach.
+fn prompt_hashes<'p>(
+    pool: &'p crate::kv::ChunkPool<'_, u64, { super::HASH_CHUNK_LEN }>,
+    list: &crate::kv::ChunkList,
+    cap: u32,
+) -> impl Iterator<Item = u64> + Clone + 'p {
+    pool.iter(list).map_while(Result::ok).take(cap as usize)
 }
 
 /// How a waiting request gets its KV when admitted.
@@ -598,10 +610,9 @@ impl<'a> Engine<'a> {
                 // The last prompt token is always computed (it samples), so its block is
                 // never taken from the cache.
                 let cap = div_block(total.saturating_sub(1), bs);
-                let m = self.kv.lookup_prefix_iter(
-                    r.cache_salt,
-                    self.hashes.iter(&r.hashes).take(cap as usize),
-                );
+                let m = self
+                    .kv
+                    .lookup_prefix_iter(r.cache_salt, prompt_hashes(&self.hashes, &r.hashes, cap));
                 let hit_tokens = m.blocks.saturating_mul(bs);
                 let chunk = total.saturating_sub(hit_tokens).min(chunk_cap).min(budget);
                 let after = blocks_for(u64::from(hit_tokens).saturating_add(chunk.into()), bs);
@@ -682,7 +693,7 @@ impl<'a> Engine<'a> {
                 let cap = div_block(r.num_tokens().saturating_sub(1), bs);
                 let got = self
                     .kv
-                    .attach_prefix_iter(seq, self.hashes.iter(&r.hashes).take(cap as usize))
+                    .attach_prefix_iter(seq, prompt_hashes(&self.hashes, &r.hashes, cap))
                     .map_err(|_| InternalError::new("planned prefix attach refused"))?;
                 if got != hit_blocks {
                     return Err(InternalError::new("prefix hit differs from the plan's"));
@@ -848,7 +859,7 @@ impl<'a> Engine<'a> {
     /// mode allows and the host has room, else discarded. With `must_free_table` (table
     /// chunks are short) it is discarded: a swap keeps the table.
     fn evict_idle_head(&mut self, must_free_table: bool) -> Result<(), InternalError> {
-        let Some(i) = self.idle_kv.pop_front(&mut *self.reqs) else {
+        let Some(i) = self.idle_kv.pop_front(&mut *self.reqs)? else {
             return Ok(());
         };
         self.req_mut(i)?.idle_listed = false;

@@ -49,6 +49,11 @@ impl Default for TenantSlot {
     }
 }
 
+/// A heap operation the queue's own bookkeeping says cannot fail.
+fn heap_broken(_: crate::queue::HeapError) -> InternalError {
+    InternalError::new("waiting-queue heap refused an operation")
+}
+
 fn node(nodes: &[PairNode], i: u32) -> Result<&PairNode, InternalError> {
     nodes
         .get(i as usize)
@@ -215,10 +220,10 @@ impl<'a> WaitQueue<'a> {
         t: u32,
     ) -> Result<(), InternalError> {
         if Self::tenant(tenants, t)?.root == NIL {
-            tenant_heap.remove(t);
+            tenant_heap.remove(t).map_err(heap_broken)?;
         } else {
             let k = Self::tenant_key(tenants, nodes, t)?;
-            if !tenant_heap.update(t, k) {
+            if !tenant_heap.update(t, k).map_err(heap_broken)? {
                 tenant_heap
                     .push(t, k)
                     .map_err(|_| InternalError::new("tenant heap full"))?;
@@ -273,6 +278,7 @@ impl<'a> WaitQueue<'a> {
         match self {
             WaitQueue::Single(h) => h
                 .remove(i)
+                .map_err(heap_broken)?
                 .map(|_| ())
                 .or_broken("removing a request that is not queued"),
             WaitQueue::Fair {
@@ -321,7 +327,7 @@ impl<'a> WaitQueue<'a> {
     ) -> Result<(), InternalError> {
         match self {
             WaitQueue::Single(h) => {
-                if h.update(i, key) {
+                if h.update(i, key).map_err(heap_broken)? {
                     Ok(())
                 } else {
                     Err(InternalError::new("re-keying a request that is not queued"))

@@ -2,17 +2,23 @@
 //! mistral.rs free-block-queue shape). `push_back`, `pop_front` and `remove` are O(1), and no node
 //! is ever allocated: the links live in the elements themselves.
 
+use crate::internal::{InternalError, OrBroken, broken};
 use crate::util::NIL;
 
-/// Access to the `prev` / `next` links of element `i` of some storage.
+/// Access to the `prev` / `next` links of element `i` of some storage. Each accessor fails with
+/// an [`InternalError`] when `i` is out of range.
 pub(crate) trait Links {
-    fn prev(&self, i: u32) -> u32;
-    fn next(&self, i: u32) -> u32;
-    fn set_prev(&mut self, i: u32, v: u32);
-    fn set_next(&mut self, i: u32, v: u32);
+    fn prev(&self, i: u32) -> Result<u32, InternalError>;
+    fn next(&self, i: u32) -> Result<u32, InternalError>;
+    fn set_prev(&mut self, i: u32, v: u32) -> Result<(), InternalError>;
+    fn set_next(&mut self, i: u32, v: u32) -> Result<(), InternalError>;
 }
 
 /// Head, tail and length of one list. `NIL` marks "no element".
+///
+/// Every operation checks what it touches: an index out of range, a length that would wrap or
+/// links that run past the length are reported as an [`InternalError`] (the list can then no
+/// longer be trusted), never as a panic or an endless walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct List {
     head: u32,
@@ -27,6 +33,13 @@ impl List {
         len: 0,
     };
 
+    /// A list over elements the caller has already linked: `head` to `tail` by `next`, back by
+    /// `prev`, `len` of them (`NIL`, `NIL`, 0 for none).
+    #[inline]
+    pub(crate) const fn from_linked(head: u32, tail: u32, len: u32) -> List {
+        List { head, tail, len }
+    }
+
     #[inline]
     pub(crate) fn len(&self) -> u32 {
         self.len
@@ -34,55 +47,89 @@ impl List {
 
     /// Appends `i`, which must not be in any list.
     #[inline]
-    pub(crate) fn push_back<L: Links + ?Sized>(&mut self, links: &mut L, i: u32) {
-        links.set_prev(i, self.tail);
-        links.set_next(i, NIL);
+    pub(crate) fn push_back<L: Links + ?Sized>(
+        &mut self,
+        links: &mut L,
+        i: u32,
+    ) -> Result<(), InternalError> {
+        let len = self.len.checked_add(1).or_broken("list length overflows")?;
+        links.set_prev(i, self.tail)?;
+        links.set_next(i, NIL)?;
         if self.tail == NIL {
             self.head = i;
         } else {
-            links.set_next(self.tail, i);
+            links.set_next(self.tail, i)?;
         }
         self.tail = i;
-        self.len += 1;
+        self.len = len;
+        Ok(())
     }
 
     /// Removes and returns the oldest element.
     #[inline]
-    pub(crate) fn pop_front<L: Links + ?Sized>(&mut self, links: &mut L) -> Option<u32> {
+    pub(crate) fn pop_front<L: Links + ?Sized>(
+        &mut self,
+        links: &mut L,
+    ) -> Result<Option<u32>, InternalError> {
         if self.head == NIL {
-            return None;
+            return Ok(None);
         }
         let i = self.head;
-        self.remove(links, i);
-        Some(i)
+        self.remove(links, i)?;
+        Ok(Some(i))
     }
 
     /// Unlinks `i`, which must be in this list.
     #[inline]
-    pub(crate) fn remove<L: Links + ?Sized>(&mut self, links: &mut L, i: u32) {
-        let (p, n) = (links.prev(i), links.next(i));
+    pub(crate) fn remove<L: Links + ?Sized>(
+        &mut self,
+        links: &mut L,
+        i: u32,
+    ) -> Result<(), InternalError> {
+        let len = self
+            .len
+            .checked_sub(1)
+            .or_broken("remove from an empty list")?;
+        let (p, n) = (links.prev(i)?, links.next(i)?);
         if p == NIL {
+            if self.head != i {
+                return broken("removed element is not the head it claims to be");
+            }
             self.head = n;
         } else {
-            links.set_next(p, n);
+            links.set_next(p, n)?;
         }
         if n == NIL {
+            if self.tail != i {
+                return broken("removed element is not the tail it claims to be");
+            }
             self.tail = p;
         } else {
-            links.set_prev(n, p);
+            links.set_prev(n, p)?;
         }
-        links.set_prev(i, NIL);
-        links.set_next(i, NIL);
-        self.len -= 1;
+        links.set_prev(i, NIL)?;
+        links.set_next(i, NIL)?;
+        self.len = len;
+        Ok(())
     }
 
-    /// Walks the list front to back (for audits and tests).
-    pub(crate) fn for_each<L: Links + ?Sized>(&self, links: &L, mut f: impl FnMut(u32)) {
+    /// Walks the list front to back (for audits and tests), stopping at the first error of `f`.
+    /// Links that run past the length are an error, so a cycle cannot loop forever.
+    pub(crate) fn for_each<L: Links + ?Sized>(
+        &self,
+        links: &L,
+        mut f: impl FnMut(u32) -> Result<(), InternalError>,
+    ) -> Result<(), InternalError> {
         let mut i = self.head;
+        let mut left = self.len;
         while i != NIL {
-            f(i);
-            i = links.next(i);
+            left = left
+                .checked_sub(1)
+                .or_broken("list links run past its length")?;
+            f(i)?;
+            i = links.next(i)?;
         }
+        Ok(())
     }
 }
 
@@ -92,17 +139,19 @@ mod tests {
 
     struct Nodes([(u32, u32); 8]);
     impl Links for Nodes {
-        fn prev(&self, i: u32) -> u32 {
-            self.0[i as usize].0
+        fn prev(&self, i: u32) -> Result<u32, InternalError> {
+            self.0.get(i as usize).map(|n| n.0).or_broken("test node")
         }
-        fn next(&self, i: u32) -> u32 {
-            self.0[i as usize].1
+        fn next(&self, i: u32) -> Result<u32, InternalError> {
+            self.0.get(i as usize).map(|n| n.1).or_broken("test node")
         }
-        fn set_prev(&mut self, i: u32, v: u32) {
-            self.0[i as usize].0 = v;
+        fn set_prev(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+            self.0.get_mut(i as usize).or_broken("test node")?.0 = v;
+            Ok(())
         }
-        fn set_next(&mut self, i: u32, v: u32) {
-            self.0[i as usize].1 = v;
+        fn set_next(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+            self.0.get_mut(i as usize).or_broken("test node")?.1 = v;
+            Ok(())
         }
     }
 
@@ -112,7 +161,9 @@ mod tests {
         list.for_each(nodes, |i| {
             out[n] = i;
             n += 1;
-        });
+            Ok(())
+        })
+        .unwrap();
         (out, n)
     }
 
@@ -121,19 +172,43 @@ mod tests {
         let mut nodes = Nodes([(NIL, NIL); 8]);
         let mut list = List::EMPTY;
         for i in [3, 1, 4, 0] {
-            list.push_back(&mut nodes, i);
+            list.push_back(&mut nodes, i).unwrap();
         }
-        list.remove(&mut nodes, 4); // middle
-        list.remove(&mut nodes, 0); // tail
+        list.remove(&mut nodes, 4).unwrap(); // middle
+        list.remove(&mut nodes, 0).unwrap(); // tail
         assert_eq!(
             collect(&list, &nodes),
             ([3, 1, NIL, NIL, NIL, NIL, NIL, NIL], 2)
         );
-        assert_eq!(list.pop_front(&mut nodes), Some(3));
-        list.push_back(&mut nodes, 7);
-        assert_eq!(list.pop_front(&mut nodes), Some(1));
-        assert_eq!(list.pop_front(&mut nodes), Some(7));
-        assert_eq!(list.pop_front(&mut nodes), None);
+        assert_eq!(list.pop_front(&mut nodes), Ok(Some(3)));
+        list.push_back(&mut nodes, 7).unwrap();
+        assert_eq!(list.pop_front(&mut nodes), Ok(Some(1)));
+        assert_eq!(list.pop_front(&mut nodes), Ok(Some(7)));
+        assert_eq!(list.pop_front(&mut nodes), Ok(None));
         assert_eq!(list, List::EMPTY);
+    }
+
+    #[test]
+    fn test_broken_links_are_errors_not_panics() {
+        let mut nodes = Nodes([(NIL, NIL); 8]);
+        let mut list = List::EMPTY;
+        assert!(list.push_back(&mut nodes, 8).is_err(), "index out of range");
+        assert!(
+            list.remove(&mut nodes, 0).is_err(),
+            "remove from an empty list"
+        );
+        list.push_back(&mut nodes, 2).unwrap();
+        list.push_back(&mut nodes, 5).unwrap();
+        // A cycle: 5 → 2 → 5 → ...
+        nodes.0[5].1 = 2;
+        assert!(list.for_each(&nodes, |_| Ok(())).is_err());
+        // A link out of range.
+        nodes.0[2].1 = 100;
+        assert!(list.for_each(&nodes, |_| Ok(())).is_err());
+        // An element claiming to be the head that is not.
+        let mut other = List::EMPTY;
+        other.push_back(&mut nodes, 6).unwrap();
+        nodes.0[6] = (NIL, NIL);
+        assert!(list.remove(&mut nodes, 6).is_err());
     }
 }

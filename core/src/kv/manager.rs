@@ -1,11 +1,16 @@
 //! The block manager itself: block pools, sequences and their tables.
+//!
+//! Nothing here panics: every index into the caller's storage is checked, and a structure
+//! found inconsistent is reported as [`KvError::Internal`] (the manager can then no longer be
+//! trusted). Caller mistakes keep their own [`KvError`] variants.
 
 use super::{
-    ChunkList, ChunkPool, HashChain, HashIndex, KvConfig, KvError, KvInitError, KvStorage,
-    TABLE_CHUNK_LEN, Tier, chunk_list::chunks_for, list::Links, list::List,
+    ChunkList, ChunkPool, HashChain, HashIndex, KvConfig, KvConfigError, KvError, KvInitError,
+    KvStorage, TABLE_CHUNK_LEN, Tier, chunk_list::chunks_for, list::Links, list::List,
 };
 use crate::handle::{handle_type, next_generation};
-use crate::util::{NIL, blocks_for};
+use crate::internal::{InternalError, OrBroken};
+use crate::util::{NIL, blocks_for, div_block};
 
 /// Flag: the block carries a valid hash (on the device it is then in the hash index).
 const HASHED: u8 = 1;
@@ -134,7 +139,7 @@ pub struct TierCounts {
 impl TierCounts {
     /// Blocks that can be handed out now (free plus evictable).
     pub fn available(&self) -> u32 {
-        self.free_uncached + self.free_cached
+        self.free_uncached.saturating_add(self.free_cached)
     }
 }
 
@@ -161,22 +166,38 @@ pub struct KvCounters {
     pub swap_in_reclaimed: u64,
 }
 
+/// Block `b` of `blocks`.
+#[inline]
+fn block(blocks: &[BlockSlot], b: u32) -> Result<&BlockSlot, InternalError> {
+    blocks.get(b as usize).or_broken("block index out of range")
+}
+
+/// Block `b` of `blocks`, to change.
+#[inline]
+fn block_mut(blocks: &mut [BlockSlot], b: u32) -> Result<&mut BlockSlot, InternalError> {
+    blocks
+        .get_mut(b as usize)
+        .or_broken("block index out of range")
+}
+
 impl Links for [BlockSlot] {
     #[inline]
-    fn prev(&self, i: u32) -> u32 {
-        self[i as usize].prev
+    fn prev(&self, i: u32) -> Result<u32, InternalError> {
+        Ok(block(self, i)?.prev)
     }
     #[inline]
-    fn next(&self, i: u32) -> u32 {
-        self[i as usize].next
+    fn next(&self, i: u32) -> Result<u32, InternalError> {
+        Ok(block(self, i)?.next)
     }
     #[inline]
-    fn set_prev(&mut self, i: u32, v: u32) {
-        self[i as usize].prev = v;
+    fn set_prev(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+        block_mut(self, i)?.prev = v;
+        Ok(())
     }
     #[inline]
-    fn set_next(&mut self, i: u32, v: u32) {
-        self[i as usize].next = v;
+    fn set_next(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+        block_mut(self, i)?.next = v;
+        Ok(())
     }
 }
 
@@ -190,12 +211,12 @@ pub(crate) struct BlockKey {
 impl HashChain for [BlockSlot] {
     type Key = BlockKey;
     #[inline]
-    fn key(&self, i: u32) -> BlockKey {
-        let s = &self[i as usize];
-        BlockKey {
+    fn key(&self, i: u32) -> Result<BlockKey, InternalError> {
+        let s = block(self, i)?;
+        Ok(BlockKey {
             namespace: s.namespace,
             hash: s.hash,
-        }
+        })
     }
     #[inline]
     fn key_bits(key: BlockKey) -> u64 {
@@ -203,15 +224,18 @@ impl HashChain for [BlockSlot] {
         key.hash ^ crate::util::mix64(key.namespace)
     }
     #[inline]
-    fn chain_next(&self, i: u32) -> u32 {
-        self[i as usize].chain_next
+    fn chain_next(&self, i: u32) -> Result<u32, InternalError> {
+        Ok(block(self, i)?.chain_next)
     }
     #[inline]
-    fn set_chain_next(&mut self, i: u32, v: u32) {
-        self[i as usize].chain_next = v;
+    fn set_chain_next(&mut self, i: u32, v: u32) -> Result<(), InternalError> {
+        block_mut(self, i)?.chain_next = v;
+        Ok(())
     }
 }
 
+/// Event counters. Each saturates at `u64::MAX` (one event per block operation: centuries
+/// away) rather than wrap.
 #[derive(Clone, Copy, Debug, Default)]
 struct Events {
     hits: u64,
@@ -239,82 +263,99 @@ struct BlockPool<'a> {
 impl BlockPool<'_> {
     #[inline]
     fn available_device(&self) -> u32 {
-        self.device_free.len() + self.device_cached.len()
+        // Both lists hold distinct device blocks (at most 2^31): the sum cannot saturate.
+        self.device_free
+            .len()
+            .saturating_add(self.device_cached.len())
+    }
+
+    #[inline]
+    fn slot(&self, b: u32) -> Result<&BlockSlot, InternalError> {
+        block(self.blocks, b)
     }
 
     /// A device block with ref count 1. Prefers never-cached blocks; otherwise evicts the least
     /// recently freed cached block. The caller has checked `available_device() > 0`.
     #[inline]
-    fn alloc_device(&mut self) -> u32 {
-        let b = match self.device_free.pop_front(self.blocks) {
+    fn alloc_device(&mut self) -> Result<u32, InternalError> {
+        let b = match self.device_free.pop_front(self.blocks)? {
             Some(b) => b,
             None => {
                 let b = self
                     .device_cached
-                    .pop_front(self.blocks)
-                    .expect("caller checked supply");
-                self.index.remove(self.blocks, b);
-                self.blocks[b as usize].flags &= !HASHED;
-                self.events.evictions += 1;
+                    .pop_front(self.blocks)?
+                    .or_broken("device block allocated beyond the checked supply")?;
+                self.index.remove(self.blocks, b)?;
+                block_mut(self.blocks, b)?.flags &= !HASHED;
+                self.events.evictions = self.events.evictions.saturating_add(1);
                 b
             }
         };
-        self.blocks[b as usize].ref_count = 1;
-        b
+        block_mut(self.blocks, b)?.ref_count = 1;
+        Ok(b)
     }
 
     /// A host block with ref count 1; the caller has checked supply.
     #[inline]
-    fn alloc_host(&mut self) -> u32 {
+    fn alloc_host(&mut self) -> Result<u32, InternalError> {
         let b = self
             .host_free
-            .pop_front(self.blocks)
-            .expect("caller checked supply");
-        self.blocks[b as usize].ref_count = 1;
-        b
+            .pop_front(self.blocks)?
+            .or_broken("host block allocated beyond the checked supply")?;
+        block_mut(self.blocks, b)?.ref_count = 1;
+        Ok(b)
     }
 
     /// Drops one reference; a device block that becomes free stays findable if it is hashed.
     #[inline]
-    fn release(&mut self, b: u32) {
-        let slot = &mut self.blocks[b as usize];
-        slot.ref_count -= 1;
+    fn release(&mut self, b: u32) -> Result<(), InternalError> {
+        let slot = block_mut(self.blocks, b)?;
+        slot.ref_count = slot
+            .ref_count
+            .checked_sub(1)
+            .or_broken("released a block that holds no reference")?;
         if slot.ref_count > 0 {
-            return;
+            return Ok(());
         }
         if b < self.device_blocks {
             if slot.flags & HASHED != 0 {
-                self.device_cached.push_back(self.blocks, b);
+                self.device_cached.push_back(self.blocks, b)
             } else {
-                self.device_free.push_back(self.blocks, b);
+                self.device_free.push_back(self.blocks, b)
             }
         } else {
             slot.flags &= !HASHED;
-            self.host_free.push_back(self.blocks, b);
+            self.host_free.push_back(self.blocks, b)
         }
     }
 
     /// Takes one more reference to a device block found in the cache.
     #[inline]
-    fn take_cached(&mut self, b: u32) {
-        if self.blocks[b as usize].ref_count == 0 {
-            self.device_cached.remove(self.blocks, b);
+    fn take_cached(&mut self, b: u32) -> Result<(), InternalError> {
+        if self.slot(b)?.ref_count == 0 {
+            self.device_cached.remove(self.blocks, b)?;
         }
-        self.blocks[b as usize].ref_count += 1;
+        let slot = block_mut(self.blocks, b)?;
+        // References come from table entries, at most one per sequence slot and block.
+        slot.ref_count = slot
+            .ref_count
+            .checked_add(1)
+            .or_broken("block reference count overflows")?;
+        Ok(())
     }
 
     /// Gives device block `b` the hash `hash` in `namespace` and indexes it.
     #[inline]
-    fn register(&mut self, b: u32, namespace: u64, hash: u64) {
-        let slot = &mut self.blocks[b as usize];
+    fn register(&mut self, b: u32, namespace: u64, hash: u64) -> Result<(), InternalError> {
+        let slot = block_mut(self.blocks, b)?;
         slot.hash = hash;
         slot.namespace = namespace;
         slot.flags |= HASHED;
-        self.index.insert(self.blocks, b);
+        self.index.insert(self.blocks, b)
     }
 
     #[inline]
-    fn find(&self, namespace: u64, hash: u64) -> Option<u32> {
+    fn find(&self, namespace: u64, hash: u64) -> Result<Option<u32>, InternalError> {
         self.index.find(self.blocks, BlockKey { namespace, hash })
     }
 }
@@ -330,65 +371,93 @@ pub struct BlockManager<'a> {
     live_seqs: u32,
 }
 
-fn check_len(what: &'static str, need: usize, got: usize) -> Result<(), KvInitError> {
-    if got < need {
-        Err(KvInitError::StorageTooSmall { what, need, got })
-    } else {
-        Ok(())
+/// The first `need` elements of a storage slice, or why there are fewer.
+fn take<'s, T>(
+    what: &'static str,
+    slice: &'s mut [T],
+    need: usize,
+) -> Result<&'s mut [T], KvInitError> {
+    let got = slice.len();
+    slice
+        .get_mut(..need)
+        .ok_or(KvInitError::StorageTooSmall { what, need, got })
+}
+
+/// A list of blocks `first..end`, linked in order (their links are set by the caller's loop).
+fn linked_range(first: u32, end: u32) -> List {
+    match (end.checked_sub(first), end.checked_sub(1)) {
+        (Some(len), Some(tail)) if len > 0 => List::from_linked(first, tail, len),
+        _ => List::EMPTY,
     }
+}
+
+/// The growth of a table to a new token count.
+#[derive(Clone, Copy, Debug)]
+struct Growth {
+    /// New table entries (fresh blocks).
+    fresh: u32,
+    /// Whether the shared, partly filled last block is copied first.
+    cow: bool,
 }
 
 impl<'a> BlockManager<'a> {
     /// Builds an empty manager over `storage`: every block free, no sequences.
     pub fn new(config: KvConfig, storage: KvStorage<'a>) -> Result<Self, KvInitError> {
         let layout = config.layout()?;
-        check_len("blocks", layout.blocks, storage.blocks.len())?;
-        check_len(
-            "hash_buckets",
-            layout.hash_buckets,
-            storage.hash_buckets.len(),
-        )?;
-        check_len(
-            "table_chunks",
-            layout.table_chunks,
-            storage.table_chunks.len(),
-        )?;
-        check_len("seqs", layout.seqs, storage.seqs.len())?;
-        let blocks = &mut storage.blocks[..layout.blocks];
-        let mut device_free = List::EMPTY;
-        let mut host_free = List::EMPTY;
-        for b in 0..layout.blocks as u32 {
-            blocks[b as usize] = BlockSlot::default();
-            if b < config.device_blocks {
-                device_free.push_back(blocks, b);
+        let blocks = take("blocks", storage.blocks, layout.blocks)?;
+        let hash_buckets = take("hash_buckets", storage.hash_buckets, layout.hash_buckets)?;
+        let table_chunks = take("table_chunks", storage.table_chunks, layout.table_chunks)?;
+        let seqs = take("seqs", storage.seqs, layout.seqs)?;
+        // Validated: device + host blocks and the sequence count stay below the NIL sentinel.
+        let too_many = KvInitError::Config(KvConfigError::TooManyBlocks);
+        let total = u32::try_from(blocks.len()).map_err(|_| too_many)?;
+        let device = config.device_blocks;
+        // Device blocks 0..device and host blocks device..total, each a list in index order.
+        for (b, slot) in (0..total).zip(blocks.iter_mut()) {
+            let (first, end) = if b < device {
+                (0, device)
             } else {
-                host_free.push_back(blocks, b);
-            }
-        }
-        let seqs = &mut storage.seqs[..layout.seqs];
-        let count = seqs.len() as u32;
-        for (i, s) in seqs.iter_mut().enumerate() {
-            *s = SeqSlot::default();
-            s.next_free = if i as u32 + 1 < count {
-                i as u32 + 1
-            } else {
-                NIL
+                (device, total)
             };
+            *slot = BlockSlot {
+                prev: if b == first {
+                    NIL
+                } else {
+                    b.checked_sub(1).unwrap_or(NIL)
+                },
+                next: match b.checked_add(1) {
+                    Some(n) if n < end => n,
+                    _ => NIL,
+                },
+                ..BlockSlot::default()
+            };
+        }
+        let device_free = linked_range(0, device.min(total));
+        let host_free = linked_range(device.min(total), total);
+        let count = u32::try_from(seqs.len())
+            .map_err(|_| KvInitError::Config(KvConfigError::BadMaxSeqs))?;
+        let mut seq_free_head = NIL;
+        for (i, s) in (0..count).zip(seqs.iter_mut()).rev() {
+            *s = SeqSlot {
+                next_free: seq_free_head,
+                ..SeqSlot::default()
+            };
+            seq_free_head = i;
         }
         Ok(BlockManager {
             config,
             pool: BlockPool {
                 blocks,
-                index: HashIndex::new(&mut storage.hash_buckets[..layout.hash_buckets]),
-                device_blocks: config.device_blocks,
+                index: HashIndex::new(hash_buckets),
+                device_blocks: device,
                 device_free,
                 device_cached: List::EMPTY,
                 host_free,
                 events: Events::default(),
             },
-            tables: ChunkPool::new(&mut storage.table_chunks[..layout.table_chunks]),
+            tables: ChunkPool::new(table_chunks),
             seqs,
-            seq_free_head: 0,
+            seq_free_head,
             live_seqs: 0,
         })
     }
@@ -429,13 +498,31 @@ impl<'a> BlockManager<'a> {
         self.live_seqs
     }
 
+    /// The slot index of live handle `seq`.
     #[inline]
     fn slot(&self, seq: SeqHandle) -> Result<usize, KvError> {
-        let i = seq.index() as usize;
-        match self.seqs.get(i) {
-            Some(s) if s.live && s.generation == seq.generation() => Ok(i),
+        self.seq(seq).map(|_| seq.index() as usize)
+    }
+
+    /// The slot of live handle `seq`.
+    #[inline]
+    fn seq(&self, seq: SeqHandle) -> Result<&SeqSlot, KvError> {
+        match self.seqs.get(seq.index() as usize) {
+            Some(s) if s.live && s.generation == seq.generation() => Ok(s),
             _ => Err(KvError::StaleHandle),
         }
+    }
+
+    /// Slot `i`, found live a moment ago.
+    #[inline]
+    fn seq_at(&self, i: usize) -> Result<&SeqSlot, InternalError> {
+        self.seqs.get(i).or_broken("sequence slot out of range")
+    }
+
+    /// Slot `i`, to change.
+    #[inline]
+    fn seq_at_mut(&mut self, i: usize) -> Result<&mut SeqSlot, InternalError> {
+        self.seqs.get_mut(i).or_broken("sequence slot out of range")
     }
 
     /// Starts an empty sequence on the device in the default prefix-cache namespace (0).
@@ -451,8 +538,15 @@ impl<'a> BlockManager<'a> {
         if i == NIL {
             return Err(KvError::OutOfSeqSlots);
         }
-        let s = &mut self.seqs[i as usize];
-        self.seq_free_head = s.next_free;
+        let live_seqs = self
+            .live_seqs
+            .checked_add(1)
+            .or_broken("live sequence count overflows")?;
+        let s = self.seq_at_mut(i as usize)?;
+        if s.live {
+            return Err(InternalError::new("sequence free list holds a live slot").into());
+        }
+        let next_free = s.next_free;
         s.next_free = NIL;
         s.live = true;
         s.tier = Tier::Device;
@@ -460,18 +554,20 @@ impl<'a> BlockManager<'a> {
         s.table = ChunkList::EMPTY;
         s.namespace = namespace;
         s.forked = false;
-        self.live_seqs += 1;
-        Ok(SeqHandle::new(i, s.generation))
+        let generation = s.generation;
+        self.seq_free_head = next_free;
+        self.live_seqs = live_seqs;
+        Ok(SeqHandle::new(i, generation))
     }
 
     /// Whether `seq` is a live handle.
     pub fn is_live(&self, seq: SeqHandle) -> bool {
-        self.slot(seq).is_ok()
+        self.seq(seq).is_ok()
     }
 
     /// A sequence's tier, block count and token count.
     pub fn seq_info(&self, seq: SeqHandle) -> Result<SeqInfo, KvError> {
-        let s = &self.seqs[self.slot(seq)?];
+        let s = self.seq(seq)?;
         Ok(SeqInfo {
             tier: s.tier,
             num_blocks: s.table.len(),
@@ -485,28 +581,39 @@ impl<'a> BlockManager<'a> {
         self.lookup_prefix_iter(0, hashes.iter().copied())
     }
 
-    /// [`BlockManager::lookup_prefix`] in `namespace`, over any sequence of hashes.
+    /// [`BlockManager::lookup_prefix`] in `namespace`, over any sequence of hashes. This query
+    /// cannot fail: should the prefix-cache index be found broken (a bug in augur, reported as
+    /// [`KvError::Internal`] by the calls that change the manager), it reports no match.
     pub fn lookup_prefix_iter(
         &self,
         namespace: u64,
         hashes: impl Iterator<Item = u64>,
     ) -> PrefixMatch {
+        self.try_lookup_prefix_iter(namespace, hashes)
+            .unwrap_or_default()
+    }
+
+    /// [`BlockManager::lookup_prefix_iter`], reporting a broken index instead of no match.
+    pub(crate) fn try_lookup_prefix_iter(
+        &self,
+        namespace: u64,
+        hashes: impl Iterator<Item = u64>,
+    ) -> Result<PrefixMatch, InternalError> {
         let mut m = PrefixMatch::default();
         if !self.config.prefix_caching {
-            return m;
+            return Ok(m);
         }
         for h in hashes {
-            match self.pool.find(namespace, h) {
-                Some(b) => {
-                    m.blocks += 1;
-                    if self.pool.blocks[b as usize].ref_count == 0 {
-                        m.idle += 1;
-                    }
-                }
-                None => break,
+            let Some(b) = self.pool.find(namespace, h)? else {
+                break;
+            };
+            // Saturating: a caller may offer the same hash more than 2^32 times.
+            m.blocks = m.blocks.saturating_add(1);
+            if self.pool.slot(b)?.ref_count == 0 {
+                m.idle = m.idle.saturating_add(1);
             }
         }
-        m
+        Ok(m)
     }
 
     /// Gives the empty device sequence `seq` the longest cached prefix of `hashes` in its
@@ -519,13 +626,14 @@ impl<'a> BlockManager<'a> {
     }
 
     /// [`BlockManager::attach_prefix`] over any sequence of hashes; `hashes` is walked twice
-    /// (once to measure the match), so it must be cheap to clone.
+    /// (once to measure the match), so it must be cheap to clone. (Should a clone yield other
+    /// hashes than the original, the sequence gets the prefix both walks found.)
     pub fn attach_prefix_iter<I>(&mut self, seq: SeqHandle, hashes: I) -> Result<u32, KvError>
     where
         I: Iterator<Item = u64> + Clone,
     {
         let i = self.slot(seq)?;
-        let s = &self.seqs[i];
+        let s = self.seq_at(i)?;
         if s.tier != Tier::Device {
             return Err(KvError::WrongTier);
         }
@@ -533,74 +641,122 @@ impl<'a> BlockManager<'a> {
             return Err(KvError::NotEmpty);
         }
         let namespace = s.namespace;
-        let m = self.lookup_prefix_iter(namespace, hashes.clone()).blocks;
-        let tokens = m as u64 * self.config.block_size as u64;
-        if tokens > u32::MAX as u64 {
+        let bs = self.config.block_size;
+        let m = self
+            .try_lookup_prefix_iter(namespace, hashes.clone())?
+            .blocks;
+        if m.checked_mul(bs).is_none() {
             return Err(KvError::TooManyTokens);
         }
         if chunks_for(m, TABLE_CHUNK_LEN) > self.tables.free_chunks() {
             return Err(KvError::OutOfTableChunks);
         }
-        let s = &mut self.seqs[i];
+        let s = self
+            .seqs
+            .get_mut(i)
+            .or_broken("sequence slot out of range")?;
+        let mut got = 0u32;
         let mut offered = 0u64;
-        for (k, h) in hashes.enumerate() {
-            offered += 1;
-            if (k as u32) < m {
-                let b = self
-                    .pool
-                    .find(namespace, h)
-                    .expect("found by lookup_prefix");
-                self.pool.take_cached(b);
-                let pushed = self.tables.push(&mut s.table, b);
-                debug_assert!(pushed);
+        // Cleared at the first miss, which only a clone that differs from the original meets.
+        let mut taking = true;
+        for h in hashes {
+            offered = offered.saturating_add(1);
+            if !taking || got >= m {
+                continue;
+            }
+            match self.pool.find(namespace, h)? {
+                Some(b) => {
+                    self.pool.take_cached(b)?;
+                    if !self.tables.push(&mut s.table, b)? {
+                        return Err(InternalError::new(
+                            "table chunks ran out after they were checked",
+                        )
+                        .into());
+                    }
+                    got = got.saturating_add(1);
+                }
+                None => taking = false,
             }
         }
-        s.num_tokens = tokens as u32;
-        self.pool.events.hits += m as u64;
-        self.pool.events.misses += offered - m as u64;
-        Ok(m)
+        // got ≤ m and m × bs was checked above.
+        s.num_tokens = got
+            .checked_mul(bs)
+            .or_broken("attached prefix token count")?;
+        self.pool.events.hits = self.pool.events.hits.saturating_add(u64::from(got));
+        self.pool.events.misses = self
+            .pool
+            .events
+            .misses
+            .saturating_add(offered.saturating_sub(u64::from(got)));
+        Ok(got)
     }
 
     /// Device blocks `seq` would take to grow to `new_total_tokens`: new blocks plus one
     /// copy-on-write copy when its partly filled last block is shared.
     pub fn blocks_needed(&self, seq: SeqHandle, new_total_tokens: u32) -> Result<u32, KvError> {
-        let s = &self.seqs[self.slot(seq)?];
-        Ok(self.growth_of(s, new_total_tokens).0)
+        let g = self.growth_of(self.seq(seq)?, new_total_tokens)?;
+        Ok(g.blocks()?)
     }
 
-    /// (blocks needed including a copy, whether a copy is needed)
+    /// Block-table chunks [`BlockManager::append_tokens`] would take from the pool (see
+    /// [`BlockManager::free_table_chunks`]) to grow `seq` to `new_total_tokens`: 0 when the
+    /// new entries fit the table's last chunk, or when `new_total_tokens` is not above the
+    /// sequence's tokens. A copy-on-write replaces an entry in place and takes no chunk. As
+    /// [`BlockManager::blocks_needed`], it does not look at the tier (appending to a
+    /// swapped-out sequence fails with [`KvError::WrongTier`]).
+    ///
+    /// With [`table_chunks_for`](super::table_chunks_for) a caller can plan table chunks as
+    /// a resource: `table_chunks_for(entries)` is what a table of `entries` blocks occupies.
+    pub fn chunks_to_grow(&self, seq: SeqHandle, new_total_tokens: u32) -> Result<u32, KvError> {
+        let s = self.seq(seq)?;
+        let g = self.growth_of(s, new_total_tokens)?;
+        Ok(ChunkPool::<u32, TABLE_CHUNK_LEN>::extra_chunks(
+            &s.table, g.fresh,
+        ))
+    }
+
+    /// How `s` grows to `new_total` tokens.
     #[inline]
-    fn growth_of(&self, s: &SeqSlot, new_total: u32) -> (u32, bool) {
+    fn growth_of(&self, s: &SeqSlot, new_total: u32) -> Result<Growth, InternalError> {
         if new_total <= s.num_tokens {
-            return (0, false);
+            return Ok(Growth {
+                fresh: 0,
+                cow: false,
+            });
         }
         let bs = self.config.block_size;
-        let fresh = blocks_for(new_total as u64, bs) as u32 - s.table.len();
+        // At most `new_total` blocks: fits in 32 bits.
+        let blocks = u32::try_from(blocks_for(u64::from(new_total), bs))
+            .ok()
+            .or_broken("block count of a 32-bit token count")?;
+        let fresh = blocks
+            .checked_sub(s.table.len())
+            .or_broken("a table holds more blocks than its tokens need")?;
         let cow = s.forked
             && !s.num_tokens.is_multiple_of(bs)
-            && self
-                .tables
-                .last(&s.table)
-                .is_some_and(|b| self.pool.blocks[b as usize].ref_count > 1);
-        (fresh + cow as u32, cow)
+            && match self.tables.last(&s.table)? {
+                Some(b) => self.pool.slot(b)?.ref_count > 1,
+                None => false,
+            };
+        Ok(Growth { fresh, cow })
     }
 
     /// Grows device sequence `seq` by `n` tokens, allocating blocks as needed (and copying a
     /// shared partly filled last block first). All or nothing.
     pub fn append_tokens(&mut self, seq: SeqHandle, n: u32) -> Result<AppendOutcome, KvError> {
         let i = self.slot(seq)?;
-        let s = self.seqs[i];
+        let s = *self.seq_at(i)?;
         if s.tier != Tier::Device {
             return Err(KvError::WrongTier);
         }
         let new_total = s.num_tokens.checked_add(n).ok_or(KvError::TooManyTokens)?;
-        let (need, cow) = self.growth_of(&s, new_total);
+        let g = self.growth_of(&s, new_total)?;
+        let need = g.blocks()?;
         let available = self.pool.available_device();
         if need > available {
             return Err(KvError::OutOfDeviceBlocks { need, available });
         }
-        let fresh = need - cow as u32;
-        if ChunkPool::<u32, TABLE_CHUNK_LEN>::extra_chunks(&s.table, fresh)
+        if ChunkPool::<u32, TABLE_CHUNK_LEN>::extra_chunks(&s.table, g.fresh)
             > self.tables.free_chunks()
         {
             return Err(KvError::OutOfTableChunks);
@@ -608,26 +764,40 @@ impl<'a> BlockManager<'a> {
         let len = s.table.len();
         let mut outcome = AppendOutcome {
             first_changed: len,
-            changed: fresh,
+            changed: g.fresh,
             copy: None,
         };
-        let table = &mut self.seqs[i].table;
-        if cow {
-            let old = self.tables.last(table).expect("cow implies a last block");
-            let new = self.pool.alloc_device();
-            self.tables.set(table, len - 1, new);
-            self.pool.release(old);
-            self.pool.events.cow += 1;
-            outcome.first_changed = len - 1;
-            outcome.changed += 1;
+        let slot = self
+            .seqs
+            .get_mut(i)
+            .or_broken("sequence slot out of range")?;
+        let table = &mut slot.table;
+        if g.cow {
+            let old = self
+                .tables
+                .last(table)?
+                .or_broken("copy-on-write of a table with no last block")?;
+            let last = len
+                .checked_sub(1)
+                .or_broken("copy-on-write of an empty table")?;
+            let new = self.pool.alloc_device()?;
+            self.tables.set(table, last, new)?;
+            self.pool.release(old)?;
+            self.pool.events.cow = self.pool.events.cow.saturating_add(1);
+            outcome.first_changed = last;
+            // g.blocks() = fresh + 1 did not overflow.
+            outcome.changed = need;
             outcome.copy = Some(BlockPair { src: old, dst: new });
         }
-        for _ in 0..fresh {
-            let b = self.pool.alloc_device();
-            let pushed = self.tables.push(table, b);
-            debug_assert!(pushed);
+        for _ in 0..g.fresh {
+            let b = self.pool.alloc_device()?;
+            if !self.tables.push(table, b)? {
+                return Err(
+                    InternalError::new("table chunks ran out after they were checked").into(),
+                );
+            }
         }
-        self.seqs[i].num_tokens = new_total;
+        slot.num_tokens = new_total;
         Ok(outcome)
     }
 
@@ -641,15 +811,15 @@ impl<'a> BlockManager<'a> {
         block: u32,
         hash: u64,
     ) -> Result<bool, KvError> {
-        let s = self.seqs[self.slot(seq)?];
+        let s = *self.seq(seq)?;
         if s.tier != Tier::Device {
             return Err(KvError::WrongTier);
         }
-        if block >= s.num_tokens / self.config.block_size {
+        if block >= div_block(s.num_tokens, self.config.block_size) {
             return Err(KvError::BlockNotFull);
         }
-        let b = self.tables.get(&s.table, block);
-        let slot = self.pool.blocks[b as usize];
+        let b = self.tables.get(&s.table, block)?;
+        let slot = *self.pool.slot(b)?;
         if slot.flags & HASHED != 0 {
             return if slot.hash == hash && slot.namespace == s.namespace {
                 Ok(false)
@@ -657,17 +827,18 @@ impl<'a> BlockManager<'a> {
                 Err(KvError::HashConflict)
             };
         }
-        if !self.config.prefix_caching || self.pool.find(s.namespace, hash).is_some() {
+        if !self.config.prefix_caching || self.pool.find(s.namespace, hash)?.is_some() {
             return Ok(false);
         }
-        self.pool.register(b, s.namespace, hash);
+        self.pool.register(b, s.namespace, hash)?;
         Ok(true)
     }
 
     /// A new sequence sharing every block of device sequence `seq` (parallel sampling). The
     /// first append to a shared, partly filled last block copies it.
     pub fn fork(&mut self, seq: SeqHandle) -> Result<SeqHandle, KvError> {
-        let src = self.seqs[self.slot(seq)?];
+        let si = self.slot(seq)?;
+        let src = *self.seq_at(si)?;
         if src.tier != Tier::Device {
             return Err(KvError::WrongTier);
         }
@@ -678,18 +849,25 @@ impl<'a> BlockManager<'a> {
             return Err(KvError::OutOfTableChunks);
         }
         let child = self.create_seq()?;
-        let c = child.index() as usize;
         let mut table = ChunkList::EMPTY;
-        let cloned = self.tables.clone_list(&src.table, &mut table);
-        debug_assert!(cloned);
+        if !self.tables.clone_list(&src.table, &mut table)? {
+            return Err(InternalError::new("table chunks ran out after they were checked").into());
+        }
         let blocks = &mut *self.pool.blocks;
-        self.tables
-            .for_each_from(&table, 0, |_, b| blocks[b as usize].ref_count += 1);
-        self.seqs[c].table = table;
-        self.seqs[c].num_tokens = src.num_tokens;
-        self.seqs[c].forked = true;
-        self.seqs[c].namespace = src.namespace;
-        self.seqs[seq.index() as usize].forked = true;
+        self.tables.for_each_from(&table, 0, |_, b| {
+            let slot = block_mut(blocks, b)?;
+            slot.ref_count = slot
+                .ref_count
+                .checked_add(1)
+                .or_broken("block reference count overflows")?;
+            Ok(())
+        })?;
+        let c = self.seq_at_mut(child.index() as usize)?;
+        c.table = table;
+        c.num_tokens = src.num_tokens;
+        c.forked = true;
+        c.namespace = src.namespace;
+        self.seq_at_mut(si)?.forked = true;
         Ok(child)
     }
 
@@ -697,18 +875,23 @@ impl<'a> BlockManager<'a> {
     /// the LRU order) and retires the handle.
     pub fn free_seq(&mut self, seq: SeqHandle) -> Result<(), KvError> {
         let i = self.slot(seq)?;
-        let mut table = self.seqs[i].table;
+        let live_seqs = self
+            .live_seqs
+            .checked_sub(1)
+            .or_broken("live sequence count underflows")?;
+        let mut table = self.seq_at(i)?.table;
         let pool = &mut self.pool;
-        self.tables.for_each_rev_mut(&table, |b| pool.release(*b));
-        self.tables.clear(&mut table);
-        let s = &mut self.seqs[i];
+        self.tables.for_each_rev_mut(&table, |b| pool.release(*b))?;
+        self.tables.clear(&mut table)?;
+        let next_free = self.seq_free_head;
+        let s = self.seq_at_mut(i)?;
         s.table = ChunkList::EMPTY;
         s.num_tokens = 0;
         s.live = false;
         s.generation = next_generation(s.generation);
-        s.next_free = self.seq_free_head;
-        self.seq_free_head = i as u32;
-        self.live_seqs -= 1;
+        s.next_free = next_free;
+        self.seq_free_head = seq.index();
+        self.live_seqs = live_seqs;
         Ok(())
     }
 
@@ -717,12 +900,12 @@ impl<'a> BlockManager<'a> {
     /// pool or `out` is too small. Hashed device blocks stay findable in the device cache.
     pub fn swap_out(&mut self, seq: SeqHandle, out: &mut [BlockPair]) -> Result<u32, KvError> {
         let i = self.slot(seq)?;
-        let s = self.seqs[i];
+        let s = *self.seq_at(i)?;
         if s.tier != Tier::Device {
             return Err(KvError::WrongTier);
         }
         let n = s.table.len();
-        if (out.len() as u64) < n as u64 {
+        if (out.len() as u64) < u64::from(n) {
             return Err(KvError::BufferTooSmall { need: n });
         }
         let available = self.pool.host_free.len();
@@ -731,28 +914,29 @@ impl<'a> BlockManager<'a> {
         }
         let pool = &mut self.pool;
         let device_blocks = pool.device_blocks;
-        let mut k = 0;
+        let mut pairs = out.iter_mut();
         self.tables.for_each_rev_mut(&s.table, |entry| {
             let dev = *entry;
-            let host = pool.alloc_host();
-            let (hash, namespace, flags) = (
-                pool.blocks[dev as usize].hash,
-                pool.blocks[dev as usize].namespace,
-                pool.blocks[dev as usize].flags,
-            );
-            pool.blocks[host as usize].hash = hash;
-            pool.blocks[host as usize].namespace = namespace;
-            pool.blocks[host as usize].flags = flags & HASHED;
-            out[k] = BlockPair {
+            let host = pool.alloc_host()?;
+            let src = *pool.slot(dev)?;
+            let dst = block_mut(pool.blocks, host)?;
+            dst.hash = src.hash;
+            dst.namespace = src.namespace;
+            dst.flags = src.flags & HASHED;
+            *pairs
+                .next()
+                .or_broken("swap-out buffer shorter than checked")? = BlockPair {
                 src: dev,
-                dst: host - device_blocks,
+                dst: host
+                    .checked_sub(device_blocks)
+                    .or_broken("host block below the host pool")?,
             };
-            k += 1;
-            pool.release(dev);
+            pool.release(dev)?;
             *entry = host;
-        });
-        pool.events.swapped_out += n as u64;
-        self.seqs[i].tier = Tier::Host;
+            Ok(())
+        })?;
+        pool.events.swapped_out = pool.events.swapped_out.saturating_add(u64::from(n));
+        self.seq_at_mut(i)?.tier = Tier::Host;
         Ok(n)
     }
 
@@ -763,12 +947,12 @@ impl<'a> BlockManager<'a> {
     /// pair for each.
     pub fn swap_in(&mut self, seq: SeqHandle, out: &mut [BlockPair]) -> Result<u32, KvError> {
         let i = self.slot(seq)?;
-        let s = self.seqs[i];
+        let s = *self.seq_at(i)?;
         if s.tier != Tier::Host {
             return Err(KvError::WrongTier);
         }
         let n = s.table.len();
-        if (out.len() as u64) < n as u64 {
+        if (out.len() as u64) < u64::from(n) {
             return Err(KvError::BufferTooSmall { need: n });
         }
         let available = self.pool.available_device();
@@ -778,41 +962,49 @@ impl<'a> BlockManager<'a> {
         let pool = &mut self.pool;
         let device_blocks = pool.device_blocks;
         let prefix_caching = self.config.prefix_caching;
-        let mut copies = 0usize;
+        let mut pairs = out.iter_mut();
+        let mut copies = 0u32;
         self.tables.for_each_rev_mut(&s.table, |entry| {
             let host = *entry;
-            let slot = pool.blocks[host as usize];
+            let slot = *pool.slot(host)?;
             let hashed = slot.flags & HASHED != 0;
             let cached = if hashed && prefix_caching {
-                pool.find(slot.namespace, slot.hash)
+                pool.find(slot.namespace, slot.hash)?
             } else {
                 None
             };
             let dev = match cached {
                 Some(b) => {
-                    pool.take_cached(b);
-                    pool.events.reclaimed += 1;
+                    pool.take_cached(b)?;
+                    pool.events.reclaimed = pool.events.reclaimed.saturating_add(1);
                     b
                 }
                 None => {
-                    let b = pool.alloc_device();
-                    out[copies] = BlockPair {
-                        src: host - device_blocks,
+                    let b = pool.alloc_device()?;
+                    *pairs
+                        .next()
+                        .or_broken("swap-in buffer shorter than checked")? = BlockPair {
+                        src: host
+                            .checked_sub(device_blocks)
+                            .or_broken("host block below the host pool")?,
                         dst: b,
                     };
-                    copies += 1;
+                    copies = copies
+                        .checked_add(1)
+                        .or_broken("more swap-in copies than table entries")?;
                     if hashed && prefix_caching {
-                        pool.register(b, slot.namespace, slot.hash);
+                        pool.register(b, slot.namespace, slot.hash)?;
                     }
                     b
                 }
             };
-            pool.release(host);
+            pool.release(host)?;
             *entry = dev;
-        });
-        pool.events.swapped_in += copies as u64;
-        self.seqs[i].tier = Tier::Device;
-        Ok(copies as u32)
+            Ok(())
+        })?;
+        pool.events.swapped_in = pool.events.swapped_in.saturating_add(u64::from(copies));
+        self.seq_at_mut(i)?.tier = Tier::Device;
+        Ok(copies)
     }
 
     /// Copies the block ids (per-tier indices, in the sequence's tier) of logical entries
@@ -826,22 +1018,26 @@ impl<'a> BlockManager<'a> {
         start: u32,
         out: &mut [u32],
     ) -> Result<usize, KvError> {
-        let s = &self.seqs[self.slot(seq)?];
+        let s = self.seq(seq)?;
         let offset = if s.tier == Tier::Host {
             self.pool.device_blocks
         } else {
             0
         };
         let count = s.table.len().saturating_sub(start);
-        if (out.len() as u64) < count as u64 {
+        if (out.len() as u64) < u64::from(count) {
             return Err(KvError::BufferTooSmall { need: count });
         }
-        let mut n = 0usize;
+        let mut slots = out.iter_mut();
         self.tables.for_each_from(&s.table, start, |_, b| {
-            out[n] = b - offset;
-            n += 1;
-        });
-        Ok(n)
+            *slots
+                .next()
+                .or_broken("table buffer shorter than checked")? = b
+                .checked_sub(offset)
+                .or_broken("host table entry below the host pool")?;
+            Ok(())
+        })?;
+        Ok(count as usize)
     }
 
     /// Block counts per tier and event counters.
@@ -854,13 +1050,13 @@ impl<'a> BlockManager<'a> {
                 total: p.device_blocks,
                 free_uncached: p.device_free.len(),
                 free_cached: p.device_cached.len(),
-                in_use: p.device_blocks - p.device_free.len() - p.device_cached.len(),
+                in_use: p.device_blocks.saturating_sub(p.available_device()),
             },
             host: TierCounts {
                 total: host_total,
                 free_uncached: p.host_free.len(),
                 free_cached: 0,
-                in_use: host_total - p.host_free.len(),
+                in_use: host_total.saturating_sub(p.host_free.len()),
             },
             prefix_hit_blocks: e.hits,
             prefix_miss_blocks: e.misses,
@@ -877,19 +1073,17 @@ impl<'a> BlockManager<'a> {
     /// For tests and debugging; returns the first violation found.
     pub fn audit(&self, scratch: &mut [u32]) -> Result<(), &'static str> {
         let p = &self.pool;
-        let total = p.blocks.len();
-        if scratch.len() < total {
-            return Err("audit scratch shorter than the block pool");
-        }
-        let scratch = &mut scratch[..total];
+        let scratch = scratch
+            .get_mut(..p.blocks.len())
+            .ok_or("audit scratch shorter than the block pool")?;
         scratch.fill(0);
         // Each block in at most one free list, in the right tier and state.
         let mut bad: Option<&'static str> = None;
         let mut check_list = |list: &List, device: bool, hashed: bool, tag: u32| {
-            let mut n = 0;
+            let mut n = 0u32;
             list.for_each(&*p.blocks, |b| {
-                n += 1;
-                let slot = &p.blocks[b as usize];
+                n = n.saturating_add(1);
+                let slot = p.slot(b)?;
                 if (b < p.device_blocks) != device {
                     bad = bad.or(Some("free list holds a block of the other tier"));
                 }
@@ -899,34 +1093,39 @@ impl<'a> BlockManager<'a> {
                 if (slot.flags & HASHED != 0) != hashed {
                     bad = bad.or(Some("free list holds a block in the wrong cache state"));
                 }
-                if scratch[b as usize] != 0 {
+                let mark = scratch
+                    .get_mut(b as usize)
+                    .or_broken("block index out of range")?;
+                if *mark != 0 {
                     bad = bad.or(Some("block in two free lists (or twice in one)"));
                 }
-                scratch[b as usize] = tag;
-            });
+                *mark = tag;
+                Ok(())
+            })
+            .map_err(|e| e.what())?;
             if n != list.len() {
                 bad = bad.or(Some("free list length disagrees with its links"));
             }
+            Ok::<(), &'static str>(())
         };
-        check_list(&p.device_free, true, false, 1);
-        check_list(&p.device_cached, true, true, 2);
-        check_list(&p.host_free, false, false, 3);
+        check_list(&p.device_free, true, false, 1)?;
+        check_list(&p.device_cached, true, true, 2)?;
+        check_list(&p.host_free, false, false, 3)?;
         if let Some(e) = bad {
             return Err(e);
         }
         // Blocks outside the free lists must be referenced, and vice versa.
-        for (b, slot) in p.blocks.iter().enumerate() {
-            if (scratch[b] == 0) != (slot.ref_count > 0) {
+        for (mark, slot) in scratch.iter().zip(p.blocks.iter()) {
+            if (*mark == 0) != (slot.ref_count > 0) {
                 return Err("a block is neither free nor referenced, or both");
             }
         }
         // Hash index: exactly the hashed device blocks, each findable.
         let mut hashed_device = 0u32;
-        for b in 0..p.device_blocks {
-            let slot = &p.blocks[b as usize];
+        for (b, slot) in (0..p.device_blocks).zip(p.blocks.iter()) {
             if slot.flags & HASHED != 0 {
-                hashed_device += 1;
-                if p.find(slot.namespace, slot.hash) != Some(b) {
+                hashed_device = hashed_device.saturating_add(1);
+                if p.find(slot.namespace, slot.hash).map_err(|e| e.what())? != Some(b) {
                     return Err("hashed device block not findable by its hash");
                 }
             }
@@ -940,32 +1139,107 @@ impl<'a> BlockManager<'a> {
         let mut chunks_used = 0u32;
         let bs = self.config.block_size;
         for s in self.seqs.iter().filter(|s| s.live) {
-            live += 1;
-            chunks_used += chunks_for(s.table.len(), TABLE_CHUNK_LEN);
-            if s.table.len() != s.num_tokens.div_ceil(bs) {
+            live = live.saturating_add(1);
+            chunks_used = chunks_used.saturating_add(chunks_for(s.table.len(), TABLE_CHUNK_LEN));
+            if u64::from(s.table.len()) != blocks_for(u64::from(s.num_tokens), bs) {
                 return Err("a table does not cover exactly its tokens");
             }
             let device = s.tier == Tier::Device;
             let mut wrong_tier = false;
-            self.tables.for_each_from(&s.table, 0, |_, b| {
-                wrong_tier |= (b < p.device_blocks) != device;
-                scratch[b as usize] += 1;
-            });
+            self.tables
+                .for_each_from(&s.table, 0, |_, b| {
+                    wrong_tier |= (b < p.device_blocks) != device;
+                    let count = scratch
+                        .get_mut(b as usize)
+                        .or_broken("table entry outside the block pools")?;
+                    *count = count
+                        .checked_add(1)
+                        .or_broken("table entry count overflows")?;
+                    Ok(())
+                })
+                .map_err(|e| e.what())?;
             if wrong_tier {
                 return Err("a table holds a block of the other tier");
             }
         }
-        for (b, slot) in p.blocks.iter().enumerate() {
-            if scratch[b] != slot.ref_count {
+        for (count, slot) in scratch.iter().zip(p.blocks.iter()) {
+            if *count != slot.ref_count {
                 return Err("a reference count differs from the tables that hold the block");
             }
         }
         if live != self.live_seqs {
             return Err("live sequence count is off");
         }
-        if chunks_used + self.tables.free_chunks() != self.tables.capacity() {
+        if chunks_used.checked_add(self.tables.free_chunks()) != Some(self.tables.capacity()) {
             return Err("table chunks leaked or double-counted");
         }
         Ok(())
+    }
+}
+
+impl Growth {
+    /// Device blocks the growth takes: the fresh ones and the copy.
+    #[inline]
+    fn blocks(&self) -> Result<u32, InternalError> {
+        self.fresh
+            .checked_add(u32::from(self.cow))
+            .or_broken("blocks needed overflow")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::kv::TableChunk;
+    use std::vec;
+
+    /// Broken internal state (here corrupted on purpose) surfaces as `KvError::Internal`, never
+    /// as a panic: the old code indexed the block array with whatever the table held.
+    #[test]
+    fn test_corrupted_state_is_an_internal_error_not_a_panic() {
+        let cfg = KvConfig::new(4, 8, 4, 4);
+        let l = cfg.layout().unwrap();
+        let mut blocks = vec![BlockSlot::default(); l.blocks];
+        let mut buckets = vec![0u32; l.hash_buckets];
+        let mut chunks = vec![TableChunk::default(); l.table_chunks];
+        let mut seqs = vec![SeqSlot::default(); l.seqs];
+        let mut m = BlockManager::new(
+            cfg,
+            KvStorage {
+                blocks: &mut blocks,
+                hash_buckets: &mut buckets,
+                table_chunks: &mut chunks,
+                seqs: &mut seqs,
+            },
+        )
+        .unwrap();
+        let a = m.create_seq().unwrap();
+        m.append_tokens(a, 9).unwrap();
+        let b = m.create_seq().unwrap();
+        m.append_tokens(b, 4).unwrap();
+        // A block whose reference count says it is free while a table holds it.
+        let mut held = [0u32; 1];
+        m.read_table(b, 0, &mut held).unwrap();
+        m.pool.blocks[held[0] as usize].ref_count = 0;
+        let e = m.free_seq(b).unwrap_err();
+        assert!(matches!(e, KvError::Internal(_)), "{e:?}");
+        assert!(
+            std::format!("{e}").contains("can no longer be trusted"),
+            "{e}"
+        );
+        // A table entry naming a block that does not exist.
+        let table = m.seqs[a.index() as usize].table;
+        m.tables.set(&table, 1, 1000).unwrap();
+        let internal = |r: Result<u32, KvError>| matches!(r, Err(KvError::Internal(_)));
+        assert!(internal(m.set_block_hash(a, 1, 7).map(|_| 0)));
+        assert_eq!(m.blocks_needed(a, 100), Ok(22), "entry 1 is not looked at");
+        assert!(m.audit(&mut [0; 12]).is_err());
+        assert!(internal(m.swap_out(a, &mut [BlockPair::default(); 8])));
+        // A free list whose length is off: allocation reports it instead of panicking.
+        m.pool.device_free = List::from_linked(NIL, NIL, 3);
+        m.pool.device_cached = List::EMPTY;
+        let c = m.create_seq().unwrap();
+        assert!(matches!(m.append_tokens(c, 4), Err(KvError::Internal(_))));
     }
 }

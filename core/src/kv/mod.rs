@@ -26,6 +26,9 @@ Design points (DESIGN.md section 3):
 Costs: allocate and free are O(1) per block; `append_tokens` is O(new blocks); `free_seq`,
 `fork`, `swap_out` and `swap_in` are O(blocks of the sequence); `set_block_hash` is O(1) for
 blocks in the last two table chunks (where blocks fill) and O(index / 14) elsewhere.
+
+Nothing here panics. A broken internal invariant (a bug in augur) is reported as
+[`KvError::Internal`], after which the manager's state can no longer be trusted.
 */
 
 mod chunk_list;
@@ -42,10 +45,19 @@ pub use manager::{
     SeqSlot, TierCounts,
 };
 
+use crate::internal::InternalError;
 use core::fmt;
+use core::mem::size_of;
 
 /// Entries per block-table chunk (a chunk is 64 bytes).
 pub const TABLE_CHUNK_LEN: usize = 14;
+
+/// Block-table chunks a table of `entries` entries occupies: every chunk but the last is full,
+/// so `ceil(entries / TABLE_CHUNK_LEN)`. With [`BlockManager::chunks_to_grow`] this lets a
+/// caller plan table chunks as a resource.
+pub const fn table_chunks_for(entries: u32) -> u32 {
+    entries.div_ceil(TABLE_CHUNK_LEN as u32)
+}
 
 /// One chunk of a block table.
 pub type TableChunk = Chunk<u32, TABLE_CHUNK_LEN>;
@@ -93,6 +105,9 @@ pub enum KvConfigError {
     BadMaxSeqs,
     /// `table_chunks` must be at least 1 and below 2^32 − 1.
     BadTableChunks,
+    /// The storage would not fit in the address space: an element count or the total byte
+    /// count of [`KvLayout`] overflows `usize` (only possible on 32-bit targets).
+    TooLarge,
 }
 
 impl fmt::Display for KvConfigError {
@@ -105,6 +120,7 @@ impl fmt::Display for KvConfigError {
             }
             KvConfigError::BadMaxSeqs => "max_seqs must be between 1 and 2^32 - 2",
             KvConfigError::BadTableChunks => "table_chunks must be between 1 and 2^32 - 2",
+            KvConfigError::TooLarge => "the storage would not fit in the address space",
         })
     }
 }
@@ -124,13 +140,42 @@ pub struct KvLayout {
     pub seqs: usize,
 }
 
+/// Bytes per element of the four storage slices, in [`KvLayout`] field order.
+const ELEMENT_BYTES: [u64; 4] = [
+    size_of::<BlockSlot>() as u64,
+    size_of::<u32>() as u64,
+    size_of::<TableChunk>() as u64,
+    size_of::<SeqSlot>() as u64,
+];
+
+/// The total bytes of slices of `counts` elements ([`KvLayout`] field order), if it is at
+/// most `limit`.
+fn bytes_within(counts: [u64; 4], limit: u64) -> Option<u64> {
+    let mut total = 0u64;
+    for (n, size) in counts.iter().zip(ELEMENT_BYTES) {
+        total = total.checked_add(n.checked_mul(size)?)?;
+    }
+    (total <= limit).then_some(total)
+}
+
+/// `usize::MAX` as a `u64`.
+const USIZE_MAX: u64 = if usize::BITS > u64::BITS {
+    u64::MAX
+} else {
+    usize::MAX as u64
+};
+
 impl KvLayout {
-    /// Bytes of metadata this layout takes.
+    /// Bytes of metadata this layout takes. Exact for a layout from [`KvConfig::layout`],
+    /// which refuses configurations whose total overflows `usize`
+    /// ([`KvConfigError::TooLarge`]); for a hand-built layout whose total does not fit, it
+    /// saturates at `usize::MAX`.
     pub fn bytes(&self) -> usize {
-        self.blocks * core::mem::size_of::<BlockSlot>()
-            + self.hash_buckets * 4
-            + self.table_chunks * core::mem::size_of::<TableChunk>()
-            + self.seqs * core::mem::size_of::<SeqSlot>()
+        let counts = [self.blocks, self.hash_buckets, self.table_chunks, self.seqs]
+            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        bytes_within(counts, USIZE_MAX)
+            .and_then(|b| usize::try_from(b).ok())
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -138,8 +183,11 @@ impl KvConfig {
     /// A configuration with prefix caching on and the table-chunk pool sized for one table
     /// entry per block plus one partly used chunk per sequence.
     pub const fn new(block_size: u32, device_blocks: u32, host_blocks: u32, max_seqs: u32) -> Self {
-        let entries = device_blocks as u64 + host_blocks as u64;
-        let chunks = entries.div_ceil(TABLE_CHUNK_LEN as u64) + max_seqs as u64;
+        // Sums of 32-bit values in 64 bits: never saturate.
+        let entries = (device_blocks as u64).saturating_add(host_blocks as u64);
+        let chunks = entries
+            .div_ceil(TABLE_CHUNK_LEN as u64)
+            .saturating_add(max_seqs as u64);
         KvConfig {
             block_size,
             device_blocks,
@@ -164,7 +212,8 @@ impl KvConfig {
         }
         // The hash index needs a power-of-two bucket count ≥ device blocks, in 32 bits.
         if self.device_blocks > 1 << 31
-            || self.device_blocks as u64 + self.host_blocks as u64 >= (u32::MAX - 1) as u64
+            || u64::from(self.device_blocks).saturating_add(u64::from(self.host_blocks))
+                >= u64::from(u32::MAX - 1)
         {
             return Err(KvConfigError::TooManyBlocks);
         }
@@ -177,15 +226,36 @@ impl KvConfig {
         Ok(())
     }
 
-    /// The storage this configuration needs.
+    /// The storage this configuration needs. Fails with [`KvConfigError::TooLarge`] when an
+    /// element count or the total byte count ([`KvLayout::bytes`]) overflows `usize`.
     pub fn layout(&self) -> Result<KvLayout, KvConfigError> {
-        self.validate()?;
+        let [blocks, hash_buckets, table_chunks, seqs] = self
+            .layout_within(USIZE_MAX)?
+            .map(|n| usize::try_from(n).map_err(|_| KvConfigError::TooLarge));
         Ok(KvLayout {
-            blocks: (self.device_blocks + self.host_blocks) as usize,
-            hash_buckets: bucket_count(self.device_blocks),
-            table_chunks: self.table_chunks as usize,
-            seqs: self.max_seqs as usize,
+            blocks: blocks?,
+            hash_buckets: hash_buckets?,
+            table_chunks: table_chunks?,
+            seqs: seqs?,
         })
+    }
+
+    /// [`KvConfig::layout`]'s element counts for an address space of `usize_max` bytes
+    /// ([`KvLayout`] field order): every count and the byte total must be at most
+    /// `usize_max`. Tests pass `u32::MAX` to model a 32-bit target on a 64-bit host.
+    pub(crate) fn layout_within(&self, usize_max: u64) -> Result<[u64; 4], KvConfigError> {
+        self.validate()?;
+        let counts = [
+            u64::from(self.device_blocks).saturating_add(u64::from(self.host_blocks)),
+            u64::try_from(bucket_count(self.device_blocks)).unwrap_or(u64::MAX),
+            u64::from(self.table_chunks),
+            u64::from(self.max_seqs),
+        ];
+        if counts.iter().any(|&n| n > usize_max) {
+            return Err(KvConfigError::TooLarge);
+        }
+        bytes_within(counts, usize_max).ok_or(KvConfigError::TooLarge)?;
+        Ok(counts)
     }
 }
 
@@ -242,7 +312,7 @@ impl From<KvConfigError> for KvInitError {
 }
 
 /// Why a block-manager operation failed. Every operation is all-or-nothing: on error nothing
-/// changed.
+/// changed (except for [`KvError::Internal`], a bug in augur).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvError {
     /// The sequence handle is stale (its slot was freed) or was never issued.
@@ -281,6 +351,17 @@ pub enum KvError {
     HashConflict,
     /// The operation would overflow a 32-bit token count.
     TooManyTokens,
+    /// An internal invariant of the block manager was found broken: a bug in augur (please
+    /// report it), never the caller's fault. The manager's state can no longer be trusted;
+    /// drop it (and what it manages) rather than keep using it. Unlike the other errors, the
+    /// operation may have changed state before the check failed.
+    Internal(InternalError),
+}
+
+impl From<InternalError> for KvError {
+    fn from(e: InternalError) -> Self {
+        KvError::Internal(e)
+    }
 }
 
 impl fmt::Display for KvError {
@@ -304,6 +385,12 @@ impl fmt::Display for KvError {
             KvError::BufferTooSmall { need } => write!(f, "output buffer too small: need {need}"),
             KvError::HashConflict => f.write_str("block already carries a different hash"),
             KvError::TooManyTokens => f.write_str("token count overflows 32 bits"),
+            KvError::Internal(e) => {
+                write!(
+                    f,
+                    "{e} (the block manager's state can no longer be trusted)"
+                )
+            }
         }
     }
 }

@@ -434,3 +434,136 @@ fn test_namespaces_never_share_blocks() {
     assert_ne!(table(&m, b)[0], table(&m, a)[0]);
     audit(&m);
 }
+
+#[test]
+fn test_layout_refuses_storage_beyond_the_address_space() {
+    // 2^27 device blocks: 5 GiB of block metadata alone (40 bytes a block), past a 32-bit
+    // address space. The old `usize` arithmetic wrapped there (and panicked with overflow
+    // checks on).
+    let big = KvConfig::new(16, 1 << 27, 0, 4);
+    assert_eq!(
+        big.layout_within(u32::MAX as u64),
+        Err(KvConfigError::TooLarge),
+        "a 32-bit usize cannot hold it"
+    );
+    // On a 64-bit usize it fits, and `bytes` is the checked total.
+    let counts = big.layout_within(u64::MAX).unwrap();
+    let total = super::bytes_within(counts, u64::MAX).unwrap();
+    assert!(total > u32::MAX as u64, "{total}");
+    if usize::BITS == 64 {
+        let l = big.layout().unwrap();
+        assert_eq!(l.bytes() as u64, total);
+        assert_eq!(
+            [l.blocks, l.hash_buckets, l.table_chunks, l.seqs].map(|n| n as u64),
+            counts
+        );
+    }
+    // Just below the 32-bit limit it still fits the 32-bit model; one more block does not.
+    let per_block = core::mem::size_of::<BlockSlot>() as u64;
+    let fits = |blocks: u32| {
+        KvConfig {
+            table_chunks: 1,
+            ..KvConfig::new(16, blocks, 0, 1)
+        }
+        .layout_within(u32::MAX as u64)
+    };
+    let mut lo = 1u32;
+    let mut hi = 1 << 27;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid).is_ok() {
+            lo = mid
+        } else {
+            hi = mid
+        }
+    }
+    assert!(fits(lo).is_ok() && fits(lo + 1) == Err(KvConfigError::TooLarge));
+    let [b, h, c, s] = fits(lo).unwrap();
+    let bytes = b * per_block + h * 4 + c * 64 + s * core::mem::size_of::<SeqSlot>() as u64;
+    assert!(bytes <= u32::MAX as u64 && bytes + per_block > u32::MAX as u64 - 64 * 1024 * 1024);
+    // A small configuration has the same layout under both models.
+    let small = KvConfig::new(16, 100, 20, 10);
+    let l = small.layout().unwrap();
+    assert_eq!(
+        small.layout_within(u32::MAX as u64).unwrap(),
+        [l.blocks, l.hash_buckets, l.table_chunks, l.seqs].map(|n| n as u64)
+    );
+    // Validation still comes first.
+    assert_eq!(
+        KvConfig::new(0, 1 << 27, 0, 4).layout_within(u32::MAX as u64),
+        Err(KvConfigError::ZeroBlockSize)
+    );
+    assert_eq!(
+        std::format!("{}", KvConfigError::TooLarge),
+        "the storage would not fit in the address space"
+    );
+}
+
+#[test]
+fn test_layout_bytes_saturates_instead_of_overflowing() {
+    let absurd = KvLayout {
+        blocks: usize::MAX / 2,
+        hash_buckets: usize::MAX,
+        table_chunks: 1,
+        seqs: 1,
+    };
+    assert_eq!(absurd.bytes(), usize::MAX);
+    let one = KvLayout {
+        blocks: 1,
+        hash_buckets: 2,
+        table_chunks: 1,
+        seqs: 1,
+    };
+    assert_eq!(
+        one.bytes(),
+        core::mem::size_of::<BlockSlot>() + 8 + 64 + core::mem::size_of::<SeqSlot>()
+    );
+}
+
+#[test]
+fn test_chunks_to_grow_and_table_chunks_for_match_what_append_takes() {
+    assert_eq!(table_chunks_for(0), 0);
+    assert_eq!(table_chunks_for(1), 1);
+    assert_eq!(table_chunks_for(TABLE_CHUNK_LEN as u32), 1);
+    assert_eq!(table_chunks_for(TABLE_CHUNK_LEN as u32 + 1), 2);
+    assert_eq!(
+        table_chunks_for(u32::MAX),
+        u32::MAX.div_ceil(TABLE_CHUNK_LEN as u32)
+    );
+    for bs in [1u32, 3, 16] {
+        let cfg = KvConfig::new(bs, 600, 0, 4);
+        let mut st = Store::new(&cfg);
+        let mut m = st.manager(cfg);
+        let s = m.create_seq().unwrap();
+        let capacity = m.free_table_chunks();
+        let mut total = 0u32;
+        for step in [1u32, 5, 13, 14, 15, 27, 0, 40, 2, 100, 1, 13, 29] {
+            let want = m.chunks_to_grow(s, total + step).unwrap();
+            let before = m.free_table_chunks();
+            m.append_tokens(s, step).unwrap();
+            assert_eq!(
+                before - m.free_table_chunks(),
+                want,
+                "bs {bs}, {total} + {step}"
+            );
+            total += step;
+            let blocks = m.seq_info(s).unwrap().num_blocks;
+            assert_eq!(table_chunks_for(blocks), capacity - m.free_table_chunks());
+        }
+        assert_eq!(m.chunks_to_grow(s, total), Ok(0), "no growth");
+        assert_eq!(m.chunks_to_grow(s, 0), Ok(0), "shrinking is no growth");
+        // A copy-on-write replaces the last entry in place: no chunk for it.
+        if !total.is_multiple_of(bs) {
+            let child = m.fork(s).unwrap();
+            let want = m.chunks_to_grow(child, total + 1).unwrap();
+            assert_eq!(m.blocks_needed(child, total + 1), Ok(1), "only the copy");
+            let before = m.free_table_chunks();
+            let o = m.append_tokens(child, 1).unwrap();
+            assert!(o.copy.is_some());
+            assert_eq!((want, before - m.free_table_chunks()), (0, 0));
+        }
+        audit(&m);
+        m.free_seq(s).unwrap();
+        assert_eq!(m.chunks_to_grow(s, 10), Err(KvError::StaleHandle));
+    }
+}

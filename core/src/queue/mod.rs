@@ -7,4 +7,4 @@
 
 mod indexed_heap;
 
-pub use indexed_heap::{HeapEntry, HeapFull, IndexedHeap, RankKey};
+pub use indexed_heap::{HeapEntry, HeapError, IndexedHeap, RankKey};
