@@ -31,10 +31,25 @@
 //! their block deltas, preemptions, drops, swap and copy pairs) and every finish list must be
 //! identical.
 //!
+//! The KV content oracle (`engine_support::kv_oracle`) runs on the first engine of every case:
+//! after every `schedule` it carries the plan out on a model of what each device and host
+//! block contains and checks every entry's reads, every live request's table (read back with
+//! `Engine::block_table`) and content in every tier, copy hazards and namespaces. Every plan's
+//! preemption records must also equal the preemption counters' increase.
+//!
+//! A second property test runs the same model and checks on corner workloads (`Corner`):
+//! tables of many chunks (block size 1–2, prompts of 30–200 tokens), 30–40 requests sharing a
+//! 50–100-block prefix in up to three namespaces with identical hash chains (table chunks run
+//! out before blocks), host pools of 1–6 blocks with swap preemption, `Swap`/`Auto` pauses and
+//! aborts of paused requests whose swap-out is still pending, one preemption per step, and huge
+//! blocks with u32-scale token counts (prompts at and around `TOKEN_LIMIT`). A deterministic
+//! sample of each corner checks that the workloads do reach their corners (shared blocks,
+//! exhausted table chunks, host-tier content, 2^28+ tokens in one request).
+//!
 //! A deterministic test checks that aging prevents starvation under SJF and SPRPT.
 //!
-//! The default case count keeps this file at a few seconds in the test profile;
-//! `AUGUR_SOAK=1` multiplies it by 100 for a long soak.
+//! The default case counts (512 and 1,024) keep this file at a few seconds in the test
+//! profile; `AUGUR_SOAK=1` multiplies them by 100 for a long soak.
 
 mod engine_support;
 
@@ -49,7 +64,8 @@ use augur::core::engine::{
 use augur::core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind};
 use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
-use engine_support::{Driver, PlanRecord, check_plan, req};
+use engine_support::kv_oracle::{KvOracle, OracleStats};
+use engine_support::{Driver, PlanRecord, check_plan, check_preemptions_reported, req};
 use proptest::prelude::*;
 
 const MAX_REQUESTS: u32 = 32;
@@ -195,11 +211,23 @@ struct AddOp {
     tenant: u32,
     deadline_in: Option<u64>,
     ttft: Option<u64>,
-    /// (family, variant, blocks): prompt block hashes shared within a family up to block 3,
-    /// then per variant.
-    family: Option<(u64, u64, u32)>,
+    /// Prompt block hashes: a chain shared within a family, then per variant.
+    family: Option<Family>,
+    /// The prefix-cache namespace (`cache_salt`): equal chains in different namespaces must
+    /// never share KV.
+    salt: u64,
     /// Output length at which the driver finishes it.
     target: u32,
+}
+
+/// Prompt block hashes: `n` blocks (at most the prompt's full blocks), the first `shared` of
+/// them the family's chain, the rest the variant's.
+#[derive(Clone, Copy, Debug)]
+struct Family {
+    f: u64,
+    v: u64,
+    n: u32,
+    shared: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -219,6 +247,11 @@ enum Op {
     Abort {
         pick: usize,
     },
+    /// Aborts a paused request (right after a `complete`, one whose pause swap-out is still
+    /// pending for the next plan).
+    AbortPaused {
+        pick: usize,
+    },
     /// A deliberately bad call (kind, pick, seed).
     Bad(u8, usize, u64),
     Wait(u64),
@@ -234,19 +267,23 @@ fn add_op() -> impl Strategy<Value = AddOp> {
         prop::option::of(0u64..5_000_000),
         prop::option::of(0u64..5_000_000),
         prop::option::of((0u64..3, 0u64..3, 0u32..=10)),
+        prop_oneof![3 => Just(0u64), 1 => 1u64..3],
         1u32..=24,
     )
         .prop_map(
-            |(prompt, cap, pred, priority, tenant, deadline_in, ttft, family, target)| AddOp {
-                prompt,
-                cap,
-                pred,
-                priority,
-                tenant,
-                deadline_in,
-                ttft,
-                family,
-                target,
+            |(prompt, cap, pred, priority, tenant, deadline_in, ttft, family, salt, target)| {
+                AddOp {
+                    prompt,
+                    cap,
+                    pred,
+                    priority,
+                    tenant,
+                    deadline_in,
+                    ttft,
+                    family: family.map(|(f, v, n)| Family { f, v, n, shared: 3 }),
+                    salt,
+                    target,
+                }
             },
         )
 }
@@ -298,6 +335,8 @@ struct MReq {
     cap: Option<u32>,
     target: u32,
     paused: bool,
+    /// Prompt block hashes it was given (claims are only made for blocks past them).
+    hashes: u32,
 }
 
 /// Everything a run records for the determinism comparison.
@@ -328,26 +367,47 @@ struct Model {
     dropped: u64,
     trace: Vec<Rec>,
     scratch: Vec<u32>,
+    /// The KV content oracle (run on one of the two engines of a case).
+    oracle: Option<KvOracle>,
+    /// Percent of sampling results that pause, and that finish early.
+    pause_pct: u64,
+    finish_pct: u64,
 }
 
 fn blocks_for(tokens: u64, bs: u32) -> u64 {
     tokens.div_ceil(bs as u64)
 }
 
-fn hashes_of(family: Option<(u64, u64, u32)>, prompt: u32, bs: u32) -> Vec<u64> {
-    let Some((f, v, n)) = family else {
+/// The chained hashes of a family's prompt blocks: block `k` of family `f` is
+/// `(f + 1) << 32 | k` while shared, then `(f + 1) << 32 | (v + 1) << 24 | k` for variant `v`
+/// (the block index is in every hash, so equal hashes always sit at equal positions, as with
+/// real chained hashes).
+fn hashes_of(family: Option<Family>, prompt: u32, bs: u32) -> Vec<u64> {
+    let Some(Family { f, v, n, shared }) = family else {
         return vec![];
     };
     let n = n.min(prompt / bs);
     (0..n as u64)
         .map(|k| {
-            if k < 3 {
+            if k < shared as u64 {
                 ((f + 1) << 32) | k
             } else {
                 ((f + 1) << 32) | ((v + 1) << 24) | k
             }
         })
         .collect()
+}
+
+/// The hash the driver claims (`filled_block_hash`) for block `b` of request `id` — the same
+/// every time that block fills, so claims never contradict each other: half the time a family
+/// hash of the same position (which may collide with cached family blocks), else its own.
+fn claim_for(id: u64, b: u32) -> u64 {
+    let mut r = Rng(id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ b as u64);
+    if r.chance(50) {
+        ((r.below(3) + 1) << 32) | b as u64
+    } else {
+        (1 << 60) | (id << 16) | b as u64
+    }
 }
 
 /// Compared before and after a bad call: it must change nothing.
@@ -372,6 +432,9 @@ impl Model {
             dropped: 0,
             trace: vec![],
             scratch: vec![0; (cfg.device_blocks + cfg.host_blocks) as usize],
+            oracle: None,
+            pause_pct: 12,
+            finish_pct: 4,
         }
     }
 
@@ -390,6 +453,9 @@ impl Model {
     }
 
     fn retire(&mut self, id: u64) {
+        if let Some(o) = &mut self.oracle {
+            o.on_abort(id);
+        }
         let r = self.reqs.remove(&id).expect("live in the model");
         self.dead.push(r.h);
         self.pending.retain(|e| e.external_id != id);
@@ -403,7 +469,9 @@ impl Model {
         }
         match k % 2 {
             0 => RequestHandle::from_raw(0),
-            _ => RequestHandle::from_raw(((k as u64 % 7 + 1) << 32) | (MAX_REQUESTS as u64 + 5)),
+            _ => RequestHandle::from_raw(
+                ((k as u64 % 7 + 1) << 32) | (self.cfg.max_requests as u64 + 5),
+            ),
         }
     }
 
@@ -445,7 +513,8 @@ impl Model {
                 (None, 0) => None,
                 (None, m) => Some(m as u64),
             };
-            if let Some(t) = total {
+            // Neither can exceed the token limit (a request finishes when it reaches it).
+            if let Some(t) = total.map(|t| t.min(c.token_limit() as u64)) {
                 need = need.max(blocks_for(t, bs));
             }
         }
@@ -572,13 +641,16 @@ impl Model {
             ttft_target_us: op.ttft,
             tenant: op.tenant,
             prompt_block_hashes: &hashes,
-            cache_salt: 0,
+            cache_salt: op.salt,
         };
         let expect = self.expect_add(&desc, self.now);
         let before = self.snapshot(e);
         match e.add_request(&desc, Instant(self.now)) {
             Ok(h) => {
                 assert_eq!(expect, Ok(()), "accepted {desc:?}");
+                if let Some(o) = &mut self.oracle {
+                    o.on_add(&desc, h);
+                }
                 self.last = self.now;
                 self.added += 1;
                 self.reqs.insert(
@@ -590,6 +662,7 @@ impl Model {
                         cap: op.cap,
                         target: op.target,
                         paused: false,
+                        hashes: hashes.len() as u32,
                     },
                 );
             }
@@ -620,8 +693,15 @@ impl Model {
             .map(|r| e.request(r.h).unwrap())
             .collect();
 
-        let plan = e.schedule(Instant(self.now)).expect("schedule");
+        let stats_before = e.stats();
+        e.schedule(Instant(self.now)).expect("schedule");
+        let plan = e.plan();
+        check_preemptions_reported(&stats_before, &e.stats(), &plan);
         check_plan(&self.cfg, &plan, &mut self.tables);
+        if let Some(o) = &mut self.oracle {
+            o.apply_plan(&plan, e);
+            o.check(e);
+        }
         let rec = PlanRecord::of(&plan);
         self.last = self.now;
         // Progress, required whenever a request is not paused. Device KV is held only by
@@ -633,6 +713,25 @@ impl Model {
         // KV first, stops once the rest fits and always keeps one request, whose blocks fit
         // the device (or it is dropped); budget a preemption frees goes to running requests
         // that got none.
+        // A request whose KV this very plan swaps out (a pause's swap-out held for it, or an
+        // eviction) cannot run in it: the swap-in would read host blocks the plan's swap-outs
+        // write (plan contract). It runs from the next plan on.
+        let outgoing: HashSet<u32> = rec.swap_out.iter().map(|p| p.dst).collect();
+        let in_transit = self
+            .reqs
+            .values()
+            .filter(|r| !r.paused)
+            .filter(|r| {
+                let Ok(v) = e.request(r.h) else { return false };
+                if v.kv_tier != Some(augur::core::kv::Tier::Host) {
+                    return false;
+                }
+                let mut table = vec![0u32; v.kv_blocks as usize];
+                let n = e.block_table(r.h, 0, &mut table).unwrap();
+                table[..n].iter().any(|b| outgoing.contains(b))
+            })
+            .count();
+        let runnable = runnable - in_transit;
         if runnable > 0 {
             assert!(
                 !rec.entries.is_empty() || !rec.dropped.is_empty(),
@@ -693,12 +792,12 @@ impl Model {
         let mut res = StepResult::new(en.handle, en.samples as u32);
         let bs = self.cfg.block_size;
         if en.samples {
-            if r.generated + 1 >= r.target || (!drain && rng.chance(4)) {
+            if r.generated + 1 >= r.target || (!drain && rng.chance(self.finish_pct)) {
                 res.finished = true;
                 if !drain && rng.chance(20) {
                     res.tokens = 0;
                 }
-            } else if !drain && rng.chance(12) {
+            } else if !drain && rng.chance(self.pause_pct) {
                 res.pause = Some(PauseRequest {
                     predicted_duration_us: rng.below(2_000_000),
                 });
@@ -709,30 +808,32 @@ impl Model {
         }
         let filled = (en.computed_before + en.tokens) / bs > en.computed_before / bs;
         if filled && !drain && rng.chance(30) {
-            let b = ((en.computed_before + en.tokens) / bs - 1) as u64;
-            res.filled_block_hash = Some(if rng.chance(50) {
-                // A family prompt hash: may collide with cached blocks.
-                ((rng.below(3) + 1) << 32) | b
-            } else {
-                (1 << 60) | (en.external_id << 16) | b
-            });
+            // An honest executor claims a hash only for a block past the prompt's hashed
+            // blocks, and always the same one for the same block (see `claim_for`).
+            let b = (en.computed_before + en.tokens) / bs - 1;
+            if b >= r.hashes {
+                res.filled_block_hash = Some(claim_for(en.external_id, b));
+            }
         }
         res
     }
 
     /// Applies valid `results` to the model and checks the engine's finishes.
     fn apply(&mut self, e: &Engine<'_>, results: &[StepResult]) {
+        if let Some(o) = &mut self.oracle {
+            o.on_complete(results, e);
+        }
         let mut expect = vec![];
         for res in results {
             let id = self.id_of(res.handle).expect("pending entry");
-            let max_seq = self.cfg.max_sequence_tokens;
+            let limit = self.cfg.token_limit();
             let r = self.reqs.get_mut(&id).unwrap();
             r.generated += res.tokens;
             let reason = if res.finished {
                 Some(FinishReason::Stop)
             } else if r.cap.is_some_and(|c| r.generated >= c) {
                 Some(FinishReason::MaxOutput)
-            } else if max_seq != 0 && r.prompt + r.generated >= max_seq {
+            } else if r.prompt + r.generated >= limit {
                 Some(FinishReason::Length)
             } else {
                 None
@@ -1001,6 +1102,9 @@ impl Model {
                 };
                 let h = self.reqs[&id].h;
                 let appended = [u32::MAX, u32::MAX / 2, 100_000][rng.below(3) as usize];
+                if self.expect_resume(h, appended, self.now) != Err(RequestError::TooManyTokens) {
+                    return; // fits (huge blocks)
+                }
                 assert_eq!(
                     e.resume_with_tokens(h, appended, now),
                     Err(RequestError::TooManyTokens)
@@ -1107,6 +1211,14 @@ impl Model {
                     self.aborted += 1;
                 }
             }
+            Op::AbortPaused { pick } => {
+                if let Some(id) = self.pick(*pick, |r| r.paused) {
+                    e.abort(self.reqs[&id].h, Instant(self.now)).expect("abort");
+                    self.last = self.now;
+                    self.retire(id);
+                    self.aborted += 1;
+                }
+            }
             Op::Bad(kind, pick, seed) => self.bad(e, *kind, *pick, *seed),
             Op::Wait(us) => self.now += us,
         }
@@ -1184,26 +1296,360 @@ impl Model {
     }
 }
 
-/// Runs `ops` then drains; returns the trace of plans and finishes.
-fn run_case(cfg: EngineConfig, ops: &[Op]) -> Vec<Rec> {
+/// Runs `ops` then drains; returns the trace of plans and finishes, and with `oracle` what
+/// the KV content oracle checked.
+fn run_case(
+    cfg: EngineConfig,
+    ops: &[Op],
+    pause_pct: u64,
+    oracle: bool,
+) -> (Vec<Rec>, Option<OracleStats>) {
     let mut buf = EngineBuffers::new(&cfg).expect("valid config");
     let mut e = buf.engine(cfg).expect("engine");
     let mut m = Model::new(cfg);
+    m.pause_pct = pause_pct;
+    if oracle {
+        m.oracle = Some(KvOracle::new(&cfg));
+    }
     m.check(&e);
     for op in ops {
         m.run(&mut e, op);
     }
     m.drain(&mut e);
     assert_eq!(e.live_requests(), 0);
-    m.trace
+    (m.trace, m.oracle.map(|o| o.stats))
+}
+
+fn soak() -> bool {
+    std::env::var_os("AUGUR_SOAK").is_some()
 }
 
 fn cases() -> u32 {
-    if std::env::var_os("AUGUR_SOAK").is_some() {
-        51_200
-    } else {
-        512
-    }
+    if soak() { 51_200 } else { 512 }
+}
+
+fn corner_cases() -> u32 {
+    if soak() { 102_400 } else { 1024 }
+}
+
+// ----- corner workloads -----
+
+/// The corner a generated case aims at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Corner {
+    /// Block size 1–2 and prompts of 30–200 tokens: tables of many chunks (14 entries each),
+    /// long shared family prefixes.
+    LongTables,
+    /// 30–40 requests added at once sharing one 50–100-block prefix chain, in 1–3 namespaces
+    /// with identical chains; table chunks, not blocks, run out first.
+    SharedCrowd,
+    /// A host pool of 1–6 blocks, swap preemption and `Swap`/`Auto` pauses costed to swap,
+    /// many pauses and aborts of paused requests (pending swap-outs), one preemption per step.
+    TinyHost,
+    /// Huge blocks (2^12–2^26 tokens) and few of them: u32-scale token counts, prompts at and
+    /// around `TOKEN_LIMIT`, budgets up to `u32::MAX`.
+    HugeBlocks,
+}
+
+#[derive(Clone, Debug)]
+struct CornerCase {
+    corner: Corner,
+    cfg: EngineConfig,
+    ops: Vec<Op>,
+    pause_pct: u64,
+}
+
+fn any_pause() -> impl Strategy<Value = PauseMode> {
+    prop_oneof![
+        1 => Just(PauseMode::Preserve),
+        1 => Just(PauseMode::Discard),
+        2 => Just(PauseMode::Swap),
+        2 => Just(PauseMode::Auto)
+    ]
+}
+
+fn max_preemptions() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => Just(1u32), 1 => 2u32..=4]
+}
+
+/// An `AddOp` with the given prompt lengths, hashes and namespaces.
+fn corner_add(
+    prompt: impl Strategy<Value = u32>,
+    family: impl Strategy<Value = Option<Family>>,
+    salts: u64,
+    target: impl Strategy<Value = u32>,
+) -> impl Strategy<Value = AddOp> {
+    (
+        prompt,
+        prop::option::of(1u32..=40),
+        prop::option::of(0.0..60.0f64),
+        -1i32..=1,
+        prop::option::of(0u64..5_000_000),
+        family,
+        0..salts,
+        target,
+    )
+        .prop_map(
+            |(prompt, cap, pred, priority, deadline_in, family, salt, target)| AddOp {
+                prompt,
+                cap,
+                pred,
+                priority,
+                tenant: 0,
+                deadline_in,
+                ttft: None,
+                family,
+                salt,
+                target,
+            },
+        )
+}
+
+/// The operations of a corner case: mostly steps and results, adds from `add`, pauses resumed
+/// and aborted, few bad calls.
+fn corner_op(add: impl Strategy<Value = AddOp>) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => add.prop_map(Op::Add),
+        7 => Just(Op::Schedule),
+        8 => any::<u64>().prop_map(Op::Complete),
+        2 => (any::<usize>(), prop_oneof![Just(0u32), 0u32..10]).prop_map(|(pick, appended)| Op::Resume { pick, appended }),
+        1 => (any::<usize>(), 0.0..80.0f64).prop_map(|(pick, pred)| Op::Update { pick, pred }),
+        1 => any::<usize>().prop_map(|pick| Op::Abort { pick }),
+        3 => any::<usize>().prop_map(|pick| Op::AbortPaused { pick }),
+        1 => (0u8..13, any::<usize>(), any::<u64>()).prop_map(|(k, p, s)| Op::Bad(k, p, s)),
+        1 => (0u64..3_000_000).prop_map(Op::Wait),
+    ]
+}
+
+fn long_tables() -> impl Strategy<Value = CornerCase> {
+    (
+        config(),
+        (1u32..=2, 100u32..=600, 0u32..=16, 40u32..=48, 4u32..=40),
+        (
+            8u32..=512,
+            prop_oneof![Just(0u32), 4u32..=64],
+            max_preemptions(),
+        ),
+        any_pause(),
+    )
+        .prop_flat_map(
+            |(base, (bs, dev, host, reqs, run), (budget, chunk, pre), pause)| {
+                let mut c = base;
+                c.block_size = bs;
+                c.device_blocks = dev;
+                c.host_blocks = host;
+                c.max_requests = reqs;
+                c.max_running = run.min(reqs);
+                c.token_budget = budget;
+                c.prefill_chunk = chunk;
+                c.max_preemptions_per_step = pre;
+                c.pause = pause;
+                c.max_tenants = 1;
+                c.policy.fair_share = false;
+                c.max_sequence_tokens = 0;
+                c.prefix_caching = true;
+                let family = prop::option::weighted(
+                    0.8,
+                    (0u64..3, 0u64..4, 30u32..=200, 10u32..=100)
+                        .prop_map(|(f, v, n, shared)| Family { f, v, n, shared }),
+                );
+                let add = corner_add(30u32..=200, family, 2, 1u32..=20);
+                (Just(c), prop::collection::vec(corner_op(add), 20..120)).prop_map(|(cfg, ops)| {
+                    CornerCase {
+                        corner: Corner::LongTables,
+                        cfg,
+                        ops,
+                        pause_pct: 15,
+                    }
+                })
+            },
+        )
+}
+
+fn shared_crowd() -> impl Strategy<Value = CornerCase> {
+    (
+        config(),
+        (
+            prop_oneof![Just(1u32), Just(2), Just(4), Just(16)],
+            50u32..=100,
+            1u64..=3,
+        ),
+        (10u32..=300, 0u32..=32, 8u32..=64),
+        (
+            64u32..=4096,
+            prop_oneof![Just(0u32), 16u32..=512],
+            max_preemptions(),
+        ),
+        (30usize..=40, any_pause()),
+    )
+        .prop_flat_map(
+            |(base, (bs, shared, salts), (extra, host, run), (budget, chunk, pre), (n, pause))| {
+                let mut c = base;
+                c.block_size = bs;
+                c.device_blocks = shared * salts as u32 + extra;
+                c.host_blocks = host;
+                c.max_requests = 64;
+                c.max_running = run;
+                c.token_budget = budget;
+                c.prefill_chunk = chunk;
+                c.max_preemptions_per_step = pre;
+                c.pause = pause;
+                c.prefix_caching = true;
+                c.max_tenants = 1;
+                c.policy.fair_share = false;
+                c.max_sequence_tokens = 0;
+                // Every crowd prompt: the shared chain, then a tail of its own (variant).
+                let crowd = corner_add(
+                    (shared * bs + 1)..=(shared * bs + 2 * bs),
+                    (0u64..200).prop_map(move |v| {
+                        Some(Family {
+                            f: 0,
+                            v,
+                            n: u32::MAX,
+                            shared,
+                        })
+                    }),
+                    salts,
+                    1u32..=12,
+                );
+                let later = corner_add(
+                    1u32..=(shared * bs + 2 * bs),
+                    (0u64..200).prop_map(move |v| {
+                        Some(Family {
+                            f: 0,
+                            v,
+                            n: u32::MAX,
+                            shared,
+                        })
+                    }),
+                    salts,
+                    1u32..=12,
+                );
+                (
+                    Just(c),
+                    prop::collection::vec(crowd, n..=n),
+                    prop::collection::vec(corner_op(later), 20..100),
+                )
+                    .prop_map(|(cfg, adds, rest)| CornerCase {
+                        corner: Corner::SharedCrowd,
+                        cfg,
+                        ops: adds.into_iter().map(Op::Add).chain(rest).collect(),
+                        pause_pct: 10,
+                    })
+            },
+        )
+}
+
+fn tiny_host() -> impl Strategy<Value = CornerCase> {
+    (
+        config(),
+        (1u32..=4, 12u32..=48, 1u32..=6, 1u32..=8),
+        (
+            prop_oneof![Just(PauseMode::Swap), Just(PauseMode::Auto)],
+            prop_oneof![Just(PreemptionMode::Swap), Just(PreemptionMode::Auto)],
+            (20.0..100.0f64, 0.0..2.0f64),
+        ),
+        (4u32..=64, prop_oneof![Just(0u32), 1u32..=16]),
+    )
+        .prop_flat_map(
+            |(base, (bs, dev, host, run), (pause, pre, (rc, sc)), (budget, chunk))| {
+                let mut c = base;
+                c.block_size = bs;
+                c.device_blocks = dev;
+                c.host_blocks = host;
+                c.max_running = run;
+                c.token_budget = budget;
+                c.prefill_chunk = chunk;
+                c.max_preemptions_per_step = 1;
+                c.pause = pause;
+                c.preemption = pre;
+                c.costs = CostWeights {
+                    recompute_us_per_token: rc,
+                    swap_us_per_block: sc,
+                };
+                let family =
+                    prop::option::of(
+                        (0u64..2, 0u64..3, 0u32..=10, 0u32..=4)
+                            .prop_map(|(f, v, n, shared)| Family { f, v, n, shared }),
+                    );
+                let add = corner_add(1u32..=12, family, 2, 1u32..=20);
+                (Just(c), prop::collection::vec(corner_op(add), 40..200)).prop_map(|(cfg, ops)| {
+                    CornerCase {
+                        corner: Corner::TinyHost,
+                        cfg,
+                        ops,
+                        pause_pct: 35,
+                    }
+                })
+            },
+        )
+}
+
+fn huge_blocks() -> impl Strategy<Value = CornerCase> {
+    const LIMIT: u32 = augur::core::engine::TOKEN_LIMIT;
+    (
+        config(),
+        (
+            prop_oneof![
+                Just(1u32 << 12),
+                Just(1 << 16),
+                Just(1 << 20),
+                Just(1 << 24),
+                Just(1 << 26)
+            ],
+            2u32..=64,
+            0u32..=8,
+        ),
+        (
+            prop_oneof![Just(u32::MAX), Just(1u32 << 30), (1u32 << 20)..=u32::MAX],
+            prop_oneof![Just(0u32), (1u32 << 16)..=(1 << 30)],
+            prop_oneof![3 => Just(0u32), 1 => Just(LIMIT), 1 => 2u32..=LIMIT],
+            max_preemptions(),
+        ),
+        any_pause(),
+    )
+        .prop_flat_map(
+            |(base, (bs, dev, host), (budget, chunk, max_seq, pre), pause)| {
+                let mut c = base;
+                c.block_size = bs;
+                c.device_blocks = dev;
+                c.host_blocks = host;
+                c.token_budget = budget;
+                c.prefill_chunk = chunk;
+                c.max_sequence_tokens = max_seq;
+                c.max_preemptions_per_step = pre;
+                c.pause = pause;
+                let capacity = (dev as u64 * bs as u64).min(u32::MAX as u64) as u32;
+                let prompt = prop_oneof![
+                    2 => 1u32..=1000,
+                    2 => 1u32..=bs.saturating_mul(3),
+                    3 => 1u32..=capacity,
+                    1 => Just(LIMIT - 2),
+                    1 => Just(LIMIT - 1),
+                    1 => Just(LIMIT),
+                    1 => Just(capacity.saturating_sub(1).max(1)),
+                    1 => (1u32 << 20)..=u32::MAX,
+                ];
+                let family =
+                    prop::option::of(
+                        (0u64..2, 0u64..3, 0u32..=64, 0u32..=8)
+                            .prop_map(|(f, v, n, shared)| Family { f, v, n, shared }),
+                    );
+                let add = corner_add(prompt, family, 2, 1u32..=8);
+                (Just(c), prop::collection::vec(corner_op(add), 10..80)).prop_map(|(cfg, ops)| {
+                    CornerCase {
+                        corner: Corner::HugeBlocks,
+                        cfg,
+                        ops,
+                        pause_pct: 20,
+                    }
+                })
+            },
+        )
+}
+
+fn corner_case() -> impl Strategy<Value = CornerCase> {
+    prop_oneof![long_tables(), shared_crowd(), tiny_host(), huge_blocks()]
 }
 
 proptest! {
@@ -1214,10 +1660,93 @@ proptest! {
         cfg in config(),
         ops in prop::collection::vec(op(), 1..150),
     ) {
-        let a = run_case(cfg, &ops);
-        let b = run_case(cfg, &ops);
+        let (a, _) = run_case(cfg, &ops, 12, true);
+        let (b, _) = run_case(cfg, &ops, 12, false);
         prop_assert!(a == b, "two engines given the same calls planned differently");
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: corner_cases(), ..ProptestConfig::default() })]
+
+    /// The same model and checks, with the KV content oracle, on the corner workloads.
+    #[test]
+    fn corner_workloads_keep_the_plan_contract(case in corner_case()) {
+        let (a, _) = run_case(case.cfg, &case.ops, case.pause_pct, true);
+        let (b, _) = run_case(case.cfg, &case.ops, case.pause_pct, false);
+        prop_assert!(a == b, "two engines given the same calls planned differently");
+    }
+}
+
+/// The corner workloads reach their corners: a fixed sample of each (deterministic seeds),
+/// with what the oracle checked summed per corner and required to be non-trivial.
+#[test]
+fn corner_workloads_reach_the_corners() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let per_corner = if soak() { 500 } else { 24 };
+    let mut runner = TestRunner::deterministic();
+    let mut sums: BTreeMap<Corner, (u32, OracleStats)> = BTreeMap::new();
+    let strategies: [BoxedStrategy<CornerCase>; 4] = [
+        long_tables().boxed(),
+        shared_crowd().boxed(),
+        tiny_host().boxed(),
+        huge_blocks().boxed(),
+    ];
+    for strategy in &strategies {
+        for _ in 0..per_corner {
+            let case = strategy.new_tree(&mut runner).unwrap().current();
+            let (_, stats) = run_case(case.cfg, &case.ops, case.pause_pct, true);
+            let st = stats.unwrap();
+            let e = sums.entry(case.corner).or_insert((
+                0,
+                OracleStats {
+                    min_free_chunks: u32::MAX,
+                    ..Default::default()
+                },
+            ));
+            e.0 += 1;
+            let t = &mut e.1;
+            t.plans += st.plans;
+            t.entries += st.entries;
+            t.blocks_read += st.blocks_read;
+            t.blocks_held_checked += st.blocks_held_checked;
+            t.host_blocks_checked += st.host_blocks_checked;
+            t.swap_out_pairs += st.swap_out_pairs;
+            t.swap_in_pairs += st.swap_in_pairs;
+            t.copy_pairs += st.copy_pairs;
+            t.shared_blocks += st.shared_blocks;
+            t.foreign_reads += st.foreign_reads;
+            t.claims += st.claims;
+            t.roundtrips += st.roundtrips;
+            t.wasted_swap_outs += st.wasted_swap_outs;
+            t.max_table = t.max_table.max(st.max_table);
+            t.max_computed = t.max_computed.max(st.max_computed);
+            t.min_free_chunks = t.min_free_chunks.min(st.min_free_chunks);
+        }
+    }
+    for (corner, (n, st)) in &sums {
+        eprintln!("{corner:?}: {n} cases, {st:?}");
+    }
+    let get = |c: Corner| sums[&c].1;
+    let long = get(Corner::LongTables);
+    assert!(
+        long.max_table >= 100 && long.foreign_reads > 0,
+        "long tables: {long:?}"
+    );
+    let crowd = get(Corner::SharedCrowd);
+    assert!(
+        crowd.shared_blocks > 0 && crowd.foreign_reads > 0 && crowd.min_free_chunks <= 2,
+        "shared crowd: {crowd:?}"
+    );
+    let tiny = get(Corner::TinyHost);
+    assert!(
+        tiny.host_blocks_checked > 0 && tiny.swap_in_pairs > 0 && tiny.swap_out_pairs > 0,
+        "tiny host: {tiny:?}"
+    );
+    let huge = get(Corner::HugeBlocks);
+    assert!(huge.max_computed >= 1 << 28, "huge blocks: {huge:?}");
+    assert!(get(Corner::HugeBlocks).plans > 0);
 }
 
 /// Aging bounds the wait of a long request under a continuous stream of short ones. One slot,

@@ -1,16 +1,21 @@
 //! A tiny executor for engine tests: schedules, mirrors block tables from the plan deltas,
-//! checks each plan against the configuration, and reports results.
+//! checks each plan against the configuration and against the KV content oracle
+//! ([`kv_oracle::KvOracle`]), and reports results.
 
 #![allow(dead_code)]
+
+pub mod compat;
+pub mod kv_oracle;
 
 use std::collections::HashMap;
 
 use augur::core::engine::{
-    Dropped, Engine, EngineConfig, EntryKind, Plan, Preemption, PreemptionCause, PreemptionKind,
-    RequestDesc, RequestHandle, ScheduledEntry, StepResult,
+    Dropped, Engine, EngineConfig, EngineStats, EntryKind, Plan, Preemption, PreemptionCause,
+    PreemptionKind, RequestDesc, RequestHandle, ScheduledEntry, StepResult,
 };
 use augur::core::kv::BlockPair;
 use augur::core::time::Instant;
+use kv_oracle::KvOracle;
 
 /// A plan copied out of the engine, for exact comparisons across runs (determinism).
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +56,8 @@ impl PlanRecord {
 /// - each delta starts inside the mirrored table (or at 0), and the mirrored table then covers
 ///   exactly `computed_before + tokens`, with device block ids in range;
 /// - swap-out pairs are (device, host), swap-in (host, device), copies (device, device), all in
-///   range, swap-ins and copies with distinct destinations.
+///   range, each list with distinct destinations, and no device block the destination of both
+///   a swap-in and a copy.
 pub fn check_plan(cfg: &EngineConfig, plan: &Plan<'_>, tables: &mut HashMap<u64, Vec<u32>>) {
     let total: u64 = plan.entries.iter().map(|x| x.tokens as u64).sum();
     assert!(total <= cfg.token_budget as u64, "budget exceeded: {total}");
@@ -100,13 +106,18 @@ pub fn check_plan(cfg: &EngineConfig, plan: &Plan<'_>, tables: &mut HashMap<u64,
             );
         }
     };
-    // Swap-outs may name a host destination twice: pauses' swap-outs are reported with the
-    // next plan, and if such a request is aborted before it, its host blocks are free again
-    // and a preemption in that plan may reuse one (copies are carried out in order, so the
-    // last one wins; the stale pair is wasted work, not a wrong result).
-    pairs("swap-out", plan.swap_out, dev, host, false);
+    // Every list has distinct destinations (the executor may carry out a list in any order or
+    // batched), and the device destinations of swap-ins and copies are distinct across lists.
+    pairs("swap-out", plan.swap_out, dev, host, true);
     pairs("swap-in", plan.swap_in, host, dev, true);
     pairs("copy", plan.copies, dev, dev, true);
+    for c in plan.copies {
+        assert!(
+            !plan.swap_in.iter().any(|p| p.dst == c.dst),
+            "device block {} is the destination of a swap-in and a copy",
+            c.dst
+        );
+    }
     let bs = cfg.block_size;
     for en in plan.entries {
         let t = tables.entry(en.external_id).or_default();
@@ -127,6 +138,30 @@ pub fn check_plan(cfg: &EngineConfig, plan: &Plan<'_>, tables: &mut HashMap<u64,
             assert!(b < dev, "block id out of range");
         }
     }
+}
+
+/// Every preemption is reported: the plan's preemption records are exactly the preemptions the
+/// counters gained in that `schedule` call.
+pub fn check_preemptions_reported(before: &EngineStats, after: &EngineStats, plan: &Plan<'_>) {
+    let total = |s: &EngineStats| s.preemptions_recompute + s.preemptions_swap + s.preemptions_keep;
+    assert_eq!(
+        plan.preempted.len() as u64,
+        total(after) - total(before),
+        "plan {} reports {} preemptions, the counters gained {} ({:?} -> {:?})",
+        plan.step,
+        plan.preempted.len(),
+        total(after) - total(before),
+        (
+            before.preemptions_recompute,
+            before.preemptions_swap,
+            before.preemptions_keep
+        ),
+        (
+            after.preemptions_recompute,
+            after.preemptions_swap,
+            after.preemptions_keep
+        ),
+    );
 }
 
 /// One entry as (external id, kind, tokens).
@@ -155,6 +190,10 @@ pub struct Driver {
     pub tables: HashMap<u64, Vec<u32>>,
     pub now: u64,
     pub tick: u64,
+    /// The KV content oracle, run on every plan.
+    pub oracle: KvOracle,
+    /// The last plan, copied.
+    pub last_plan: Option<PlanRecord>,
 }
 
 impl Driver {
@@ -167,11 +206,14 @@ impl Driver {
             tables: HashMap::new(),
             now: 0,
             tick: 1000,
+            oracle: KvOracle::new(&cfg),
+            last_plan: None,
         }
     }
 
     pub fn add(&mut self, e: &mut Engine<'_>, desc: RequestDesc<'_>, output: u32) -> RequestHandle {
         let h = e.add_request(&desc, Instant(self.now)).expect("accepted");
+        self.oracle.on_add(&desc, h);
         self.target.insert(desc.external_id, output);
         self.handles.insert(desc.external_id, h);
         self.generated.insert(desc.external_id, 0);
@@ -192,8 +234,14 @@ impl Driver {
     ) -> Step {
         self.now += self.tick;
         let now = Instant(self.now);
-        let plan = e.schedule(now).expect("schedule");
+        let before = e.stats();
+        e.schedule(now).expect("schedule");
+        let plan = e.plan();
+        check_preemptions_reported(&before, &e.stats(), &plan);
         check_plan(&self.cfg, &plan, &mut self.tables);
+        self.oracle.apply_plan(&plan, e);
+        self.oracle.check(e);
+        self.last_plan = Some(PlanRecord::of(&plan));
         let mut out = Step::default();
         for p in plan.preempted {
             out.preempted.push((p.external_id, p.kind, p.cause));
@@ -222,6 +270,7 @@ impl Driver {
             results.push(r);
         }
         e.complete(&results, now).expect("complete");
+        self.oracle.on_complete(&results, e);
         for f in e.last_finished() {
             out.finished.push(f.external_id);
             self.tables.remove(&f.external_id);
@@ -230,6 +279,20 @@ impl Driver {
         let mut scratch = vec![0u32; (self.cfg.device_blocks + self.cfg.host_blocks) as usize];
         e.audit(&mut scratch).expect("audit");
         out
+    }
+
+    /// Aborts request `id` (live), telling the oracle.
+    pub fn abort(&mut self, e: &mut Engine<'_>, id: u64) {
+        let h = self.handles.remove(&id).expect("live request");
+        e.abort(h, Instant(self.now)).expect("abort");
+        self.oracle.on_abort(id);
+        self.tables.remove(&id);
+    }
+
+    /// Resumes paused request `id`.
+    pub fn resume(&mut self, e: &mut Engine<'_>, id: u64) {
+        e.resume(self.handles[&id], Instant(self.now))
+            .expect("resume");
     }
 
     /// Runs until nothing is live or `max_steps` pass; returns the steps taken.

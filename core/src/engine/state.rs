@@ -187,25 +187,26 @@ impl Engine<'_> {
         Ok(true)
     }
 
-    /// If `i` holds host KV whose swap-out pairs are in the swap-out list not yet handed to
-    /// the executor (a pause's swap-out waiting for the next plan, or one of the plan being
-    /// built), removes those pairs: its host blocks are about to be freed, and a later
-    /// swap-out of the same plan may take them, which would give two pairs one destination.
-    fn forget_pending_swap_out(&mut self, i: u32) -> Result<(), InternalError> {
-        let unpublished = self.plan.swap_out_pending || self.in_schedule;
+    /// Where `i`'s swap-out pairs are in the swap-out list that the executor has not been
+    /// given yet (a pause's swap-out waiting for the next plan, or one of the plan being
+    /// built): `(start, count)`, or `None` when it has none there.
+    pub(super) fn unsent_swap_out(&self, i: u32) -> Result<Option<(usize, usize)>, InternalError> {
+        let unsent = self.plan.swap_out_pending || self.in_schedule;
         let Some(seq) = self.req(i)?.seq() else {
-            return Ok(());
+            return Ok(None);
         };
-        if !unpublished || self.plan.swap_out.len() == 0 {
-            return Ok(());
+        if !unsent || self.plan.swap_out.len() == 0 {
+            return Ok(None);
         }
         let Ok(info) = self.kv.seq_info(seq) else {
             return broken("a request holds a stale sequence");
         };
         if info.tier != Tier::Host || info.num_blocks == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        // Its pairs are contiguous, written tail first: the first names its last block.
+        // Its pairs are contiguous, written tail first: the first names its last block. Host
+        // blocks are never shared, and a freed one loses its unsent pairs (below), so a pair
+        // naming it belongs to this request.
         let mut last = [0u32; 1];
         self.kv
             .read_table(seq, info.num_blocks.saturating_sub(1), &mut last)
@@ -213,12 +214,22 @@ impl Engine<'_> {
         let n = info.num_blocks as usize;
         let pairs = self.plan.swap_out.as_slice();
         let Some(start) = pairs.iter().position(|p| p.dst == last[0]) else {
-            return Ok(()); // swapped out in an earlier, published plan
+            return Ok(None); // swapped out in an earlier plan, already carried out
         };
         if pairs.len().saturating_sub(start) < n {
             return broken("a request's swap-out pairs are cut short");
         }
-        self.plan.swap_out.remove_range(start, n)
+        Ok(Some((start, n)))
+    }
+
+    /// Withdraws `i`'s unsent swap-out pairs: its host blocks are about to be freed, and a
+    /// later swap-out of the same plan may take them, which would give two pairs one
+    /// destination.
+    fn forget_pending_swap_out(&mut self, i: u32) -> Result<(), InternalError> {
+        match self.unsent_swap_out(i)? {
+            Some((start, n)) => self.plan.swap_out.remove_range(start, n),
+            None => Ok(()),
+        }
     }
 
     /// Ends request `i` and retires its handle.

@@ -421,6 +421,11 @@ impl<'a> Engine<'a> {
             let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
                 break;
             };
+            if self.unsent_swap_out(w)?.is_some() {
+                // Its KV is still on its way to the host: it cannot start in this plan, so
+                // preempting for it would only throw work away.
+                break;
+            }
             if self.preempted_now(w) {
                 // The request just preempted now heads the queue (its rank improved when it
                 // lost its KV, e.g. slack counts the prefill it must redo): promoting it would
@@ -495,7 +500,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Admits promoted requests, then the queue's head, in order, until one does not fit.
+    /// A request whose KV this plan is still swapping out steps aside for this plan (it keeps
+    /// its place: it is queued again with its key afterwards).
     fn admit_waiting(&mut self, mut promoted: u32, budget: &mut u32) -> Result<(), InternalError> {
+        let mut in_transit = NIL;
         loop {
             let (w, from_promoted) = if promoted != NIL {
                 (promoted, true)
@@ -515,6 +523,12 @@ impl<'a> Engine<'a> {
                 // it keeps its place at the head but does not run again in the same plan, which
                 // would discard or swap out its KV only to recompute or swap it back in.
                 break;
+            }
+            if self.req(w)?.state == SlotState::Swapped && self.unsent_swap_out(w)?.is_some() {
+                promoted = self.take_candidate(w, from_promoted, promoted)?;
+                self.req_mut(w)?.promoted_next = in_transit;
+                in_transit = w;
+                continue;
             }
             if self.never_fits(u64::from(self.req(w)?.num_tokens()).saturating_add(1)) {
                 if self.plan.dropped.room() == 0 {
@@ -539,11 +553,13 @@ impl<'a> Engine<'a> {
                 Err(_) => break,
             }
         }
-        while promoted != NIL {
-            let w = promoted;
-            promoted = self.take_candidate(w, true, promoted)?;
-            let state = self.req(w)?.state;
-            self.enqueue(w, state)?;
+        for mut list in [promoted, in_transit] {
+            while list != NIL {
+                let w = list;
+                list = self.take_candidate(w, true, list)?;
+                let state = self.req(w)?.state;
+                self.enqueue(w, state)?;
+            }
         }
         Ok(())
     }
@@ -634,7 +650,12 @@ impl<'a> Engine<'a> {
                 let held = u64::from(x.num_blocks);
                 let chunks = chunks_for_blocks(after).saturating_sub(chunks_for_blocks(held));
                 if x.tier == Tier::Host {
-                    if x.num_blocks as usize > self.plan.swap_in.room() {
+                    // Its KV is still on its way out (a pause's swap-out held for this plan,
+                    // or an eviction earlier in this plan): swapping it back in now would read
+                    // host blocks this plan's swap-outs write. It starts next step.
+                    if x.num_blocks as usize > self.plan.swap_in.room()
+                        || self.unsent_swap_out(w)?.is_some()
+                    {
                         return Ok(Err(NoFit::Policy));
                     }
                     (AdmitKind::Swapped, chunk, after.max(held), chunks, after)
