@@ -2,7 +2,8 @@
 //! and random call sequences, with `Engine::audit` and plan checks after every call. The
 //! decoding and the checks live in `../src/ops.rs`, shared with `tests/engine_no_panic.rs`.
 //!
-//! `AUGUR_FUZZ_TRACE=1` prints every call as Rust (to turn a reproducer into a test).
+//! `AUGUR_FUZZ_TRACE=1` prints every call as Rust (to turn a reproducer into a test);
+//! `AUGUR_FUZZ_AVOID_TINY_RESCALE=1` steers around the known `Rescale` hang (see TESTING.md).
 
 #![no_main]
 
@@ -31,6 +32,8 @@ fn limits() -> &'static ops::Limits {
         max_ops: 4096,
         max_storage_bytes: 64 << 20,
         trace: std::env::var_os("AUGUR_FUZZ_TRACE").is_some_and(|v| v != "0"),
+        avoid_tiny_rescale: std::env::var_os("AUGUR_FUZZ_AVOID_TINY_RESCALE")
+            .is_some_and(|v| v != "0"),
     })
 }
 
