@@ -449,14 +449,23 @@ impl<'a> Engine<'a> {
             .or_broken("request index out of range")
     }
 
-    /// The request at running position `k`.
+    /// The request at running position `k`, checked against its own record of the position
+    /// (a stale or duplicated running-set entry would otherwise run a request twice).
     #[inline]
     fn running_at(&self, k: usize) -> Result<u32, InternalError> {
-        self.running
+        let i = self
+            .running
             .get(..self.running_len as usize)
             .and_then(|r| r.get(k))
             .copied()
-            .or_broken("running position out of range")
+            .or_broken("running position out of range")?;
+        let r = self.req(i)?;
+        if r.state != SlotState::Running || r.running_pos as usize != k {
+            return Err(InternalError::new(
+                "running set holds a request not at that position",
+            ));
+        }
+        Ok(i)
     }
 
     /// Whether the KV of `tokens` tokens could never fit, even in the whole device pool: the
@@ -530,5 +539,102 @@ impl<'a> Engine<'a> {
                 RequestError::Internal(InternalError::new("a live request holds a stale sequence"))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod poison_tests {
+    extern crate std;
+    use std::vec;
+
+    use super::*;
+    use crate::kv::{BlockSlot, KvStorage, SeqSlot, TableChunk};
+    use crate::queue::HeapEntry;
+
+    /// A broken internal invariant (here: the running set's length, corrupted from inside)
+    /// must come back as `Internal` from the call that meets it, and every later call must
+    /// refuse with the same error instead of acting on a state that cannot be trusted.
+    #[test]
+    fn a_broken_invariant_poisons_the_engine() {
+        let mut cfg = EngineConfig::new(4, 16, 4);
+        cfg.max_running = 4;
+        let l = cfg.layout().unwrap();
+        let mut blocks = vec![BlockSlot::default(); l.kv.blocks];
+        let mut buckets = vec![0u32; l.kv.hash_buckets];
+        let mut chunks = vec![TableChunk::default(); l.kv.table_chunks];
+        let mut seqs = vec![SeqSlot::default(); l.kv.seqs];
+        let mut requests = vec![RequestSlot::default(); l.requests];
+        let mut id_buckets = vec![0u32; l.id_buckets];
+        let mut queue_entries = vec![HeapEntry::default(); l.queue_entries];
+        let mut queue_positions = vec![0u32; l.queue_positions];
+        let mut running = vec![0u32; l.running];
+        let mut hash_chunks = vec![HashChunk::default(); l.hash_chunks];
+        let mut plan_entries = vec![ScheduledEntry::default(); l.plan_entries];
+        let mut plan_blocks = vec![0u32; l.plan_blocks];
+        let mut swap_out = vec![BlockPair::default(); l.swap_out];
+        let mut swap_in = vec![BlockPair::default(); l.swap_in];
+        let mut copies = vec![BlockPair::default(); l.copies];
+        let mut preempted = vec![Preemption::default(); l.preempted];
+        let mut dropped = vec![Dropped::default(); l.dropped];
+        let mut finished = vec![Finished::default(); l.finished];
+        let mut tenants = vec![TenantSlot::default(); l.tenants];
+        let mut e = Engine::new(
+            cfg,
+            EngineStorage {
+                kv: KvStorage {
+                    blocks: &mut blocks,
+                    hash_buckets: &mut buckets,
+                    table_chunks: &mut chunks,
+                    seqs: &mut seqs,
+                },
+                requests: &mut requests,
+                id_buckets: &mut id_buckets,
+                queue_entries: &mut queue_entries,
+                queue_positions: &mut queue_positions,
+                pair_nodes: &mut [],
+                tenants: &mut tenants,
+                tenant_entries: &mut [],
+                tenant_positions: &mut [],
+                running: &mut running,
+                hash_chunks: &mut hash_chunks,
+                plan_entries: &mut plan_entries,
+                plan_blocks: &mut plan_blocks,
+                swap_out: &mut swap_out,
+                swap_in: &mut swap_in,
+                copies: &mut copies,
+                preempted: &mut preempted,
+                dropped: &mut dropped,
+                finished: &mut finished,
+            },
+        )
+        .unwrap();
+        let h = e.add_request(&RequestDesc::new(1, 8), Instant(0)).unwrap();
+        let plan = e.schedule(Instant(1)).unwrap();
+        assert_eq!(plan.entries.len(), 1);
+        let results = [StepResult::new(h, 1)];
+        e.complete(&results, Instant(2)).unwrap();
+        // Corrupt: claim a running request the running set does not hold.
+        e.running_len = 2;
+        let err = match e.schedule(Instant(3)) {
+            Err(ScheduleError::Internal(err)) => err,
+            other => panic!("expected an internal error, got {other:?}"),
+        };
+        assert_eq!(e.poisoned(), Some(err));
+        assert!(e.audit(&mut [0u32; 64]).is_err());
+        assert_eq!(
+            e.add_request(&RequestDesc::new(2, 8), Instant(4)),
+            Err(AddError::Internal(err))
+        );
+        assert_eq!(e.abort(h, Instant(4)), Err(RequestError::Internal(err)));
+        assert_eq!(
+            e.update_prediction(h, 1.0, Instant(4)),
+            Err(RequestError::Internal(err))
+        );
+        assert_eq!(e.resume(h, Instant(4)), Err(RequestError::Internal(err)));
+        assert_eq!(
+            e.complete(&results, Instant(4)),
+            Err(CompleteError::Internal(err))
+        );
+        assert!(matches!(e.schedule(Instant(5)), Err(ScheduleError::Internal(x)) if x == err));
     }
 }
