@@ -827,3 +827,106 @@ fn ranks_that_worsen_while_prefilling_do_not_livelock() {
     assert!(steps <= 12, "{steps} steps");
     assert_eq!(e.stats().finished, 2);
 }
+
+/// Fair share charges a tenant `vtc_input_weight` per prompt token a step computes plus
+/// `vtc_output_weight` per sampled token, and a decode step only the output weight. With one
+/// slot and FCFS inside tenants, the order in which the tenants' second requests start shows
+/// the counters: A (tenant 0: 10 prompt tokens, 1 output) costs 2·10 + 3·1 = 23; B (tenant 1:
+/// 4 prompt tokens, 4 outputs) costs 2·4 + 3 (its prefill samples) + 3 decodes × 3 = 20. So
+/// tenant 1 (20 < 23) starts D before tenant 0 starts C. Charging a decode 3 + 1 instead of
+/// 3 · 1 would make it 23 = 23 and the tie would go to C (the earlier arrival).
+#[test]
+fn fair_share_charges_prompt_and_output_tokens_by_their_weights() {
+    let mut cfg = config(PolicyKind::Fcfs);
+    cfg.policy.fair_share = true;
+    cfg.max_tenants = 2;
+    cfg.max_running = 1;
+    cfg.vtc_input_weight = 2.0;
+    cfg.vtc_output_weight = 3.0;
+    let mut buf = EngineBuffers::new(&cfg).unwrap();
+    let mut e = buf.engine(cfg).unwrap();
+    let mut d = Driver::new(cfg);
+    let add = |d: &mut Driver, e: &mut augur::core::engine::Engine<'_>, id, tenant, prompt, out| {
+        d.add(
+            e,
+            RequestDesc {
+                tenant,
+                ..RequestDesc::new(id, prompt)
+            },
+            out,
+        );
+    };
+    add(&mut d, &mut e, 1, 0, 10, 1); // A
+    add(&mut d, &mut e, 2, 1, 4, 4); // B
+    add(&mut d, &mut e, 3, 0, 4, 1); // C
+    add(&mut d, &mut e, 4, 1, 4, 1); // D
+    let mut order = vec![];
+    for _ in 0..20 {
+        for x in d.step(&mut e).entries {
+            if !order.contains(&x.0) {
+                order.push(x.0);
+            }
+        }
+    }
+    assert_eq!(order, vec![1, 2, 4, 3]);
+    assert_eq!(e.live_requests(), 0);
+}
+
+/// `RequestView::first_token` is the time of the `complete` call that reported the first
+/// output token, and later tokens do not move it.
+#[test]
+fn first_token_time_is_the_completion_that_reported_it() {
+    let cfg = config(PolicyKind::Fcfs);
+    let mut buf = EngineBuffers::new(&cfg).unwrap();
+    let mut e = buf.engine(cfg).unwrap();
+    let h = e.add_request(&RequestDesc::new(1, 6), Instant(10)).unwrap();
+    assert_eq!(e.request(h).unwrap().first_token, None);
+    let plan = e.schedule(Instant(20)).unwrap();
+    let entry = plan.entries[0];
+    assert!(entry.samples);
+    e.complete(&[StepResult::new(entry.handle, 1)], Instant(30))
+        .unwrap();
+    assert_eq!(e.request(h).unwrap().first_token, Some(Instant(30)));
+    let plan = e.schedule(Instant(40)).unwrap();
+    let entry = plan.entries[0];
+    e.complete(&[StepResult::new(entry.handle, 1)], Instant(50))
+        .unwrap();
+    let v = e.request(h).unwrap();
+    assert_eq!((v.generated_tokens, v.first_token), (2, Some(Instant(30))));
+}
+
+/// Hashes of blocks filled while decoding are stored while the hash store has room; one that
+/// does not fit is counted in `hashes_dropped`, and nothing else is.
+#[test]
+fn filled_block_hashes_beyond_the_hash_store_are_counted_as_dropped() {
+    let mut cfg = config(PolicyKind::Fcfs);
+    cfg.block_size = 2;
+    cfg.max_requests = 1;
+    cfg.max_running = 1;
+    cfg.hash_capacity = 1; // one chunk, plus one per request: 14 hashes
+    let mut buf = EngineBuffers::new(&cfg).unwrap();
+    let mut e = buf.engine(cfg).unwrap();
+    let h = e.add_request(&RequestDesc::new(1, 2), Instant(0)).unwrap();
+    let mut now = 0;
+    let mut filled = 0u64;
+    for _ in 0..40 {
+        now += 1;
+        let plan = e.schedule(Instant(now)).unwrap();
+        let en = plan.entries[0];
+        let mut r = StepResult::new(en.handle, en.samples as u32);
+        // A block fills when this step's tokens end on a block boundary.
+        if (en.computed_before + en.tokens).is_multiple_of(2) {
+            filled += 1;
+            r.filled_block_hash = Some(1000 + filled);
+        }
+        e.complete(&[r], Instant(now)).unwrap();
+    }
+    let dropped = e.stats().hashes_dropped;
+    let capacity = (cfg.layout().unwrap().hash_chunks * augur::core::engine::HASH_CHUNK_LEN) as u64;
+    assert!(
+        filled > capacity,
+        "the test must overflow the store: {filled} ≤ {capacity}"
+    );
+    assert_eq!(dropped, filled - capacity, "stored {capacity} of {filled}");
+    assert!(e.request(h).is_ok());
+}

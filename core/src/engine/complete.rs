@@ -130,8 +130,15 @@ impl<'a> Engine<'a> {
                 .reqs
                 .get_mut(i as usize)
                 .or_broken("request index out of range")?;
+            // Stored only contiguously: once one is dropped for lack of room, the later ones
+            // of this request cannot be stored either, and count as dropped too.
             let list = &mut r.hashes;
-            if list.len() == b && !self.hashes.push(list, h)? {
+            let stored = match list.len().cmp(&b) {
+                core::cmp::Ordering::Equal => self.hashes.push(list, h)?,
+                core::cmp::Ordering::Less => false,
+                core::cmp::Ordering::Greater => true, // a prompt hash already covers it
+            };
+            if !stored {
                 self.stats.hashes_dropped = self.stats.hashes_dropped.saturating_add(1);
             }
         }

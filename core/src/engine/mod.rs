@@ -152,7 +152,8 @@ pub struct EngineStats {
     pub prompt_tokens_admitted: u64,
     /// Sum over live requests of the predicted remaining output tokens (for routers).
     pub predicted_backlog_tokens: u64,
-    /// Block hashes not stored because the hash store was full.
+    /// Block hashes not stored because the hash store was full (once one of a request is
+    /// dropped, its later ones cannot be stored either and count here too).
     pub hashes_dropped: u64,
     /// The block manager's counters.
     pub kv: KvCounters,
