@@ -131,12 +131,13 @@ impl Engine<'_> {
         self.idle_kv.remove(&mut *self.reqs, i)
     }
 
-    /// Frees `i`'s KV (keeping cached prefix blocks findable); it recomputes later.
+    /// Frees `i`'s device KV (keeping cached prefix blocks findable); it recomputes later.
+    /// Only device KV is ever discarded (preemption, idle eviction, a pause), so no unsent
+    /// swap-out pairs can name it; host KV is freed by `release`, which withdraws them.
     pub(super) fn discard_kv(&mut self, i: u32) -> Result<(), InternalError> {
         let Some(seq) = self.req(i)?.seq() else {
             return Ok(());
         };
-        self.forget_pending_swap_out(i)?;
         self.kv
             .free_seq(seq)
             .map_err(|_| InternalError::new("a request holds a stale sequence"))?;

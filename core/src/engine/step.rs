@@ -650,12 +650,9 @@ impl<'a> Engine<'a> {
                 let held = u64::from(x.num_blocks);
                 let chunks = chunks_for_blocks(after).saturating_sub(chunks_for_blocks(held));
                 if x.tier == Tier::Host {
-                    // Its KV is still on its way out (a pause's swap-out held for this plan,
-                    // or an eviction earlier in this plan): swapping it back in now would read
-                    // host blocks this plan's swap-outs write. It starts next step.
-                    if x.num_blocks as usize > self.plan.swap_in.room()
-                        || self.unsent_swap_out(w)?.is_some()
-                    {
+                    // A request whose KV this plan is still swapping out never gets here: both
+                    // callers set it aside first (`unsent_swap_out`).
+                    if x.num_blocks as usize > self.plan.swap_in.room() {
                         return Ok(Err(NoFit::Policy));
                     }
                     (AdmitKind::Swapped, chunk, after.max(held), chunks, after)
