@@ -928,11 +928,13 @@ impl Model {
         let err = match rng.below(9) {
             0 => {
                 results[k].tokens = expected_tokens + 1 + rng.below(3) as u32;
+                let got = results[k].tokens;
                 CompleteError::Result {
                     index: k,
-                    kind: ResultErrorKind::WrongTokenCount {
-                        expected: expected_tokens,
-                        got: results[k].tokens,
+                    kind: if en.samples {
+                        ResultErrorKind::TooManyTokens { max: 1, got }
+                    } else {
+                        ResultErrorKind::WrongTokenCount { expected: 0, got }
                     },
                 }
             }

@@ -678,10 +678,7 @@ fn bad_input_is_rejected_with_a_specific_error_and_changes_nothing() {
         (StepResult::new(forged, 1), ResultErrorKind::StaleHandle),
         (
             StepResult::new(a, 2),
-            ResultErrorKind::WrongTokenCount {
-                expected: 1,
-                got: 2,
-            },
+            ResultErrorKind::TooManyTokens { max: 1, got: 2 },
         ),
         (
             StepResult::new(a, 0),

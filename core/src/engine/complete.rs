@@ -1,13 +1,29 @@
 //! `complete`: applying what the executor reports for the scheduled entries.
 
 use super::plan::{
-    CompleteError, FinishReason, Finished, PauseRequest, ResultErrorKind, StepResult,
+    CompleteError, EntryResult, FinishReason, Finished, PauseRequest, ResultErrorKind, StepResult,
 };
 use super::request::SlotState;
 use super::{Engine, PauseMode, RequestHandle};
 use crate::internal::{InternalError, OrBroken};
 use crate::time::Instant;
 use crate::util::div_block;
+
+/// The results given to one `complete` call: keyed by handle or by plan position.
+#[derive(Clone, Copy)]
+enum Results<'r> {
+    Keyed(&'r [StepResult]),
+    Positional(&'r [EntryResult]),
+}
+
+impl Results<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Results::Keyed(r) => r.len(),
+            Results::Positional(r) => r.len(),
+        }
+    }
+}
 
 /// What to do with a paused request's KV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,21 +39,66 @@ impl<'a> Engine<'a> {
     /// exactly once. All-or-nothing: if any result is invalid the error names it and nothing
     /// changes. Requests that finish are listed by [`Engine::last_finished`].
     pub fn complete(&mut self, results: &[StepResult], now: Instant) -> Result<(), CompleteError> {
+        self.complete_from(Results::Keyed(results), now)
+    }
+
+    /// [`Engine::complete`] by position: `results[k]` is the result of entry `k` of the
+    /// current plan, and all entries are reported in this one call (a shorter or longer
+    /// slice is [`CompleteError::ResultCount`]). This is the call a C executor makes: no
+    /// handles to echo back, one small `#[repr(C)]` record per entry. Refined predictions go
+    /// through [`Engine::update_prediction`]. All-or-nothing, like `complete`.
+    pub fn complete_entries(
+        &mut self,
+        results: &[EntryResult],
+        now: Instant,
+    ) -> Result<(), CompleteError> {
+        self.check_poison()?;
+        let expected = self.plan.entries.len();
+        if results.len() != expected {
+            return Err(CompleteError::ResultCount {
+                expected,
+                got: results.len(),
+            });
+        }
+        self.complete_from(Results::Positional(results), now)
+    }
+
+    /// Result `k` of `results` as a handle-keyed result.
+    fn result_at(&self, results: Results<'_>, k: usize) -> Result<StepResult, ResultErrorKind> {
+        match results {
+            Results::Keyed(r) => r.get(k).copied().ok_or(ResultErrorKind::NotScheduled),
+            Results::Positional(r) => {
+                let entry = self.plan.entries.as_slice().get(k);
+                match (r.get(k), entry) {
+                    (Some(res), Some(e)) => res.to_step_result(e.handle),
+                    _ => Err(ResultErrorKind::NotScheduled),
+                }
+            }
+        }
+    }
+
+    /// The one path of both `complete` calls: validate every result, then apply them all.
+    fn complete_from(&mut self, results: Results<'_>, now: Instant) -> Result<(), CompleteError> {
         self.check_poison()?;
         if now.as_micros() < self.last_now {
             return Err(CompleteError::TimeWentBackwards);
         }
         self.complete_stamp = self.complete_stamp.saturating_add(1);
         let stamp = self.complete_stamp;
-        for (index, res) in results.iter().enumerate() {
-            self.validate_result(res, stamp)
+        for index in 0..results.len() {
+            self.result_at(results, index)
+                .and_then(|res| self.validate_result(&res, stamp))
                 .map_err(|kind| CompleteError::Result { index, kind })?;
         }
         self.check_time(now);
         self.finished.clear();
-        for res in results {
-            let i = res.handle.index();
-            if let Err(e) = self.apply_result(i, res, now) {
+        for index in 0..results.len() {
+            // Validated above, so a failure here is a broken invariant.
+            let applied = self
+                .result_at(results, index)
+                .map_err(|_| InternalError::new("a validated result can no longer be read"))
+                .and_then(|res| self.apply_result(res.handle.index(), &res, now));
+            if let Err(e) = applied {
                 return Err(CompleteError::Internal(self.poison(e)));
             }
         }
@@ -50,6 +111,7 @@ impl<'a> Engine<'a> {
             .ok_or(ResultErrorKind::StaleHandle)?;
         let bs = self.cfg.block_size;
         let step = self.step;
+        let (limit, draft) = (self.cfg.token_limit(), self.cfg.max_draft_tokens);
         let Some(r) = self.reqs.get_mut(i as usize) else {
             return Err(ResultErrorKind::StaleHandle);
         };
@@ -61,16 +123,36 @@ impl<'a> Engine<'a> {
         }
         r.validated_stamp = stamp;
         let samples = r.computed == r.num_tokens();
-        let expected = u32::from(samples);
-        let tokens_ok = if res.finished {
-            res.tokens <= expected
+        // What a sampling entry may report: its sampled token plus accepted drafts, never past
+        // the output cap or the token limit (both leave room for at least the one token).
+        let max = if samples {
+            let left_output = r.max_output.saturating_sub(r.generated);
+            let left_tokens = limit.saturating_sub(r.num_tokens());
+            draft
+                .saturating_add(1)
+                .min(left_output)
+                .min(left_tokens)
+                .max(1)
         } else {
-            res.tokens == expected
+            0
         };
-        if !tokens_ok {
+        if res.tokens > max {
+            return Err(if samples {
+                ResultErrorKind::TooManyTokens {
+                    max,
+                    got: res.tokens,
+                }
+            } else {
+                ResultErrorKind::WrongTokenCount {
+                    expected: 0,
+                    got: res.tokens,
+                }
+            });
+        }
+        if samples && res.tokens == 0 && !res.finished {
             return Err(ResultErrorKind::WrongTokenCount {
-                expected,
-                got: res.tokens,
+                expected: 1,
+                got: 0,
             });
         }
         if let Some(p) = res.predicted_remaining
@@ -149,10 +231,12 @@ impl<'a> Engine<'a> {
         } else {
             w_in * f64::from(r.sched_tokens) + w_out * f64::from(res.tokens)
         };
-        if res.tokens == 1 {
+        if res.tokens >= 1 {
             r.sampled_since_admit = true;
-            // Below the token limit: a request reaching it finishes just below.
-            r.generated = r.generated.saturating_add(1);
+            // Validated against the output cap and the token limit: a request reaching
+            // either finishes just below. Accepted draft tokens beyond the first are known
+            // but not computed, so the next step computes their KV.
+            r.generated = r.generated.saturating_add(res.tokens);
             if r.first_token_us == u64::MAX {
                 r.first_token_us = now.as_micros();
             }

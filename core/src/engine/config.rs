@@ -5,7 +5,9 @@ use core::fmt;
 use super::plan::{Dropped, Finished, Preemption, ScheduledEntry};
 use super::request::RequestSlot;
 use super::wait_queue::{PairNode, TenantSlot};
-use crate::kv::{BlockPair, Chunk, KvConfig, KvConfigError, KvLayout, KvStorage};
+use crate::kv::{
+    BlockPair, BlockSlot, Chunk, KvConfig, KvConfigError, KvLayout, KvStorage, SeqSlot, TableChunk,
+};
 use crate::policy::{Policy, PolicyError, PolicyKind};
 use crate::queue::HeapEntry;
 
@@ -17,6 +19,10 @@ pub const HASH_CHUNK_LEN: usize = 7;
 /// counts fits in a `u32`. A request reaching it finishes with
 /// [`FinishReason::Length`](super::FinishReason::Length), and longer prompts are refused.
 pub const TOKEN_LIMIT: u32 = u32::MAX / 2;
+
+/// The most draft tokens [`EngineConfig::max_draft_tokens`] may allow (speculative decoders
+/// propose a handful; this bounds the damage of a wrong configuration).
+pub const MAX_DRAFT_TOKENS: u32 = 256;
 
 /// One chunk of a request's block-hash list.
 pub type HashChunk = Chunk<u64, HASH_CHUNK_LEN>;
@@ -115,6 +121,12 @@ pub struct EngineConfig {
     /// Tokens per request (prompt + output) at most; 0 = only [`TOKEN_LIMIT`]. Requests
     /// reaching it finish with reason `Length`; prompts at or above it are rejected.
     pub max_sequence_tokens: u32,
+    /// Speculative decoding: draft tokens a sampling entry's result may report as accepted, on
+    /// top of its one sampled token (0 = no speculation). Accepted drafts are appended to the
+    /// request like sampled tokens; augur schedules no lookahead slots for them, so their KV is
+    /// computed in the request's next step (a short prefill entry), not kept from the
+    /// verification pass.
+    pub max_draft_tokens: u32,
     /// Costs for `Auto` preemption and pause decisions.
     pub costs: CostWeights,
     /// What to do with a paused request's KV.
@@ -182,6 +194,7 @@ impl EngineConfig {
             rank_preemption_may_recompute: false,
             prefix_caching: true,
             max_sequence_tokens: 0,
+            max_draft_tokens: 0,
             costs: CostWeights {
                 recompute_us_per_token: 25.0,
                 swap_us_per_block: 40.0,
@@ -263,6 +276,9 @@ impl EngineConfig {
         if !(self.vtc_output_weight.is_finite() && self.vtc_output_weight >= 0.0) {
             return Err(Field("vtc_output_weight"));
         }
+        if self.max_draft_tokens > MAX_DRAFT_TOKENS {
+            return Err(Field("max_draft_tokens"));
+        }
         if self.max_sequence_tokens != 0 && !(2..=TOKEN_LIMIT).contains(&self.max_sequence_tokens) {
             return Err(Field("max_sequence_tokens"));
         }
@@ -331,7 +347,7 @@ impl EngineConfig {
             dropped,
             finished: running,
         };
-        layout.checked_bytes().ok_or(EngineConfigError::TooLarge)?;
+        layout.region().ok_or(EngineConfigError::TooLarge)?;
         Ok(layout)
     }
 }
@@ -380,41 +396,167 @@ pub struct EngineLayout {
 }
 
 impl EngineLayout {
-    /// Total bytes of the storage ([`EngineConfig::layout`] refuses configurations where this
-    /// would overflow, so it saturates only for hand-made layouts).
+    /// Total bytes of the storage as one region, padding included ([`EngineConfig::layout`]
+    /// refuses configurations where this would overflow, so it saturates only for hand-made
+    /// layouts).
     pub fn bytes(&self) -> usize {
-        self.checked_bytes().unwrap_or(usize::MAX)
+        self.region().map_or(usize::MAX, |r| r.size)
     }
 
-    /// Total bytes, `None` on overflow.
-    fn checked_bytes(&self) -> Option<usize> {
-        use core::mem::size_of;
-        let parts: [(usize, usize); 18] = [
-            (self.kv.bytes(), 1),
-            (self.requests, size_of::<RequestSlot>()),
-            (self.id_buckets, 4),
-            (self.queue_entries, size_of::<HeapEntry>()),
-            (self.tenant_entries, size_of::<HeapEntry>()),
-            (self.queue_positions, 4),
-            (self.tenant_positions, 4),
-            (self.running, 4),
-            (self.pair_nodes, size_of::<PairNode>()),
-            (self.tenants, size_of::<TenantSlot>()),
-            (self.hash_chunks, size_of::<HashChunk>()),
-            (self.plan_entries, size_of::<ScheduledEntry>()),
-            (self.plan_blocks, 4),
-            (self.swap_out, size_of::<BlockPair>()),
-            (
-                self.swap_in.checked_add(self.copies)?,
-                size_of::<BlockPair>(),
-            ),
-            (self.preempted, size_of::<Preemption>()),
-            (self.dropped, size_of::<Dropped>()),
-            (self.finished, size_of::<Finished>()),
-        ];
-        parts.iter().try_fold(0usize, |sum, &(n, size)| {
-            sum.checked_add(n.checked_mul(size)?)
+    /// The alignment a one-region storage needs: the largest of its element types'.
+    pub fn align(&self) -> usize {
+        RegionLayout::ALIGN
+    }
+
+    /// Where each array lives when the whole storage is carved out of one region (`None` if
+    /// the total overflows `usize`). The carving itself needs `unsafe` and lives outside this
+    /// crate (`augur-region`); this is the safe half that both the carver and the size query
+    /// share, so the two can never disagree.
+    pub fn region(&self) -> Option<RegionLayout> {
+        let mut bump = Bump::default();
+        let kv = &self.kv;
+        Some(RegionLayout {
+            // Widest alignment first: less padding.
+            requests: bump.place::<RequestSlot>(self.requests)?,
+            blocks: bump.place::<BlockSlot>(kv.blocks)?,
+            table_chunks: bump.place::<TableChunk>(kv.table_chunks)?,
+            seqs: bump.place::<SeqSlot>(kv.seqs)?,
+            hash_chunks: bump.place::<HashChunk>(self.hash_chunks)?,
+            queue_entries: bump.place::<HeapEntry>(self.queue_entries)?,
+            tenant_entries: bump.place::<HeapEntry>(self.tenant_entries)?,
+            pair_nodes: bump.place::<PairNode>(self.pair_nodes)?,
+            tenants: bump.place::<TenantSlot>(self.tenants)?,
+            plan_entries: bump.place::<ScheduledEntry>(self.plan_entries)?,
+            preempted: bump.place::<Preemption>(self.preempted)?,
+            dropped: bump.place::<Dropped>(self.dropped)?,
+            finished: bump.place::<Finished>(self.finished)?,
+            swap_out: bump.place::<BlockPair>(self.swap_out)?,
+            swap_in: bump.place::<BlockPair>(self.swap_in)?,
+            copies: bump.place::<BlockPair>(self.copies)?,
+            hash_buckets: bump.place::<u32>(kv.hash_buckets)?,
+            id_buckets: bump.place::<u32>(self.id_buckets)?,
+            queue_positions: bump.place::<u32>(self.queue_positions)?,
+            tenant_positions: bump.place::<u32>(self.tenant_positions)?,
+            running: bump.place::<u32>(self.running)?,
+            plan_blocks: bump.place::<u32>(self.plan_blocks)?,
+            size: bump.end()?,
         })
+    }
+}
+
+/// Where one typed array of an [`EngineStorage`] lives in a one-region storage: `len`
+/// elements from byte `offset` (a multiple of the element type's alignment).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    /// Byte offset from the region's start.
+    pub offset: usize,
+    /// Elements.
+    pub len: usize,
+}
+
+/// The one-region storage of an engine ([`EngineLayout::region`]): one [`Span`] per
+/// [`EngineStorage`] slice (named alike; the four block-manager slices are flattened in),
+/// laid out back to back without overlap, the total size, and (as [`Self::ALIGN`]) the
+/// region's alignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionLayout {
+    /// Bytes of the whole region.
+    pub size: usize,
+    /// The span of [`EngineStorage`]`::requests`.
+    pub requests: Span,
+    /// The span of [`EngineStorage`]`::kv.blocks`.
+    pub blocks: Span,
+    /// The span of [`EngineStorage`]`::kv.table_chunks`.
+    pub table_chunks: Span,
+    /// The span of [`EngineStorage`]`::kv.seqs`.
+    pub seqs: Span,
+    /// The span of [`EngineStorage`]`::hash_chunks`.
+    pub hash_chunks: Span,
+    /// The span of [`EngineStorage`]`::queue_entries`.
+    pub queue_entries: Span,
+    /// The span of [`EngineStorage`]`::tenant_entries`.
+    pub tenant_entries: Span,
+    /// The span of [`EngineStorage`]`::pair_nodes`.
+    pub pair_nodes: Span,
+    /// The span of [`EngineStorage`]`::tenants`.
+    pub tenants: Span,
+    /// The span of [`EngineStorage`]`::plan_entries`.
+    pub plan_entries: Span,
+    /// The span of [`EngineStorage`]`::preempted`.
+    pub preempted: Span,
+    /// The span of [`EngineStorage`]`::dropped`.
+    pub dropped: Span,
+    /// The span of [`EngineStorage`]`::finished`.
+    pub finished: Span,
+    /// The span of [`EngineStorage`]`::swap_out`.
+    pub swap_out: Span,
+    /// The span of [`EngineStorage`]`::swap_in`.
+    pub swap_in: Span,
+    /// The span of [`EngineStorage`]`::copies`.
+    pub copies: Span,
+    /// The span of [`EngineStorage`]`::kv.hash_buckets`.
+    pub hash_buckets: Span,
+    /// The span of [`EngineStorage`]`::id_buckets`.
+    pub id_buckets: Span,
+    /// The span of [`EngineStorage`]`::queue_positions`.
+    pub queue_positions: Span,
+    /// The span of [`EngineStorage`]`::tenant_positions`.
+    pub tenant_positions: Span,
+    /// The span of [`EngineStorage`]`::running`.
+    pub running: Span,
+    /// The span of [`EngineStorage`]`::plan_blocks`.
+    pub plan_blocks: Span,
+}
+
+impl RegionLayout {
+    /// The alignment the region needs: the largest alignment of the element types.
+    pub const ALIGN: usize = max_align(&[
+        align_of::<RequestSlot>(),
+        align_of::<BlockSlot>(),
+        align_of::<TableChunk>(),
+        align_of::<SeqSlot>(),
+        align_of::<HashChunk>(),
+        align_of::<HeapEntry>(),
+        align_of::<PairNode>(),
+        align_of::<TenantSlot>(),
+        align_of::<ScheduledEntry>(),
+        align_of::<Preemption>(),
+        align_of::<Dropped>(),
+        align_of::<Finished>(),
+        align_of::<BlockPair>(),
+        align_of::<u32>(),
+    ]);
+}
+
+const fn max_align(aligns: &[usize]) -> usize {
+    let mut max = 1;
+    let mut k = 0;
+    while k < aligns.len() {
+        if aligns[k] > max {
+            max = aligns[k];
+        }
+        k += 1;
+    }
+    max
+}
+
+/// A bump allocator over byte offsets: places arrays back to back, each at its type's
+/// alignment. `None` on overflow.
+#[derive(Default)]
+struct Bump {
+    offset: usize,
+}
+
+impl Bump {
+    fn place<T>(&mut self, len: usize) -> Option<Span> {
+        let offset = self.offset.checked_next_multiple_of(align_of::<T>())?;
+        self.offset = offset.checked_add(len.checked_mul(size_of::<T>())?)?;
+        Some(Span { offset, len })
+    }
+
+    /// The total, rounded up to the region's alignment (so regions can be laid end to end).
+    fn end(&self) -> Option<usize> {
+        self.offset.checked_next_multiple_of(RegionLayout::ALIGN)
     }
 }
 

@@ -83,11 +83,12 @@ mod wait_queue;
 
 pub use config::{
     AdmissionMode, CostWeights, EngineConfig, EngineConfigError, EngineLayout, EngineStorage,
-    HASH_CHUNK_LEN, HashChunk, PauseMode, PreemptionMode, TOKEN_LIMIT,
+    HASH_CHUNK_LEN, HashChunk, MAX_DRAFT_TOKENS, PauseMode, PreemptionMode, RegionLayout, Span,
+    TOKEN_LIMIT,
 };
 pub use plan::{
-    AddError, CompleteError, DropReason, Dropped, EntryKind, FinishReason, Finished, PauseRequest,
-    Plan, Preemption, PreemptionCause, PreemptionKind, RequestError, ResultErrorKind,
+    AddError, CompleteError, DropReason, Dropped, EntryKind, EntryResult, FinishReason, Finished,
+    PauseRequest, Plan, Preemption, PreemptionCause, PreemptionKind, RequestError, ResultErrorKind,
     ScheduleError, ScheduledEntry, StepResult,
 };
 pub use request::{RequestDesc, RequestHandle, RequestSlot, RequestState, RequestView};

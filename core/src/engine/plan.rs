@@ -9,17 +9,20 @@ use crate::kv::BlockPair;
 
 /// Whether a scheduled entry computes prompt tokens or one decode token.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum EntryKind {
     /// Prompt (or recomputed, or appended tool-output) tokens; the last chunk also samples the
     /// first new token.
     #[default]
-    Prefill,
+    Prefill = 0,
     /// One decode token.
-    Decode,
+    Decode = 1,
 }
 
-/// One request scheduled in a step.
+/// One request scheduled in a step. `#[repr(C)]`: the C ABI hands out the plan's array of
+/// these in place (`augur_plan_entry` has the same layout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct ScheduledEntry {
     /// The request.
     pub handle: RequestHandle,
@@ -32,13 +35,17 @@ pub struct ScheduledEntry {
     /// Tokens whose KV was already computed before this step (the position of the first).
     pub computed_before: u32,
     /// Whether this step reaches the last known token, so the model samples a new one (the
-    /// result must then report exactly 1 token, or finish).
+    /// result must then report at least 1 token, or finish; more only with speculative
+    /// decoding, `EngineConfig::max_draft_tokens`). An entry that does not sample reports 0.
     pub samples: bool,
     /// Block-table delta: the executor's copy of this request's block table is truncated to
     /// `table_start` entries and extended with `Plan::blocks(entry)`.
     pub table_start: u32,
-    pub(crate) blocks_start: u32,
-    pub(crate) blocks_len: u32,
+    /// Where this entry's new block ids start in [`Plan::blocks`] (the plan's one block-id
+    /// array).
+    pub blocks_offset: u32,
+    /// How many new block ids it has there.
+    pub blocks_len: u32,
 }
 
 impl Default for ScheduledEntry {
@@ -51,7 +58,7 @@ impl Default for ScheduledEntry {
             computed_before: 0,
             samples: false,
             table_start: 0,
-            blocks_start: 0,
+            blocks_offset: 0,
             blocks_len: 0,
         }
     }
@@ -59,29 +66,32 @@ impl Default for ScheduledEntry {
 
 /// How a request was preempted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum PreemptionKind {
     /// KV freed; the request recomputes when it runs again.
     #[default]
-    Recompute,
+    Recompute = 0,
     /// KV copied to host blocks (see the plan's swap-out pairs).
-    Swap,
+    Swap = 1,
     /// KV kept on the device: the batch was full but memory was not short, so nothing is
     /// thrown away. The KV is evicted later only if memory runs short.
-    Keep,
+    Keep = 2,
 }
 
 /// Why a request was preempted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum PreemptionCause {
     /// The running requests needed more blocks than were free.
     #[default]
-    Memory,
+    Memory = 0,
     /// A better-ranked waiting request displaced it.
-    Rank,
+    Rank = 1,
 }
 
 /// A preemption in this step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Preemption {
     /// The request.
     pub handle: RequestHandle,
@@ -106,14 +116,16 @@ impl Default for Preemption {
 
 /// Why the engine gave up on a request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum DropReason {
     /// It needs more KV blocks than the whole device pool has.
     #[default]
-    ExceedsKvCapacity,
+    ExceedsKvCapacity = 0,
 }
 
 /// A request the engine removed in this step; its handle is now stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Dropped {
     /// The request.
     pub handle: RequestHandle,
@@ -135,18 +147,20 @@ impl Default for Dropped {
 
 /// Why a request finished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum FinishReason {
     /// The executor said so (stop token, client done).
     #[default]
-    Stop,
+    Stop = 0,
     /// It reached its output cap.
-    MaxOutput,
+    MaxOutput = 1,
     /// It reached `max_sequence_tokens`.
-    Length,
+    Length = 2,
 }
 
 /// A request that finished in the last `complete` call; its handle is now stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Finished {
     /// The request.
     pub handle: RequestHandle,
@@ -225,7 +239,9 @@ pub struct Plan<'p> {
     pub preempted: &'p [Preemption],
     /// Requests the engine gave up on in this step.
     pub dropped: &'p [Dropped],
-    pub(crate) blocks: &'p [u32],
+    /// The new block ids of all entries, back to back; entry `e`'s are
+    /// `blocks[e.blocks_offset ..][.. e.blocks_len]` ([`Plan::blocks`]).
+    pub blocks: &'p [u32],
 }
 
 impl<'p> Plan<'p> {
@@ -233,7 +249,7 @@ impl<'p> Plan<'p> {
     /// must come from this plan's `entries`; for an entry of another plan the result is
     /// meaningless (but never a panic: an out-of-range entry gives an empty slice).
     pub fn blocks(&self, entry: &ScheduledEntry) -> &'p [u32] {
-        let s = entry.blocks_start as usize;
+        let s = entry.blocks_offset as usize;
         s.checked_add(entry.blocks_len as usize)
             .and_then(|e| self.blocks.get(s..e))
             .unwrap_or(&[])
@@ -257,7 +273,9 @@ pub struct PauseRequest {
 pub struct StepResult {
     /// The request.
     pub handle: RequestHandle,
-    /// Output tokens produced: 1 if the entry sampled, else 0 (a finishing entry may say 0).
+    /// Output tokens produced: 0 if the entry did not sample; if it did, 1 plus the draft
+    /// tokens accepted by speculative decoding (at most `EngineConfig::max_draft_tokens`); a
+    /// finishing entry may say 0.
     pub tokens: u32,
     /// Whether the request is done.
     pub finished: bool,
@@ -280,6 +298,70 @@ impl StepResult {
             filled_block_hash: None,
             pause: None,
         }
+    }
+}
+
+/// What happened to one plan entry, reported by position: `results[k]` is for
+/// `plan.entries[k]` ([`Engine::complete_entries`](crate::engine::Engine::complete_entries)).
+/// `#[repr(C)]` with integer fields only, so a C caller can fill an array of these in place
+/// (`augur_entry_result` has the same layout) and no bit pattern it writes is invalid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EntryResult {
+    /// Output tokens produced: 0 if the entry did not sample; if it did, 1 plus the draft
+    /// tokens accepted by speculative decoding (at most `EngineConfig::max_draft_tokens`); a
+    /// finishing entry may say 0.
+    pub tokens: u32,
+    /// [`EntryResult::FINISHED`], [`EntryResult::PAUSE`], [`EntryResult::FILLED_BLOCK_HASH`]
+    /// or'ed together; any other bit is refused.
+    pub flags: u32,
+    /// With [`EntryResult::PAUSE`]: the predicted duration of the external call, µs.
+    pub pause_duration_us: u64,
+    /// With [`EntryResult::FILLED_BLOCK_HASH`]: the chained hash of the block this step
+    /// filled.
+    pub filled_block_hash: u64,
+}
+
+impl EntryResult {
+    /// The request is done (stop token, client gone).
+    pub const FINISHED: u32 = 1;
+    /// The request now waits on an external call (`pause_duration_us`).
+    pub const PAUSE: u32 = 2;
+    /// `filled_block_hash` is set.
+    pub const FILLED_BLOCK_HASH: u32 = 4;
+    /// Every defined flag.
+    pub const ALL_FLAGS: u32 = Self::FINISHED | Self::PAUSE | Self::FILLED_BLOCK_HASH;
+
+    /// `tokens` produced, no flags.
+    pub const fn new(tokens: u32) -> Self {
+        EntryResult {
+            tokens,
+            flags: 0,
+            pause_duration_us: 0,
+            filled_block_hash: 0,
+        }
+    }
+
+    /// The same result for the request `handle`, as the handle-keyed [`StepResult`] (no
+    /// refined prediction: that goes through `update_prediction`). Unknown flag bits are
+    /// refused.
+    pub fn to_step_result(&self, handle: RequestHandle) -> Result<StepResult, ResultErrorKind> {
+        if self.flags & !Self::ALL_FLAGS != 0 {
+            return Err(ResultErrorKind::UnknownFlags {
+                flags: self.flags & !Self::ALL_FLAGS,
+            });
+        }
+        Ok(StepResult {
+            handle,
+            tokens: self.tokens,
+            finished: self.flags & Self::FINISHED != 0,
+            predicted_remaining: None,
+            filled_block_hash: (self.flags & Self::FILLED_BLOCK_HASH != 0)
+                .then_some(self.filled_block_hash),
+            pause: (self.flags & Self::PAUSE != 0).then_some(PauseRequest {
+                predicted_duration_us: self.pause_duration_us,
+            }),
+        })
     }
 }
 
@@ -417,10 +499,24 @@ pub enum ResultErrorKind {
     Duplicate,
     /// The token count does not match what was scheduled.
     WrongTokenCount {
-        /// Tokens the entry must report (0 or 1).
+        /// Tokens the entry must report: 0 if it did not sample, else at least 1 (the most it
+        /// may report is in [`ResultErrorKind::TooManyTokens`]).
         expected: u32,
         /// Tokens reported.
         got: u32,
+    },
+    /// More tokens than the entry may report: above 1 + `max_draft_tokens`, or past the
+    /// request's output cap or token limit.
+    TooManyTokens {
+        /// The most it may report.
+        max: u32,
+        /// Tokens reported.
+        got: u32,
+    },
+    /// Flag bits that [`EntryResult`] does not define.
+    UnknownFlags {
+        /// The unknown bits.
+        flags: u32,
     },
     /// The refined prediction is NaN, infinite or negative.
     InvalidPrediction,
@@ -442,6 +538,13 @@ pub enum CompleteError {
         /// What is wrong.
         kind: ResultErrorKind,
     },
+    /// Positional results must cover the whole plan at once.
+    ResultCount {
+        /// Entries in the plan.
+        expected: usize,
+        /// Results given.
+        got: usize,
+    },
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
     /// The engine found an internal invariant broken (in this call or an earlier one) and
@@ -453,6 +556,10 @@ impl fmt::Display for CompleteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CompleteError::Result { index, kind } => write!(f, "result {index}: {kind:?}"),
+            CompleteError::ResultCount { expected, got } => write!(
+                f,
+                "{got} positional results for a plan of {expected} entries (give all at once)"
+            ),
             CompleteError::TimeWentBackwards => f.write_str("time went backwards"),
             CompleteError::Internal(e) => write!(f, "{e}"),
         }

@@ -807,7 +807,7 @@ impl<'a> Engine<'a> {
             computed_before: before,
             samples: after == total,
             table_start,
-            blocks_start: u32::try_from(blocks_start).unwrap_or(u32::MAX),
+            blocks_offset: u32::try_from(blocks_start).unwrap_or(u32::MAX),
             blocks_len: u32::try_from(read).unwrap_or(u32::MAX),
         };
         let recomputed = after.min(r.recompute_upto).saturating_sub(before);

@@ -83,6 +83,7 @@ handle_type!(
 /// A block-to-block copy the executor must carry out, as per-tier block indices: device → host
 /// for a swap out, host → device for a swap in, device → device for copy-on-write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct BlockPair {
     /// Source block index (in the source tier).
     pub src: u32,
