@@ -1,19 +1,19 @@
 //! Heap-owned storage for the core's engine and block manager.
 //!
 //! `augur-core` never allocates: it borrows every array from its caller. This module is the
-//! `std` caller's side: it allocates each slice once, sized by the configuration's layout, and
-//! lends them to the core. The simulator, the tests and the benchmarks all build their engines
-//! through it.
+//! `std` caller's side. [`EngineBuffers`] makes one allocation per engine, a region of
+//! [`augur_region::region_size`] bytes (as 64-byte aligned [`RegionUnit`]s), and
+//! [`augur_region::engine_in_region`] carves the engine's arrays out of it, so this crate needs
+//! no unsafe code. [`KvBuffers`] (a block manager on its own) allocates each of its four slices.
+//! The simulator, the tests and the benchmarks all build their engines through this module.
 
-use augur_core::engine::{
-    Dropped, Engine, EngineConfig, EngineConfigError, EngineInitError, EngineStorage, Finished,
-    HashChunk, PairNode, Preemption, RequestSlot, ScheduledEntry, TenantSlot,
-};
+use std::fmt;
+
+use augur_core::engine::{Engine, EngineConfig, EngineConfigError, EngineInitError};
 use augur_core::kv::{
-    BlockManager, BlockPair, BlockSlot, KvConfig, KvConfigError, KvInitError, KvStorage, SeqSlot,
-    TableChunk,
+    BlockManager, BlockSlot, KvConfig, KvConfigError, KvInitError, KvStorage, SeqSlot, TableChunk,
 };
-use augur_core::queue::HeapEntry;
+use augur_region::{RegionError, RegionUnit, engine_in_region, region_size, units_as_bytes};
 
 /// Owned storage for one [`BlockManager`].
 #[derive(Debug)]
@@ -52,82 +52,59 @@ impl KvBuffers {
     }
 }
 
-/// Owned storage for one [`Engine`].
-#[derive(Debug)]
+/// Owned storage for one [`Engine`]: one allocation, carved into the engine's arrays by
+/// [`augur_region::engine_in_region`].
 pub struct EngineBuffers {
-    kv: KvBuffers,
-    requests: Vec<RequestSlot>,
-    id_buckets: Vec<u32>,
-    queue_entries: Vec<HeapEntry>,
-    queue_positions: Vec<u32>,
-    pair_nodes: Vec<PairNode>,
-    tenants: Vec<TenantSlot>,
-    tenant_entries: Vec<HeapEntry>,
-    tenant_positions: Vec<u32>,
-    running: Vec<u32>,
-    hash_chunks: Vec<HashChunk>,
-    plan_entries: Vec<ScheduledEntry>,
-    plan_blocks: Vec<u32>,
-    swap_out: Vec<BlockPair>,
-    swap_in: Vec<BlockPair>,
-    copies: Vec<BlockPair>,
-    preempted: Vec<Preemption>,
-    dropped: Vec<Dropped>,
-    finished: Vec<Finished>,
+    region: Vec<RegionUnit>,
+}
+
+impl fmt::Debug for EngineBuffers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuffers")
+            .field("bytes", &(self.region.len() * RegionUnit::BYTES))
+            .finish()
+    }
 }
 
 impl EngineBuffers {
-    /// Allocates what `cfg` needs.
+    /// Allocates what `cfg` needs (one region, left uninitialised until [`Self::engine`]).
     pub fn new(cfg: &EngineConfig) -> Result<Self, EngineConfigError> {
-        let l = cfg.layout()?;
+        let (size, _align) = region_size(cfg)?;
         Ok(EngineBuffers {
-            kv: KvBuffers::new(&cfg.kv_config()).map_err(EngineConfigError::Kv)?,
-            requests: vec![RequestSlot::default(); l.requests],
-            id_buckets: vec![0; l.id_buckets],
-            queue_entries: vec![HeapEntry::default(); l.queue_entries],
-            queue_positions: vec![0; l.queue_positions],
-            pair_nodes: vec![PairNode::default(); l.pair_nodes],
-            tenants: vec![TenantSlot::default(); l.tenants],
-            tenant_entries: vec![HeapEntry::default(); l.tenant_entries],
-            tenant_positions: vec![0; l.tenant_positions],
-            running: vec![0; l.running],
-            hash_chunks: vec![HashChunk::default(); l.hash_chunks],
-            plan_entries: vec![ScheduledEntry::default(); l.plan_entries],
-            plan_blocks: vec![0; l.plan_blocks],
-            swap_out: vec![BlockPair::default(); l.swap_out],
-            swap_in: vec![BlockPair::default(); l.swap_in],
-            copies: vec![BlockPair::default(); l.copies],
-            preempted: vec![Preemption::default(); l.preempted],
-            dropped: vec![Dropped::default(); l.dropped],
-            finished: vec![Finished::default(); l.finished],
+            region: vec![RegionUnit::UNINIT; RegionUnit::count_for(size)],
         })
     }
 
-    /// An engine over these buffers.
+    /// An engine over these buffers. `cfg` may differ from the one given to [`Self::new`] as
+    /// long as its storage fits; if it does not, the error is
+    /// [`EngineInitError::StorageTooSmall`] for `"region"`, in bytes.
     pub fn engine(&mut self, cfg: EngineConfig) -> Result<Engine<'_>, EngineInitError> {
-        Engine::new(
-            cfg,
-            EngineStorage {
-                kv: self.kv.storage(),
-                requests: &mut self.requests,
-                id_buckets: &mut self.id_buckets,
-                queue_entries: &mut self.queue_entries,
-                queue_positions: &mut self.queue_positions,
-                pair_nodes: &mut self.pair_nodes,
-                tenants: &mut self.tenants,
-                tenant_entries: &mut self.tenant_entries,
-                tenant_positions: &mut self.tenant_positions,
-                running: &mut self.running,
-                hash_chunks: &mut self.hash_chunks,
-                plan_entries: &mut self.plan_entries,
-                plan_blocks: &mut self.plan_blocks,
-                swap_out: &mut self.swap_out,
-                swap_in: &mut self.swap_in,
-                copies: &mut self.copies,
-                preempted: &mut self.preempted,
-                dropped: &mut self.dropped,
-                finished: &mut self.finished,
-            },
-        )
+        engine_in_region(cfg, units_as_bytes(&mut self.region)).map_err(init_error)
+    }
+}
+
+/// A [`RegionError`] as the [`EngineInitError`] that [`EngineBuffers::engine`] has always
+/// returned. Only `Config`, `Init` and `TooSmall` can happen here (the region is allocated
+/// aligned and carved by augur-core's own layout); the other two are reported as a region
+/// that is too small, naming the reason, so they are never lost.
+fn init_error(e: RegionError) -> EngineInitError {
+    match e {
+        RegionError::Config(c) => EngineInitError::Config(c),
+        RegionError::Init(i) => i,
+        RegionError::TooSmall { need, got } => EngineInitError::StorageTooSmall {
+            what: "region",
+            need,
+            got,
+        },
+        RegionError::Misaligned { align } => EngineInitError::StorageTooSmall {
+            what: "region (misaligned)",
+            need: align,
+            got: 0,
+        },
+        RegionError::Layout { what } => EngineInitError::StorageTooSmall {
+            what,
+            need: 0,
+            got: 0,
+        },
     }
 }

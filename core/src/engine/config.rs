@@ -530,12 +530,12 @@ impl RegionLayout {
 
 const fn max_align(aligns: &[usize]) -> usize {
     let mut max = 1;
-    let mut k = 0;
-    while k < aligns.len() {
-        if aligns[k] > max {
-            max = aligns[k];
+    let mut rest = aligns;
+    while let [first, tail @ ..] = rest {
+        if *first > max {
+            max = *first;
         }
-        k += 1;
+        rest = tail;
     }
     max
 }

@@ -428,6 +428,8 @@ pub enum RequestError {
     TooManyTokens,
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
+    /// The block-hash store is full (`hash_capacity`).
+    OutOfHashStorage,
     /// The caller's buffer is shorter than what must be written into it.
     BufferTooSmall {
         /// Elements needed.
@@ -446,6 +448,7 @@ impl fmt::Display for RequestError {
             RequestError::InvalidPrediction => "prediction must be finite and non-negative",
             RequestError::TooManyTokens => "too many tokens for this request",
             RequestError::TimeWentBackwards => "time went backwards",
+            RequestError::OutOfHashStorage => "block-hash storage is full",
             RequestError::BufferTooSmall { need } => {
                 return write!(f, "buffer too small: {need} elements needed");
             }

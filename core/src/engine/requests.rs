@@ -201,6 +201,57 @@ impl Engine<'_> {
         self.refresh_backlog(i)
     }
 
+    /// Supplies (or replaces) the prompt's block hashes after [`Engine::add_request`], for a
+    /// server that hashes the prompt while the request already waits. Allowed until the
+    /// request first runs: it must be waiting, hold no KV and have computed and generated
+    /// nothing ([`RequestError::WrongState`] otherwise). At most `prompt_tokens /
+    /// block_size` hashes ([`RequestError::TooManyTokens`]); a full hash store is
+    /// [`RequestError::OutOfHashStorage`]. Nothing changes on an error.
+    pub fn set_prompt_block_hashes(
+        &mut self,
+        h: RequestHandle,
+        hashes: &[u64],
+        now: Instant,
+    ) -> Result<(), RequestError> {
+        self.check_poison()?;
+        let i = self.slot_of(h).ok_or(RequestError::StaleHandle)?;
+        let r = self.req(i)?;
+        if r.state != SlotState::Waiting
+            || r.seq().is_some()
+            || r.computed != 0
+            || r.generated != 0
+            || r.extra_prompt != 0
+        {
+            return Err(RequestError::WrongState);
+        }
+        if hashes.len() as u64 > u64::from(div_block(r.prompt_tokens, self.cfg.block_size)) {
+            return Err(RequestError::TooManyTokens);
+        }
+        // Below 2^32: at most prompt_tokens / block_size, checked above.
+        let n = hashes.len() as u32;
+        let held =
+            ChunkPool::<u64, HASH_CHUNK_LEN>::extra_chunks(&ChunkList::EMPTY, r.hashes.len());
+        let need = ChunkPool::<u64, HASH_CHUNK_LEN>::extra_chunks(&ChunkList::EMPTY, n);
+        if need > self.hashes.free_chunks().saturating_add(held) {
+            return Err(RequestError::OutOfHashStorage);
+        }
+        if !self.check_time(now) {
+            return Err(RequestError::TimeWentBackwards);
+        }
+        let replaced = (|| {
+            let mut list = self.req(i)?.hashes;
+            self.hashes.clear(&mut list)?;
+            for &x in hashes {
+                if !self.hashes.push(&mut list, x)? {
+                    return Err(InternalError::new("hash storage smaller than checked"));
+                }
+            }
+            self.req_mut(i)?.hashes = list;
+            Ok(())
+        })();
+        replaced.map_err(|e| RequestError::Internal(self.poison(e)))
+    }
+
     /// Removes `h` wherever it is and frees its KV. If it was scheduled in the current plan,
     /// no result is expected for it any more. If its KV was being swapped out for a pause and
     /// the next plan has not been made yet, those swap-out pairs are withdrawn.
