@@ -464,40 +464,75 @@ typedef struct augur_finished {
 
 // Engine counters and gauges (the Rust `EngineStats`, flattened).
 typedef struct augur_stats {
+  // Requests waiting (not swapped).
   uint32_t waiting;
+  // Requests running.
   uint32_t running;
+  // Requests waiting with their KV in host memory.
   uint32_t swapped;
+  // Requests paused on an external call.
   uint32_t paused;
+  // Steps scheduled.
   uint64_t steps;
+  // Requests accepted.
   uint64_t added;
+  // Requests finished.
   uint64_t finished;
+  // Requests aborted by the caller.
   uint64_t aborted;
+  // Requests dropped by the engine (can never fit).
   uint64_t dropped;
+  // Preemptions by recompute.
   uint64_t preemptions_recompute;
+  // Preemptions by swap.
   uint64_t preemptions_swap;
+  // Preemptions that kept the KV on the device.
   uint64_t preemptions_keep;
+  // Preemptions caused by rank (the rest were for memory).
   uint64_t preemptions_for_rank;
+  // Pauses that kept their KV on the device.
   uint64_t pauses_preserved;
+  // Pauses that discarded their KV.
   uint64_t pauses_discarded;
+  // Pauses that swapped their KV to the host.
   uint64_t pauses_swapped;
+  // Idle requests whose kept KV was later evicted for memory.
   uint64_t idle_evicted;
+  // Tokens computed again after a recompute preemption or discard.
   uint64_t recomputed_tokens;
+  // Prompt tokens served from the prefix cache at admission.
   uint64_t prefix_hit_tokens;
+  // Prompt tokens of admitted requests.
   uint64_t prompt_tokens_admitted;
+  // Sum over live requests of the predicted remaining output tokens.
   uint64_t predicted_backlog_tokens;
+  // Block hashes not stored because the hash store was full.
   uint64_t hashes_dropped;
+  // Device pool: blocks.
   uint32_t device_blocks_total;
+  // Device pool: free blocks without cached content.
   uint32_t device_blocks_free;
+  // Device pool: free blocks holding an evictable cached prefix block.
   uint32_t device_blocks_cached;
+  // Device pool: blocks referenced by a table.
   uint32_t device_blocks_in_use;
+  // Host pool: blocks.
   uint32_t host_blocks_total;
+  // Host pool: free blocks without cached content.
   uint32_t host_blocks_free;
+  // Host pool: free blocks holding cached content.
   uint32_t host_blocks_cached;
+  // Host pool: blocks referenced by a table.
   uint32_t host_blocks_in_use;
+  // Blocks found in the prefix cache.
   uint64_t kv_prefix_hit_blocks;
+  // Cached blocks evicted to reuse the block.
   uint64_t kv_evictions;
+  // Copy-on-write copies.
   uint64_t kv_cow_copies;
+  // Blocks copied device to host.
   uint64_t kv_swapped_out_blocks;
+  // Blocks copied host to device.
   uint64_t kv_swapped_in_blocks;
 } augur_stats;
 

@@ -680,42 +680,76 @@ pub struct augur_request_info {
 /// Engine counters and gauges (the Rust `EngineStats`, flattened).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-#[allow(missing_docs)] // each field is the `EngineStats` field of the same name
 pub struct augur_stats {
+    /// Requests waiting (not swapped).
     pub waiting: u32,
+    /// Requests running.
     pub running: u32,
+    /// Requests waiting with their KV in host memory.
     pub swapped: u32,
+    /// Requests paused on an external call.
     pub paused: u32,
+    /// Steps scheduled.
     pub steps: u64,
+    /// Requests accepted.
     pub added: u64,
+    /// Requests finished.
     pub finished: u64,
+    /// Requests aborted by the caller.
     pub aborted: u64,
+    /// Requests dropped by the engine (can never fit).
     pub dropped: u64,
+    /// Preemptions by recompute.
     pub preemptions_recompute: u64,
+    /// Preemptions by swap.
     pub preemptions_swap: u64,
+    /// Preemptions that kept the KV on the device.
     pub preemptions_keep: u64,
+    /// Preemptions caused by rank (the rest were for memory).
     pub preemptions_for_rank: u64,
+    /// Pauses that kept their KV on the device.
     pub pauses_preserved: u64,
+    /// Pauses that discarded their KV.
     pub pauses_discarded: u64,
+    /// Pauses that swapped their KV to the host.
     pub pauses_swapped: u64,
+    /// Idle requests whose kept KV was later evicted for memory.
     pub idle_evicted: u64,
+    /// Tokens computed again after a recompute preemption or discard.
     pub recomputed_tokens: u64,
+    /// Prompt tokens served from the prefix cache at admission.
     pub prefix_hit_tokens: u64,
+    /// Prompt tokens of admitted requests.
     pub prompt_tokens_admitted: u64,
+    /// Sum over live requests of the predicted remaining output tokens.
     pub predicted_backlog_tokens: u64,
+    /// Block hashes not stored because the hash store was full.
     pub hashes_dropped: u64,
+    /// Device pool: blocks.
     pub device_blocks_total: u32,
+    /// Device pool: free blocks without cached content.
     pub device_blocks_free: u32,
+    /// Device pool: free blocks holding an evictable cached prefix block.
     pub device_blocks_cached: u32,
+    /// Device pool: blocks referenced by a table.
     pub device_blocks_in_use: u32,
+    /// Host pool: blocks.
     pub host_blocks_total: u32,
+    /// Host pool: free blocks without cached content.
     pub host_blocks_free: u32,
+    /// Host pool: free blocks holding cached content.
     pub host_blocks_cached: u32,
+    /// Host pool: blocks referenced by a table.
     pub host_blocks_in_use: u32,
+    /// Blocks found in the prefix cache.
     pub kv_prefix_hit_blocks: u64,
+    /// Cached blocks evicted to reuse the block.
     pub kv_evictions: u64,
+    /// Copy-on-write copies.
     pub kv_cow_copies: u64,
+    /// Blocks copied device to host.
     pub kv_swapped_out_blocks: u64,
+    /// Blocks copied host to device.
     pub kv_swapped_in_blocks: u64,
 }
 
