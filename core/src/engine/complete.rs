@@ -44,7 +44,8 @@ impl<'a> Engine<'a> {
 
     /// [`Engine::complete`] by position: `results[k]` is the result of entry `k` of the
     /// current plan, and all entries are reported in this one call (a shorter or longer
-    /// slice is [`CompleteError::ResultCount`]). This is the call a C executor makes: no
+    /// slice is [`CompleteError::ResultCount`]); the result at the position of a request
+    /// aborted since the plan was made is ignored. This is the call a C executor makes: no
     /// handles to echo back, one small `#[repr(C)]` record per entry. Refined predictions go
     /// through [`Engine::update_prediction`]. All-or-nothing, like `complete`.
     pub fn complete_entries(
@@ -63,14 +64,25 @@ impl<'a> Engine<'a> {
         self.complete_from(Results::Positional(results), now)
     }
 
-    /// Result `k` of `results` as a handle-keyed result.
-    fn result_at(&self, results: Results<'_>, k: usize) -> Result<StepResult, ResultErrorKind> {
+    /// Result `k` of `results` as a handle-keyed result; `None` for the position of an entry
+    /// whose request was aborted after the plan was made (no result is expected for it, so
+    /// whatever the caller put there is ignored).
+    fn result_at(
+        &self,
+        results: Results<'_>,
+        k: usize,
+    ) -> Result<Option<StepResult>, ResultErrorKind> {
         match results {
-            Results::Keyed(r) => r.get(k).copied().ok_or(ResultErrorKind::NotScheduled),
+            Results::Keyed(r) => r
+                .get(k)
+                .copied()
+                .map(Some)
+                .ok_or(ResultErrorKind::NotScheduled),
             Results::Positional(r) => {
                 let entry = self.plan.entries.as_slice().get(k);
                 match (r.get(k), entry) {
-                    (Some(res), Some(e)) => res.to_step_result(e.handle),
+                    (Some(_), Some(e)) if self.slot_of(e.handle).is_none() => Ok(None),
+                    (Some(res), Some(e)) => res.to_step_result(e.handle).map(Some),
                     _ => Err(ResultErrorKind::NotScheduled),
                 }
             }
@@ -86,18 +98,24 @@ impl<'a> Engine<'a> {
         self.complete_stamp = self.complete_stamp.saturating_add(1);
         let stamp = self.complete_stamp;
         for index in 0..results.len() {
-            self.result_at(results, index)
-                .and_then(|res| self.validate_result(&res, stamp))
-                .map_err(|kind| CompleteError::Result { index, kind })?;
+            match self.result_at(results, index) {
+                Ok(Some(res)) => self.validate_result(&res, stamp),
+                Ok(None) => Ok(()),
+                Err(kind) => Err(kind),
+            }
+            .map_err(|kind| CompleteError::Result { index, kind })?;
         }
         self.check_time(now);
         self.finished.clear();
         for index in 0..results.len() {
             // Validated above, so a failure here is a broken invariant.
-            let applied = self
-                .result_at(results, index)
-                .map_err(|_| InternalError::new("a validated result can no longer be read"))
-                .and_then(|res| self.apply_result(res.handle.index(), &res, now));
+            let applied = match self.result_at(results, index) {
+                Ok(Some(res)) => self.apply_result(res.handle.index(), &res, now),
+                Ok(None) => Ok(()),
+                Err(_) => Err(InternalError::new(
+                    "a validated result can no longer be read",
+                )),
+            };
             if let Err(e) = applied {
                 return Err(CompleteError::Internal(self.poison(e)));
             }
