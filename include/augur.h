@@ -12,8 +12,9 @@
  * - Out-parameters are written only on success. A failed call changes nothing, except that
  *   AUGUR_E_POISONED / AUGUR_E_PANIC mean augur found a bug in itself: that engine then
  *   refuses every call that would change it; free it.
- * - NULL pointers, misaligned pointers, stale and forged request handles, and sizes out of
- *   range are checked and refused. augur never panics across this boundary and never aborts
+ * - NULL pointers (AUGUR_E_NULL_POINTER), pointers misaligned for their type and sizes out of
+ *   range (AUGUR_E_INVALID_ARGUMENT), stale and forged request handles (AUGUR_E_STALE_HANDLE)
+ *   are checked and refused. augur never panics across this boundary and never aborts
  *   the host: every call runs under a panic guard.
  * - Ownership: augur never keeps a pointer the caller passes in, except the region given to
  *   augur_engine_init (the engine's until augur_engine_free). Pointers augur returns (plan
@@ -33,7 +34,7 @@
  *    table[p / block_size], after the mirrored table is truncated to e.table_start entries and
  *    extended with blocks[e.blocks_offset .. e.blocks_offset + e.blocks_len].
  * Preempted and dropped requests are not in entries: forget their mirrored tables (a
- * preempted request that runs again gets table_start == 0 and its whole table). Finished
+ * preempted or paused request that runs again gets table_start == 0 and its whole table). Finished
  * requests are listed by augur_last_finished(). augur_request_block_table() gives any
  * request's table at any time, to rebuild or check a mirror.
  */

@@ -102,8 +102,46 @@ unsafe fn config_in(cfg: *const augur_config) -> Result<augur_core::engine::Engi
             format_args!("invalid engine configuration field `{}`", e.0),
         )
     })?;
-    core.validate().map_err(fail_from)?;
+    core.validate().map_err(|e| {
+        fail(
+            AUGUR_E_INVALID_CONFIG,
+            format_args!("invalid engine configuration field `{}`", c_field_of(&e)),
+        )
+    })?;
     Ok(core)
+}
+
+/// The `augur_config` field a core validation error is about (the core names its own
+/// fields, which differ for the flattened policy and admission parameters).
+fn c_field_of(e: &augur_core::engine::EngineConfigError) -> &'static str {
+    use augur_core::engine::EngineConfigError as E;
+    use augur_core::kv::KvConfigError as K;
+    match e {
+        E::Field("admission.headroom") => "admission_headroom",
+        E::Field("costs.recompute_us_per_token") => "recompute_us_per_token",
+        E::Field("costs.swap_us_per_block") => "swap_us_per_block",
+        E::Field(name) => name,
+        E::Policy(p) => match p.0 {
+            "overrun.factor" => "policy.overrun_factor",
+            "cutoff" => "policy.trail_cutoff",
+            "base_quantum" => "policy.mlfq_base_quantum",
+            "growth" => "policy.mlfq_growth",
+            "levels" => "policy.mlfq_levels",
+            "prefill_weight" => "policy.mlfq_prefill_weight",
+            "threshold" => "policy.one_bit_threshold",
+            "decode_us_per_token" => "policy.slack_decode_us_per_token",
+            "prefill_us_per_token" => "policy.slack_prefill_us_per_token",
+            "aging_per_s" => "policy.aging_per_s",
+            "fallback_prediction" => "policy.fallback_prediction",
+            "default_deadline_us" => "policy.default_deadline_us",
+            other => other,
+        },
+        E::Kv(K::ZeroBlockSize) => "block_size",
+        E::Kv(K::ZeroDeviceBlocks) => "device_blocks",
+        E::Kv(K::BadMaxSeqs) => "max_requests",
+        E::Kv(K::TooLarge) | E::TooLarge => "device_blocks (the storage would not fit in memory)",
+        E::Kv(_) => "device_blocks / host_blocks",
+    }
 }
 
 /// Writes `message` into `buf` (`len` bytes), truncated and NUL-terminated; nothing if `buf`
@@ -690,6 +728,8 @@ fn block_table(
     written: *mut usize,
 ) -> Result<(), Fail> {
     let v = e.request(h).map_err(fail_from)?;
+    // SAFETY: checked: `written` is non-NULL and aligned (this is the only write to it).
+    let w = unsafe { ptr::output(written, "written") }?;
     let need = v.kv_blocks.saturating_sub(start) as usize;
     if need > cap {
         return Err(fail(
@@ -700,8 +740,6 @@ fn block_table(
         ));
     }
     ptr::check_out(out, need, "out")?;
-    // SAFETY: checked: `written` is non-NULL and aligned (this is the only write to it).
-    let w = unsafe { ptr::output(written, "written") }?;
     // SAFETY: `out` holds `cap >= need` writable `uint32_t`s by the caller's contract, and is
     // written only now that the copy cannot fail for size.
     let buf = unsafe { ptr::zeroed_slice_out(out, need, "out") }?;
