@@ -24,13 +24,16 @@
 //!
 //! # Empty inputs
 //!
-//! Every floating-point field of a [`Summary`] is finite, so JSON output never carries `NaN`
-//! (which `serde_json` would write as `null`). A statistic over an empty population (no
-//! completed requests, no request with two or more output tokens, no utilization samples, a
-//! zero simulated time) is `0.0`; the counts (`requests_completed` and so on) tell a reader
-//! whether a zero is real. A non-finite value computed from non-finite inputs, which a correct
+//! Every floating-point field of a [`Summary`] is finite, so JSON output never carries `NaN`.
+//! A latency statistic over an empty population (no completed request; for TPOT, no completed
+//! request with two or more output tokens) is `None`: `null` in JSON, an empty CSV cell and
+//! `-` in tables, never a fake `0.00 ms`. Other rates over an empty population (no utilization
+//! samples, a zero simulated time) are `0.0`; the counts (`requests_completed` and so on) tell
+//! a reader whether a zero is real. A non-finite value computed from non-finite inputs, which a correct
 //! simulation never produces, is also reported as `0.0`. The SLO fields are the only optional
 //! ones: they are `None` when no SLO is given (see [`Slo`]).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -161,22 +164,28 @@ pub struct Summary {
     pub requests_completed: u64,
     /// Requests that were rejected.
     pub requests_rejected: u64,
+    /// Rejected requests by reason (the reasons of [`RequestRecord::rejected`] up to their
+    /// first `": "`, which starts a request's own detail). Not one of
+    /// [`crate::report::SUMMARY_FIELDS`]' serde fields: reports write it themselves, as a JSON
+    /// object in JSON and as a JSON-encoded cell in CSV (see [`crate::report`]).
+    #[serde(skip)]
+    pub requests_rejected_by_reason: BTreeMap<String, u64>,
     /// Mean end-to-end latency of completed requests.
-    pub mean_e2e_s: f64,
+    pub mean_e2e_s: Option<f64>,
     /// Median end-to-end latency.
-    pub p50_e2e_s: f64,
+    pub p50_e2e_s: Option<f64>,
     /// 90th percentile of end-to-end latency.
-    pub p90_e2e_s: f64,
+    pub p90_e2e_s: Option<f64>,
     /// 99th percentile of end-to-end latency.
-    pub p99_e2e_s: f64,
+    pub p99_e2e_s: Option<f64>,
     /// Mean time to first token.
-    pub mean_ttft_s: f64,
+    pub mean_ttft_s: Option<f64>,
     /// 99th percentile of time to first token.
-    pub p99_ttft_s: f64,
+    pub p99_ttft_s: Option<f64>,
     /// Mean time per output token (requests with at least two output tokens).
-    pub mean_tpot_s: f64,
+    pub mean_tpot_s: Option<f64>,
     /// 99th percentile of time per output token.
-    pub p99_tpot_s: f64,
+    pub p99_tpot_s: Option<f64>,
     /// Output tokens of completed requests per simulated second.
     pub throughput_output_tokens_per_s: f64,
     /// Preemptions by recomputation.
@@ -241,6 +250,25 @@ fn ratio(num: f64, den: f64) -> f64 {
     if den == 0.0 { 0.0 } else { finite(num / den) }
 }
 
+/// `f(xs)` (made finite), or `None` over an empty population.
+fn stat(xs: &[f64], f: impl Fn(&[f64]) -> f64) -> Option<f64> {
+    (!xs.is_empty()).then(|| finite(f(xs)))
+}
+
+/// The rejected requests counted by reason: the part of [`RequestRecord::rejected`] before
+/// its first `": "` (the rest is the request's own detail, such as its block count), or the
+/// whole reason when it has none.
+fn rejected_by_reason(records: &[RequestRecord]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for r in records.iter().filter(|r| r.is_rejected()) {
+        if let Some(why) = &r.rejected {
+            let class = why.split_once(": ").map_or(why.as_str(), |(head, _)| head);
+            *counts.entry(class.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 /// The values in ascending order.
 fn sorted(mut xs: Vec<f64>) -> Vec<f64> {
     xs.sort_by(f64::total_cmp);
@@ -273,14 +301,15 @@ pub fn summarize(records: &[RequestRecord], counters: &RunCounters, slo: &Slo) -
         requests_total: records.len() as u64,
         requests_completed: completed.len() as u64,
         requests_rejected: records.iter().filter(|r| r.is_rejected()).count() as u64,
-        mean_e2e_s: finite(mean(&e2e)),
-        p50_e2e_s: finite(percentile(&e2e, 50.0)),
-        p90_e2e_s: finite(percentile(&e2e, 90.0)),
-        p99_e2e_s: finite(percentile(&e2e, 99.0)),
-        mean_ttft_s: finite(mean(&ttft)),
-        p99_ttft_s: finite(percentile(&ttft, 99.0)),
-        mean_tpot_s: finite(mean(&tpot)),
-        p99_tpot_s: finite(percentile(&tpot, 99.0)),
+        requests_rejected_by_reason: rejected_by_reason(records),
+        mean_e2e_s: stat(&e2e, |x| mean(x)),
+        p50_e2e_s: stat(&e2e, |x| percentile(x, 50.0)),
+        p90_e2e_s: stat(&e2e, |x| percentile(x, 90.0)),
+        p99_e2e_s: stat(&e2e, |x| percentile(x, 99.0)),
+        mean_ttft_s: stat(&ttft, |x| mean(x)),
+        p99_ttft_s: stat(&ttft, |x| percentile(x, 99.0)),
+        mean_tpot_s: stat(&tpot, |x| mean(x)),
+        p99_tpot_s: stat(&tpot, |x| percentile(x, 99.0)),
         throughput_output_tokens_per_s: ratio(output_tokens as f64, simulated_s),
         preemptions_recompute: counters.preemptions_recompute,
         preemptions_swap: counters.preemptions_swap,
@@ -444,17 +473,22 @@ mod tests {
         assert_eq!(s.requests_total, 6);
         assert_eq!(s.requests_completed, 4);
         assert_eq!(s.requests_rejected, 1);
+        assert_eq!(
+            s.requests_rejected_by_reason
+                .get("prompt exceeds KV capacity"),
+            Some(&1)
+        );
         // e2e sorted: [1, 2, 3, 4]
-        assert_close!(s.mean_e2e_s, 2.5);
-        assert_close!(s.p50_e2e_s, 2.5);
-        assert_close!(s.p90_e2e_s, 3.7);
-        assert_close!(s.p99_e2e_s, 3.97);
+        assert_close!(s.mean_e2e_s.unwrap(), 2.5);
+        assert_close!(s.p50_e2e_s.unwrap(), 2.5);
+        assert_close!(s.p90_e2e_s.unwrap(), 3.7);
+        assert_close!(s.p99_e2e_s.unwrap(), 3.97);
         // ttft sorted: [0.25, 0.5, 1, 1]
-        assert_close!(s.mean_ttft_s, 2.75 / 4.0);
-        assert_close!(s.p99_ttft_s, 1.0);
+        assert_close!(s.mean_ttft_s.unwrap(), 2.75 / 4.0);
+        assert_close!(s.p99_ttft_s.unwrap(), 1.0);
         // tpot sorted: [0.25, 0.5, 0.6]; h = 2 * 0.99 = 1.98
-        assert_close!(s.mean_tpot_s, 1.35 / 3.0);
-        assert_close!(s.p99_tpot_s, 0.5 + 0.98 * 0.1);
+        assert_close!(s.mean_tpot_s.unwrap(), 1.35 / 3.0);
+        assert_close!(s.p99_tpot_s.unwrap(), 0.5 + 0.98 * 0.1);
         // (4 + 6 + 1 + 12) output tokens over 10 s
         assert_close!(s.throughput_output_tokens_per_s, 2.3);
         assert_eq!(s.preemptions_recompute, 3);
@@ -484,8 +518,14 @@ mod tests {
         let records = &sample_records()[4..];
         let s = summarize(records, &sample_counters(), &slo);
         assert_eq!((s.requests_total, s.requests_completed), (2, 0));
-        assert_eq!(s.mean_e2e_s, 0.0);
-        assert_eq!(s.p99_tpot_s, 0.0);
+        assert_eq!(s.mean_e2e_s, None);
+        assert_eq!(s.p99_tpot_s, None);
+        assert_eq!(s.requests_rejected_by_reason.len(), 1);
+        assert_eq!(
+            s.requests_rejected_by_reason
+                .get("prompt exceeds KV capacity"),
+            Some(&1)
+        );
         assert_eq!(s.throughput_output_tokens_per_s, 0.0);
         assert_eq!(s.slo_attainment, Some(0.0));
     }

@@ -16,6 +16,7 @@
 //! `<text>` elements that the viewer renders with its own fonts, and plotters lays it out with
 //! a crude width estimate, so long legend entries may fit their box loosely.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::ops::Range;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{RequestRecord, Summary};
 
 /// The field names of a [`Summary`], in order: its JSON keys and CSV columns.
-pub const SUMMARY_FIELDS: [&str; 22] = [
+pub const SUMMARY_FIELDS: [&str; 23] = [
     "requests_total",
     "requests_completed",
     "requests_rejected",
@@ -52,6 +53,7 @@ pub const SUMMARY_FIELDS: [&str; 22] = [
     "wall_s",
     "goodput_req_per_s",
     "slo_attainment",
+    "requests_rejected_by_reason",
 ];
 
 /// The column names of [`write_requests_csv`]: the fields of a [`RequestRecord`], in order.
@@ -95,6 +97,33 @@ pub struct LabeledSummary {
     /// The run's summary.
     #[serde(flatten)]
     pub summary: Summary,
+    /// [`Summary::requests_rejected_by_reason`], written here (the summary does not serialize
+    /// it itself, so that CSV rows stay flat): an object from reason to count.
+    #[serde(default)]
+    pub requests_rejected_by_reason: BTreeMap<String, u64>,
+}
+
+impl LabeledSummary {
+    /// The record of one run.
+    pub fn new(label: &RunLabel, s: &Summary) -> Self {
+        LabeledSummary {
+            label: label.clone(),
+            summary: s.clone(),
+            requests_rejected_by_reason: s.requests_rejected_by_reason.clone(),
+        }
+    }
+
+    /// The summary, with the rejection reasons put back in.
+    pub fn into_summary(self) -> Summary {
+        let mut s = self.summary;
+        s.requests_rejected_by_reason = self.requests_rejected_by_reason;
+        s
+    }
+}
+
+/// The rejection reasons as one CSV cell: a JSON object (`{}` when none).
+fn reasons_cell(s: &Summary) -> String {
+    serde_json::to_string(&s.requests_rejected_by_reason).unwrap_or_default()
 }
 
 /// A string that is none of the accepted choices for a setting.
@@ -186,8 +215,8 @@ impl Metric {
     /// Every metric.
     pub const ALL: [Metric; 2] = [Metric::MeanE2e, Metric::P99E2e];
 
-    /// The metric's value in a summary, in seconds.
-    pub fn value(self, s: &Summary) -> f64 {
+    /// The metric's value in a summary, in seconds (`None` when no request completed).
+    pub fn value(self, s: &Summary) -> Option<f64> {
         match self {
             Metric::MeanE2e => s.mean_e2e_s,
             Metric::P99E2e => s.p99_e2e_s,
@@ -221,8 +250,21 @@ impl fmt::Display for Metric {
 // ---------------------------------------------------------------------------------------------
 // Number formatting
 
-/// A duration in seconds with a unit suited to its size: `850.00 ms`, `1.234 s`.
-fn fmt_duration(s: f64) -> String {
+/// A number in its shortest exact form when of everyday size (`0.5`, `2.25`, `1`), else in
+/// scientific notation (`1e300`, `1e-14`), so that no value prints as hundreds of digits.
+pub fn compact(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || (1e-4..1e6).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// A duration in seconds with a unit suited to its size: `850.00 ms`, `1.234 s`; `-` for none.
+fn fmt_duration(s: Option<f64>) -> String {
+    let Some(s) = s else {
+        return "-".to_owned();
+    };
     if s.abs() < 1.0 {
         format!("{:.2} ms", s * 1e3)
     } else {
@@ -365,7 +407,7 @@ fn write_summary_table(w: &mut impl Write, label: &RunLabel, s: &Summary) -> std
     let mut lines: Vec<(&str, String)> = vec![
         ("policy", label.policy.clone()),
         ("predictor", label.predictor.clone()),
-        ("rate scale", format!("{}x", label.rate_scale)),
+        ("rate scale", format!("{}x", compact(label.rate_scale))),
         ("trace", label.trace.clone()),
         (
             "requests",
@@ -405,6 +447,14 @@ fn write_summary_table(w: &mut impl Write, label: &RunLabel, s: &Summary) -> std
             format!("{:.1} output tokens/s", s.throughput_output_tokens_per_s),
         ),
     ];
+    if !s.requests_rejected_by_reason.is_empty() {
+        let reasons: Vec<String> = s
+            .requests_rejected_by_reason
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        lines.insert(5, ("rejected by reason", reasons.join("; ")));
+    }
     if let (Some(goodput), Some(attainment)) = (s.goodput_req_per_s, s.slo_attainment) {
         lines.push((
             "goodput",
@@ -458,17 +508,14 @@ pub fn write_summary(
     match format {
         Format::Table => write_summary_table(w, label, s)?,
         Format::Json => {
-            let record = LabeledSummary {
-                label: label.clone(),
-                summary: s.clone(),
-            };
+            let record = LabeledSummary::new(label, s);
             serde_json::to_writer(&mut *w, &record)?;
             writeln!(w)?;
         }
         Format::Csv => {
             let mut wtr = csv::WriterBuilder::new().has_headers(false).from_writer(w);
             write_label_summary_header(&mut wtr)?;
-            wtr.serialize((label, s))?;
+            wtr.serialize((label, s, reasons_cell(s)))?;
             wtr.flush()?;
         }
     }
@@ -496,14 +543,8 @@ pub fn write_comparison_table(
     let text = |f: &dyn Fn(&RunLabel, &Summary) -> String| -> Vec<String> {
         rows.iter().map(|(l, s)| f(l, s)).collect()
     };
-    let latency = |header: &str, f: fn(&Summary) -> f64, needs_tpot: bool| -> Column {
-        let values: Vec<Option<f64>> = rows
-            .iter()
-            .map(|(_, s)| {
-                let has = s.requests_completed > 0 && (!needs_tpot || s.mean_tpot_s > 0.0);
-                has.then(|| f(s))
-            })
-            .collect();
+    let latency = |header: &str, f: fn(&Summary) -> Option<f64>| -> Column {
+        let values: Vec<Option<f64>> = rows.iter().map(|(_, s)| f(s)).collect();
         let (unit, cells) = duration_column(&values);
         Column::new(header, unit, Align::Right, cells)
     };
@@ -524,7 +565,13 @@ pub fn write_comparison_table(
             "rate",
             "",
             Align::Right,
-            text(&|l, _| format!("{:.*}x", rate_decimals, l.rate_scale)),
+            text(&|l, _| {
+                if (1e-3..1e6).contains(&l.rate_scale) {
+                    format!("{:.*}x", rate_decimals, l.rate_scale)
+                } else {
+                    format!("{}x", compact(l.rate_scale))
+                }
+            }),
         ),
         Column::new(
             "completed",
@@ -532,11 +579,11 @@ pub fn write_comparison_table(
             Align::Right,
             text(&|_, s| format!("{}/{}", s.requests_completed, s.requests_total)),
         ),
-        latency("mean e2e", |s| s.mean_e2e_s, false),
-        latency("p99 e2e", |s| s.p99_e2e_s, false),
-        latency("mean TTFT", |s| s.mean_ttft_s, false),
-        latency("p99 TTFT", |s| s.p99_ttft_s, false),
-        latency("mean TPOT", |s| s.mean_tpot_s, true),
+        latency("mean e2e", |s| s.mean_e2e_s),
+        latency("p99 e2e", |s| s.p99_e2e_s),
+        latency("mean TTFT", |s| s.mean_ttft_s),
+        latency("p99 TTFT", |s| s.p99_ttft_s),
+        latency("mean TPOT", |s| s.mean_tpot_s),
         Column::new(
             "throughput",
             "tok/s",
@@ -616,7 +663,7 @@ pub fn write_sweep_csv(path: impl AsRef<Path>, rows: &[(RunLabel, Summary)]) -> 
             .from_path(path)?;
         write_label_summary_header(&mut wtr)?;
         for (label, s) in rows {
-            wtr.serialize((label, s))?;
+            wtr.serialize((label, s, reasons_cell(s)))?;
         }
         wtr.flush()?;
         Ok(())
@@ -642,7 +689,13 @@ pub fn read_sweep_csv(path: impl AsRef<Path>) -> anyhow::Result<Vec<(RunLabel, S
         // The csv crate cannot match a tuple of structs against header names, so the row is
         // read by position, which the header check above makes safe.
         rdr.records()
-            .map(|record| Ok(record?.deserialize(None)?))
+            .map(|record| {
+                let (label, mut s, reasons): (RunLabel, Summary, String) =
+                    record?.deserialize(None)?;
+                s.requests_rejected_by_reason = serde_json::from_str(&reasons)
+                    .context("the requests_rejected_by_reason cell is not a JSON object")?;
+                Ok((label, s))
+            })
             .collect()
     };
     read().with_context(|| format!("reading a sweep summary from {}", path.display()))
@@ -757,8 +810,9 @@ pub fn plot_latency_vs_load(
     let mut keys: Vec<(&str, &str)> = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for (label, s) in rows {
-        let (x, y) = (label.rate_scale, metric.value(s));
-        if s.requests_completed == 0 || !x.is_finite() || !y.is_finite() {
+        let x = label.rate_scale;
+        let Some(y) = metric.value(s) else { continue };
+        if !x.is_finite() || !y.is_finite() {
             continue;
         }
         let key = (label.policy.as_str(), label.predictor.as_str());
@@ -892,8 +946,8 @@ mod tests {
         for (policy, predictor, k) in [("fcfs", "none", 1.0), ("sjf", "lognormal:0.5", 0.6)] {
             for rate in [0.5, 1.0, 1.5] {
                 let mut s = base.clone();
-                s.mean_e2e_s *= k * rate;
-                s.p99_e2e_s *= k * rate * 2.0;
+                s.mean_e2e_s = s.mean_e2e_s.map(|x| x * k * rate);
+                s.p99_e2e_s = s.p99_e2e_s.map(|x| x * k * rate * 2.0);
                 rows.push((label(policy, predictor, rate), s));
             }
         }
@@ -938,10 +992,15 @@ mod tests {
     fn field_name_constants_match_serde() {
         let (records, counters) = sample();
         let s = summarize(&records, &counters, &Slo::default());
-        let keys: Vec<String> = match serde_json::to_value(&s).unwrap() {
-            serde_json::Value::Object(m) => m.keys().cloned().collect(),
-            _ => unreachable!(),
-        };
+        let keys: Vec<String> =
+            match serde_json::to_value(LabeledSummary::new(&label("a", "b", 1.0), &s)).unwrap() {
+                serde_json::Value::Object(m) => m
+                    .keys()
+                    .filter(|k| !RunLabel::FIELDS.contains(&k.as_str()))
+                    .cloned()
+                    .collect(),
+                _ => unreachable!(),
+            };
         let mut expected: Vec<String> = SUMMARY_FIELDS.iter().map(|s| s.to_string()).collect();
         let mut keys_sorted = keys.clone();
         keys_sorted.sort();
@@ -949,8 +1008,17 @@ mod tests {
         assert_eq!(keys_sorted, expected);
 
         // Order: the CSV writer's own header for a struct follows declaration order.
+        // The rejection reasons are the last column, written by hand after the struct.
         let mut wtr = csv::Writer::from_writer(Vec::new());
-        wtr.serialize((&label("a", "b", 1.0), &s)).unwrap();
+        #[derive(Serialize)]
+        struct Reasons {
+            requests_rejected_by_reason: String,
+        }
+        let reasons = Reasons {
+            requests_rejected_by_reason: reasons_cell(&s),
+        };
+        wtr.serialize((&label("a", "b", 1.0), &s, &reasons))
+            .unwrap();
         let text = String::from_utf8(wtr.into_inner().unwrap()).unwrap();
         let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
         let ours: Vec<&str> = RunLabel::FIELDS
@@ -991,6 +1059,7 @@ mod tests {
             "wall_s",
             "goodput_req_per_s",
             "slo_attainment",
+            "requests_rejected_by_reason",
             "policy",
             "predictor",
             "rate_scale",
@@ -1023,11 +1092,17 @@ mod tests {
             assert_eq!(keys, want);
             for (k, v) in obj {
                 let optional = k == "goodput_req_per_s" || k == "slo_attainment";
-                assert_eq!(v.is_null(), optional && !slo.is_set(), "{k}: {v}");
+                // Latencies are null exactly over an empty population.
+                let empty_latency =
+                    k.ends_with("_e2e_s") || k.ends_with("_ttft_s") || k.ends_with("_tpot_s");
+                let expect_null =
+                    (optional && !slo.is_set()) || (empty_latency && s.requests_completed == 0);
+                assert_eq!(v.is_null(), expect_null, "{k}: {v}");
             }
+            assert!(obj["requests_rejected_by_reason"].is_object());
             let back: LabeledSummary = serde_json::from_str(&text).unwrap();
             assert_eq!(back.label, l);
-            assert_eq!(back.summary, s);
+            assert_eq!(back.into_summary(), s);
         }
     }
 
@@ -1047,7 +1122,7 @@ mod tests {
             write_summary(&mut out, &l, &s, Format::Csv).unwrap();
             let mut rdr = csv::Reader::from_reader(out.as_slice());
             let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_owned).collect();
-            assert_eq!(header.len(), 26);
+            assert_eq!(header.len(), 27);
             assert_eq!(&header[..4], &RunLabel::FIELDS);
             assert_eq!(&header[4..], &SUMMARY_FIELDS);
             let path = temp_path("summary.csv");

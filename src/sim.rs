@@ -16,6 +16,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant as WallClock;
 
 use anyhow::{Context, Result, bail};
@@ -50,6 +52,9 @@ pub struct SimConfig {
     pub max_output_cap: Option<u32>,
     /// A refining predictor is consulted every this many generated tokens.
     pub refine_every: u32,
+    /// When set, the run stores here how many requests are done (finished or rejected) as it
+    /// goes, for a progress bar.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl SimConfig {
@@ -63,6 +68,7 @@ impl SimConfig {
             kv_blocks: None,
             max_output_cap: None,
             refine_every: 16,
+            progress: None,
         }
     }
 
@@ -96,6 +102,28 @@ impl SimConfig {
             .map_err(|err| anyhow::anyhow!("invalid engine configuration: {err}"))?;
         Ok(e)
     }
+}
+
+/// Bytes one trace request takes in memory besides its heap parts (prefix ids, tool calls).
+pub const TRACE_REQUEST_BYTES: u64 = std::mem::size_of::<crate::trace::TraceRequest>() as u64;
+
+/// Bytes the simulator holds per trace request while it runs, besides the trace and the
+/// engine: the [`RequestRecord`] (with room for a short rejection reason), its live state, and
+/// the sorted latency vectors and CDF of the summary.
+pub const RUN_BYTES_PER_REQUEST: u64 = (std::mem::size_of::<RequestRecord>()
+    + 64
+    + std::mem::size_of::<Live>()
+    + 6 * std::mem::size_of::<f64>()
+    + 2 * std::mem::size_of::<usize>()) as u64;
+
+/// An estimate of the memory one run of `simulate` takes for a trace of `requests` requests
+/// with an engine of configuration `engine` (already resolved for the trace, see
+/// [`SimConfig::resolved_engine`]), the trace itself not counted: the engine's storage
+/// (exact, from [`EngineConfig::layout`]) plus [`RUN_BYTES_PER_REQUEST`] per request. `None`
+/// when the configuration has no layout.
+pub fn run_memory_bytes(requests: u64, engine: &EngineConfig) -> Option<u64> {
+    let storage = engine.layout().ok()?.bytes() as u64;
+    storage.checked_add(requests.checked_mul(RUN_BYTES_PER_REQUEST)?)
 }
 
 /// What a run produced.
@@ -143,8 +171,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             prompt_tokens: r.prompt_tokens,
             output_tokens: cfg
                 .max_output_cap
-                .map_or(r.output_tokens, |c| r.output_tokens.min(c))
-                .max(1),
+                .map_or(r.output_tokens, |c| r.output_tokens.min(c)),
             first_token_s: None,
             finish_s: None,
             rejected: None,
@@ -154,7 +181,10 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
     let mut live: Vec<Live> = records
         .iter()
         .map(|r| Live {
-            true_output: r.output_tokens,
+            // The engine has no prefill-only request: every request samples once at the end
+            // of its prefill. A request with 0 output tokens runs that step and finishes; its
+            // record keeps 0 output tokens, so throughput does not count the sample.
+            true_output: r.output_tokens.max(1),
             ..Live::default()
         })
         .collect();
@@ -163,6 +193,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
     let mut next_arrival = 0usize;
     let mut t: u64 = 0;
     let mut iterations = 0u64;
+    let mut finished = 0u64;
     let mut counters = RunCounters::default();
     let mut results: Vec<StepResult> = Vec::with_capacity(ecfg.max_running as usize);
     let mut dropped: Vec<u64> = Vec::new();
@@ -244,7 +275,7 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             }
             // Nothing can run until something arrives or a tool call returns.
             match next_event() {
-                Some(at) => t = t.max(at).max(t + 1),
+                Some(at) => t = t.max(at).max(t.saturating_add(1)),
                 None => break,
             }
             continue;
@@ -253,7 +284,9 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
         if swapped > 0 {
             dt += cfg.cost.swap_time_us(swapped, bs);
         }
-        let t_end = t + (dt.ceil() as u64).max(1);
+        let t_end = t
+            .checked_add((dt.ceil() as u64).max(1))
+            .context("the simulated clock overflowed 64-bit microseconds")?;
         results.clear();
         for e in plan.entries {
             let i = e.external_id as usize;
@@ -275,7 +308,14 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
                     r.pause = Some(PauseRequest {
                         predicted_duration_us: call.duration_us,
                     });
-                    resumes.push(Reverse((t_end + call.duration_us, i)));
+                    let Some(at) = t_end.checked_add(call.duration_us) else {
+                        bail!(
+                            "request {i}: a tool call of {} s ends past the simulated clock's \
+                             range (64-bit microseconds)",
+                            call.duration_us as f64 * 1e-6
+                        );
+                    };
+                    resumes.push(Reverse((at, i)));
                 } else if cfg.predictor.refines()
                     && l.generated.is_multiple_of(cfg.refine_every.max(1))
                     && let Some(p) = cfg.predictor.refine(i as u64, l.true_output, l.generated)
@@ -293,11 +333,13 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             .complete(&results, Instant(t_end))
             .map_err(|e| anyhow::anyhow!("complete: {e}"))?;
         for f in engine.last_finished() {
+            finished += 1;
             let i = f.external_id as usize;
             records[i].finish_s = Some(t_end as f64 * 1e-6);
             live[i].handle = None;
         }
         for &i in &dropped {
+            finished += 1;
             records[i as usize].rejected = Some("needs more KV blocks than the device has".into());
             live[i as usize].handle = None;
         }
@@ -305,6 +347,16 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
         counters.kv_utilization_samples += 1;
         iterations += 1;
         t = t_end;
+        if let Some(p) = &cfg.progress
+            && iterations.is_multiple_of(256)
+        {
+            // Finished plus dropped; requests refused at admission are not counted until the
+            // end (a bar that jumps at the end is honest enough).
+            p.store(finished, Ordering::Relaxed);
+        }
+    }
+    if let Some(p) = &cfg.progress {
+        p.store(n as u64, Ordering::Relaxed);
     }
     let stats = engine.stats();
     counters.preemptions_recompute = stats.preemptions_recompute;
@@ -340,6 +392,15 @@ fn admit_request(
     records: &mut [RequestRecord],
 ) -> Result<bool> {
     let r = &trace.requests[i];
+    let context = cfg.cost.model.max_context_tokens;
+    let sequence = u64::from(r.prompt_tokens) + u64::from(records[i].output_tokens);
+    if context > 0 && sequence > u64::from(context) {
+        records[i].rejected = Some(format!(
+            "exceeds the model's context window of {context} tokens: prompt + output = \
+             {sequence} tokens"
+        ));
+        return Ok(true);
+    }
     let hashes = r
         .prefix
         .as_ref()

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 const SMALL: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=lognormal:64:1,seed=3";
 
 /// The keys `simulate --format json` must print: the run label, then `Summary`'s fields.
-const JSON_KEYS: [&str; 26] = [
+const JSON_KEYS: [&str; 27] = [
     "policy",
     "predictor",
     "rate_scale",
@@ -35,6 +35,7 @@ const JSON_KEYS: [&str; 26] = [
     "wall_s",
     "goodput_req_per_s",
     "slo_attainment",
+    "requests_rejected_by_reason",
 ];
 
 fn augur(args: &[&str]) -> Output {

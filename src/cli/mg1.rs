@@ -1,11 +1,16 @@
 //! `augur mg1`: the M/G/1 queue with predictions, simulated beside its closed forms.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use augur::mg1::sim::POLICY_NAMES;
-use augur::mg1::{Mg1Config, Mg1Policy, Mg1Report, PredictionModel, ServiceDist, report};
+use augur::mg1::sim::report_with_progress;
+use augur::mg1::{Mg1Config, Mg1Error, Mg1Policy, Mg1Report, PredictionModel, ServiceDist, report};
+use augur::report::compact;
 use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CliResult, usage};
 
@@ -33,15 +38,15 @@ pub enum Mg1Format {
 /// Example:
 ///   augur mg1 --policy all --load 0.8 --prediction exp --service weibull
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct Mg1Args {
     /// The policy, or `all` for fcfs, sjf, spjf, pspjf, srpt, sprpt and trail:0.8. One of:
     /// fcfs, sjf, spjf, pspjf, srpt, sprpt, trail[:C], onebit:T, onebit-np:T, memory-time,
     /// mlfq[:QUANTUM:GROWTH:LEVELS].
     #[arg(long, value_name = "POLICY|all")]
     pub policy: String,
-    /// The load ρ = arrival rate × mean size, in (0, 1).
-    #[arg(long, value_name = "RHO")]
+    /// The load ρ = arrival rate × mean size, in [1e-6, 1).
+    #[arg(long, value_name = "RHO", value_parser = parse_load)]
     pub load: f64,
     /// How predictions relate to true sizes: perfect, exp, uniform:A (0 ≤ A ≤ 1) or none.
     #[arg(long, value_name = "MODEL", default_value = "perfect")]
@@ -49,8 +54,9 @@ pub struct Mg1Args {
     /// Job-size distribution (mean 1): exp, weibull, det or lognormal:SIGMA.
     #[arg(long, value_name = "DIST", default_value = "exp")]
     pub service: ServiceDist,
-    /// Jobs simulated, warm-up included.
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    /// Jobs simulated, warm-up included, in 1..=1000000000.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_JOBS))]
     pub jobs: u64,
     /// Jobs at the start that are simulated but not measured [default: 10,000, or jobs / 10
     /// when that is smaller].
@@ -62,6 +68,57 @@ pub struct Mg1Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Mg1Format,
+}
+
+/// The most jobs one run takes (about a minute per policy in a release build).
+pub const MAX_JOBS: u64 = 1_000_000_000;
+
+/// The smallest load taken: below it the clock (arrivals 1/ρ apart) grows so large that the
+/// f64 time loses the job sizes (at 1e-300 every response time measures 0).
+pub const MIN_LOAD: f64 = 1e-6;
+
+/// Parses `--load`: a number in [[`MIN_LOAD`], 1).
+fn parse_load(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (MIN_LOAD..1.0).contains(&x) => Ok(x),
+        Ok(x) => Err(format!(
+            "the load must be in [{MIN_LOAD:e}, 1), got {}",
+            compact(x)
+        )),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// Jobs from which a run on a terminal shows a progress bar.
+const PROGRESS_FROM_JOBS: u64 = 2_000_000;
+
+/// Runs one report, with a progress bar on stderr when it is a terminal and the run is long.
+fn run_one(cfg: &Mg1Config, label: &str) -> Result<Mg1Report, Mg1Error> {
+    if cfg.jobs < PROGRESS_FROM_JOBS || !std::io::stderr().is_terminal() {
+        return report(cfg);
+    }
+    let done = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    let bar = ProgressBar::new(cfg.jobs - cfg.warmup_jobs);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} jobs {msg} (eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(label.to_owned());
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                bar.set_position(done.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let r = report_with_progress(cfg, Some(&done));
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    result
 }
 
 /// Runs `augur mg1`.
@@ -88,7 +145,7 @@ pub fn run(a: &Mg1Args) -> CliResult {
         cfg.jobs = a.jobs;
         cfg.seed = a.seed;
         cfg.warmup_jobs = a.warmup.unwrap_or((a.jobs / 10).min(10_000));
-        let r = report(&cfg).map_err(|e| usage(anyhow!("{e}")))?;
+        let r = run_one(&cfg, &policy.to_string()).map_err(|e| usage(anyhow!("{e}")))?;
         reports.push(r);
     }
     let mut out = std::io::stdout().lock();

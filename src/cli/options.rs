@@ -14,6 +14,7 @@ use augur::core::engine::{AdmissionMode, PauseMode, PreemptionMode};
 use augur::core::policy::OverrunRule;
 use augur::cost::{GpuSpec, ModelSpec};
 use augur::predict::{ParsePredictorError, PredictorSpec};
+use augur::report::compact;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 
@@ -207,7 +208,10 @@ where
 pub fn parse_rate_scale(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        Ok(x) => Err(format!("the rate scale must be finite and > 0, got {x}")),
+        Ok(x) => Err(format!(
+            "the rate scale must be finite and > 0, got {}",
+            compact(x)
+        )),
         Err(_) => Err(format!("`{s}` is not a number")),
     }
 }
@@ -216,7 +220,7 @@ pub fn parse_rate_scale(s: &str) -> Result<f64, String> {
 pub fn parse_nonneg(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-        Ok(x) => Err(format!("must be finite and ≥ 0, got {x}")),
+        Ok(x) => Err(format!("must be finite and ≥ 0, got {}", compact(x))),
         Err(_) => Err(format!("`{s}` is not a number")),
     }
 }
@@ -225,7 +229,10 @@ pub fn parse_nonneg(s: &str) -> Result<f64, String> {
 pub fn parse_tokens(s: &str) -> Result<f64, String> {
     let x = parse_nonneg(s)?;
     if x > MAX_TOKENS_PARAM {
-        return Err(format!("must be at most {MAX_TOKENS_PARAM}, got {x}"));
+        return Err(format!(
+            "must be at most {MAX_TOKENS_PARAM}, got {}",
+            compact(x)
+        ));
     }
     Ok(x)
 }
@@ -234,7 +241,7 @@ pub fn parse_tokens(s: &str) -> Result<f64, String> {
 pub fn parse_positive(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        Ok(x) => Err(format!("must be finite and > 0, got {x}")),
+        Ok(x) => Err(format!("must be finite and > 0, got {}", compact(x))),
         Err(_) => Err(format!("`{s}` is not a number")),
     }
 }
@@ -457,6 +464,10 @@ pub struct CommonOpts {
     /// SLO on time per output token, seconds (enables goodput).
     #[arg(long, value_name = "S", value_parser = parse_positive)]
     pub slo_tpot: Option<f64>,
+    /// Refuse runs whose estimated memory (trace, per-request records, engine storage) is
+    /// over this many GiB (a fixed default, not a fraction of this machine's memory).
+    #[arg(long, value_name = "GIB", default_value_t = 8.0, value_parser = parse_positive)]
+    pub max_memory: f64,
     /// Engine knobs.
     #[command(flatten)]
     pub engine: EngineOpts,

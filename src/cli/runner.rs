@@ -2,11 +2,13 @@
 //!
 //! Each run is independent (its own engine and storage), so runs are handed out to
 //! `std::thread::scope` workers through a shared counter; results come back in job order.
-//! A progress bar is drawn on stderr when it is a terminal and asked for.
+//! A progress bar is drawn on stderr when it is a terminal and asked for; [`simulate_one`]
+//! draws one for a single long run.
 
 use std::io::IsTerminal;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use augur::report::RunLabel;
@@ -82,4 +84,38 @@ pub fn run_all(jobs: &[Job<'_>], threads: usize, progress: bool) -> CliResult<Ve
             None => Err(Failure::Runtime(anyhow!("a simulation did not run"))),
         })
         .collect()
+}
+
+/// Requests from which a single `simulate` run on a terminal shows a progress bar.
+pub const PROGRESS_FROM_REQUESTS: usize = 20_000;
+
+/// Runs one simulation; on a terminal, and for a trace of at least
+/// [`PROGRESS_FROM_REQUESTS`] requests, with a progress bar of requests done on stderr.
+pub fn simulate_one(trace: &Trace, cfg: &SimConfig) -> anyhow::Result<SimOutcome> {
+    if trace.len() < PROGRESS_FROM_REQUESTS || !std::io::stderr().is_terminal() {
+        return simulate(trace, cfg);
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let mut cfg = cfg.clone();
+    cfg.progress = Some(Arc::clone(&done));
+    let bar = ProgressBar::new(trace.len() as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} requests done (eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let finished = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                bar.set_position(done.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let r = simulate(trace, &cfg);
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    result
 }

@@ -10,8 +10,8 @@ use augur::core::policy::{MlfqParams, Policy, PolicyKind};
 use augur::cost::{BatchShape, CostModel};
 use augur::metrics::Slo;
 use augur::predict::{Predictor, PredictorSpec};
-use augur::sim::SimConfig;
-use augur::trace::{self, LoadOptions, Trace, TraceError};
+use augur::sim::{RUN_BYTES_PER_REQUEST, SimConfig, TRACE_REQUEST_BYTES, run_memory_bytes};
+use augur::trace::{self, LoadOptions, SyntheticSpec, Trace, TraceError};
 
 use super::config_file::FileConfig;
 use super::options::{CommonOpts, DEFAULT_GPU, DEFAULT_MODEL, PolicyName, PolicyOpts};
@@ -23,9 +23,6 @@ pub const DEFAULT_TRAIL_CUTOFF: f64 = 0.8;
 pub const DEFAULT_ONEBIT_THRESHOLD: f64 = 256.0;
 /// Relative deadline (s) of slack and EDF when none is given.
 pub const DEFAULT_DEADLINE_S: f64 = 30.0;
-
-/// The most memory the engine's storage may take (the simulator allocates it up front).
-pub const MAX_ENGINE_BYTES: u64 = 16 << 30;
 
 /// The most device + host KV blocks a run may have.
 pub const MAX_BLOCKS: u64 = 1 << 28;
@@ -49,6 +46,8 @@ pub struct Setup {
     pub slo: Slo,
     /// Seed of the predictor noise.
     pub seed: u64,
+    /// `--max-memory` in bytes.
+    pub max_memory_bytes: u64,
 }
 
 /// Maps a trace error to a failure: bad specs and arguments are usage errors, unreadable or
@@ -107,8 +106,11 @@ pub fn cost_model(
 }
 
 impl Setup {
-    /// Resolves the shared options (reads the configuration file and the trace).
-    pub fn new(c: &CommonOpts) -> CliResult<Setup> {
+    /// Resolves the shared options (reads the configuration file and the trace). `copies`
+    /// rate-scaled copies of the trace and `concurrent` runs at once are planned for; a
+    /// synthetic trace whose runs would not fit in `--max-memory` is refused before it is
+    /// generated.
+    pub fn new(c: &CommonOpts, copies: usize, concurrent: usize) -> CliResult<Setup> {
         let file = match &c.config {
             Some(path) => FileConfig::load(path).map_err(usage)?,
             None => FileConfig::default(),
@@ -163,6 +165,17 @@ impl Setup {
         if c.requests == Some(0) {
             return Err(usage(anyhow!("--requests must be at least 1")));
         }
+        let max_memory_bytes = (c.max_memory * (1u64 << 30) as f64).min(u64::MAX as f64) as u64;
+        if let Some(rest) = c.trace.strip_prefix("synthetic:") {
+            let spec = SyntheticSpec::parse(rest).map_err(trace_failure)?;
+            let n = c.requests.map_or(spec.n, |r| r.min(spec.n)) as u64;
+            let mut probe = engine;
+            probe.device_blocks = match e.kv_blocks {
+                Some(b) => b,
+                None => cost.kv_capacity_blocks(probe.block_size).unwrap_or(1),
+            };
+            check_synthetic_memory(n, &probe, max_memory_bytes, copies, concurrent)?;
+        }
         let trace = load_trace(&c.trace, &opts)?;
         Ok(Setup {
             trace,
@@ -176,6 +189,7 @@ impl Setup {
                 tpot_s: c.slo_tpot,
             },
             seed: c.seed,
+            max_memory_bytes,
         })
     }
 
@@ -213,6 +227,9 @@ impl Setup {
                 flag_hint(&e)
             )));
         }
+        if self.kv_blocks.is_none() {
+            check_derived_kv_blocks(&self.cost, engine.block_size)?;
+        }
         let resolved = cfg
             .resolved_engine(trace)
             .map_err(|e| usage(anyhow!("{e:#}")))?;
@@ -225,23 +242,121 @@ impl Setup {
                  allocates: lower --kv-blocks or --host-blocks"
             )));
         }
-        let bytes = resolved
+        resolved
             .layout()
-            .map_err(|e| usage(anyhow!("invalid configuration: {e}{}", flag_hint(&e))))?
-            .bytes();
-        if bytes as u64 > MAX_ENGINE_BYTES {
-            return Err(usage(anyhow!(
-                "the engine's storage would take {:.1} GiB (over the {} GiB limit): lower \
-                 --kv-blocks, --host-blocks or the trace length, or raise --block-size",
-                bytes as f64 / (1u64 << 30) as f64,
-                MAX_ENGINE_BYTES >> 30
-            )));
-        }
+            .map_err(|e| usage(anyhow!("invalid configuration: {e}{}", flag_hint(&e))))?;
         Ok(cfg)
+    }
+
+    /// Refuses a batch of runs whose estimated memory (the trace and its rate-scaled copies,
+    /// plus `concurrent` runs at once, each with its engine storage and per-request records)
+    /// is over `--max-memory`.
+    pub fn check_memory(&self, cfg: &SimConfig, copies: usize, concurrent: usize) -> CliResult {
+        let trace = &self.trace;
+        let tool_bytes: u64 = trace
+            .requests
+            .iter()
+            .map(|r| {
+                (r.tool_calls.len() * std::mem::size_of::<augur::trace::ToolCall>()
+                    + r.prefix.as_ref().map_or(0, |p| p.ids.len() * 8)) as u64
+            })
+            .sum();
+        let trace_bytes = trace.len() as u64 * TRACE_REQUEST_BYTES + tool_bytes;
+        let engine = cfg
+            .resolved_engine(trace)
+            .map_err(|e| usage(anyhow!("{e:#}")))?;
+        let run = run_memory_bytes(trace.len() as u64, &engine).unwrap_or(u64::MAX);
+        let total = trace_bytes
+            .saturating_mul(1 + copies as u64)
+            .saturating_add(run.saturating_mul(concurrent.max(1) as u64));
+        check_budget(total, self.max_memory_bytes, "this run")
     }
 }
 
-/// The flag (and file key) behind an invalid engine or policy field, as a suffix.
+/// Fails with the estimate and the flag to change when `bytes` is over `limit`.
+fn check_budget(bytes: u64, limit: u64, what: &str) -> CliResult {
+    if bytes > limit {
+        return Err(usage(anyhow!(
+            "{what} would need about {} of memory (trace, per-request records and the engine's \
+             storage), over the --max-memory limit of {}: use fewer requests (--requests, or \
+             `n` of a synthetic trace), a smaller --kv-blocks / --host-blocks, or raise \
+             --max-memory (in GiB; default {DEFAULT_MAX_MEMORY_GIB})",
+            fmt_gib(bytes),
+            fmt_gib(limit)
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes as GiB with one decimal (`46.2 GiB`), or in `{:e}` form when huge.
+fn fmt_gib(bytes: u64) -> String {
+    let g = bytes as f64 / (1u64 << 30) as f64;
+    if g < 1e6 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{g:.2e} GiB")
+    }
+}
+
+/// The KV capacity the cost model derives must be a block count the engine takes: at least
+/// one block, at most 2^31; the error names the flags that set it.
+fn check_derived_kv_blocks(cost: &CostModel, block_size: u32) -> CliResult {
+    let blocks = cost
+        .kv_capacity_blocks(block_size)
+        .map_err(|e| usage(e.context("deriving the KV capacity from --model and --gpu")))?;
+    if blocks == 0 {
+        return Err(usage(anyhow!(
+            "--block-size {block_size}: one block of {block_size} tokens does not fit in the \
+             KV memory of `{}` on `{}` (the derived KV capacity is 0 blocks); use a smaller \
+             --block-size (e.g. 16) or set --kv-blocks",
+            cost.model.name,
+            cost.gpu.name
+        )));
+    }
+    if blocks > MAX_DERIVED_BLOCKS {
+        return Err(usage(anyhow!(
+            "--model `{}` on --gpu `{}` with --block-size {block_size} gives {blocks} KV blocks, \
+             more than the engine's 2^31: use a lower tensor-parallel degree (-tpN) or a larger \
+             --block-size, or set --kv-blocks",
+            cost.model.name,
+            cost.gpu.name
+        )));
+    }
+    Ok(())
+}
+
+/// The most device blocks the engine takes (2^31).
+const MAX_DERIVED_BLOCKS: u32 = 1 << 31;
+
+/// `--max-memory`'s default, in GiB (fixed, not a fraction of the machine's memory, so that a
+/// run is refused or not the same way everywhere).
+pub const DEFAULT_MAX_MEMORY_GIB: f64 = 8.0;
+
+/// Refuses, before generating it, a synthetic trace of `n` requests whose runs would need more
+/// than `limit` bytes (`engine` with the device blocks resolved; `copies` rate-scaled copies of
+/// the trace and `concurrent` runs at once).
+pub fn check_synthetic_memory(
+    n: u64,
+    engine: &EngineConfig,
+    limit: u64,
+    copies: usize,
+    concurrent: usize,
+) -> CliResult {
+    let trace_bytes = n.saturating_mul(TRACE_REQUEST_BYTES);
+    let mut e = *engine;
+    e.max_requests = n.clamp(1, u64::from(u32::MAX / 2 - 1)) as u32;
+    e.max_running = e.max_running.min(e.max_requests);
+    e.hash_capacity = (16 * u64::from(e.max_requests)).min(u64::from(u32::MAX / 4)) as u32;
+    // An invalid configuration has no layout: count the records only here and leave the
+    // error, which names the flag, to the validation that follows.
+    let run = run_memory_bytes(n, &e).unwrap_or(n.saturating_mul(RUN_BYTES_PER_REQUEST));
+    let total = trace_bytes
+        .saturating_mul(1 + copies as u64)
+        .saturating_add(run.saturating_mul(concurrent.max(1) as u64));
+    check_budget(total, limit, &format!("a synthetic trace of {n} requests"))
+}
+
+/// The flag, file key and valid range behind an invalid engine or policy field, as a suffix.
 fn flag_hint(e: &EngineConfigError) -> String {
     let field = match e {
         EngineConfigError::Field(f) => *f,
@@ -250,40 +365,48 @@ fn flag_hint(e: &EngineConfigError) -> String {
         EngineConfigError::Kv(KvConfigError::ZeroDeviceBlocks) => "kv_blocks",
         EngineConfigError::Kv(KvConfigError::TooManyBlocks) => {
             return " (set by --kv-blocks and --host-blocks, or `kv_blocks` and `host_blocks` in \
-                    the configuration file)"
+                    the configuration file; device blocks must be at most 2^31 and device + host \
+                    blocks below 2^32 - 1)"
                 .to_string();
         }
         EngineConfigError::Kv(_) | EngineConfigError::TooLarge => {
-            return " (lower --kv-blocks, --host-blocks or --max-requests)".to_string();
+            return " (lower --kv-blocks, --host-blocks or the number of requests)".to_string();
         }
     };
-    let flag = match field {
-        "max_running" => "max-running",
-        "token_budget" => "token-budget",
-        "watermark" => "watermark",
-        "priority_margin" => "margin",
-        "max_preemptions_per_step" => "max-preemptions",
-        "admission.headroom" => "admission",
-        "block_size" => "block-size",
-        "kv_blocks" => "kv-blocks",
-        "host_blocks" => "host-blocks",
-        "aging_per_s" => "aging",
-        "overrun.factor" => "overrun",
-        "default_deadline_us" => "default-deadline-s",
-        "cutoff" => "trail-cutoff",
-        "base_quantum" => "mlfq-quantum",
-        "growth" => "mlfq-growth",
-        "levels" => "mlfq-levels",
-        "prefill_weight" => "mlfq-prefill-weight",
-        "threshold" => "onebit-threshold",
-        "decode_us_per_token" => "slack-decode-us",
-        "prefill_us_per_token" => "slack-prefill-us",
-        _ => return String::new(),
+    let Some((flag, range)) = flag_of(field) else {
+        return String::new();
     };
     format!(
-        " (set by --{flag}, or `{}` in the configuration file)",
+        ": --{flag} must be {range} (also `{}` in the configuration file)",
         flag.replace('-', "_")
     )
+}
+
+/// The flag behind an engine or policy field, and its valid range in words.
+fn flag_of(field: &str) -> Option<(&'static str, &'static str)> {
+    Some(match field {
+        "max_running" => ("max-running", "an integer ≥ 1"),
+        "token_budget" => ("token-budget", "an integer ≥ 1"),
+        "watermark" => ("watermark", "a fraction in [0, 1)"),
+        "priority_margin" => ("margin", "a finite number ≥ 0"),
+        "max_preemptions_per_step" => ("max-preemptions", "an integer ≥ 1"),
+        "admission.headroom" => ("admission", "predicted:H with H a finite number ≥ 0"),
+        "block_size" => ("block-size", "an integer ≥ 1"),
+        "kv_blocks" => ("kv-blocks", "an integer ≥ 1"),
+        "host_blocks" => ("host-blocks", "an integer ≥ 0"),
+        "aging_per_s" => ("aging", "a finite number ≥ 0"),
+        "overrun.factor" => ("overrun", "negative, clamp or rescale:F with F > 1"),
+        "default_deadline_us" => ("default-deadline-s", "a finite number ≥ 0"),
+        "cutoff" => ("trail-cutoff", "a finite number ≥ 0"),
+        "base_quantum" => ("mlfq-quantum", "a finite number ≥ 1"),
+        "growth" => ("mlfq-growth", "a finite number ≥ 1"),
+        "levels" => ("mlfq-levels", "an integer in 1..=64"),
+        "prefill_weight" => ("mlfq-prefill-weight", "a finite number ≥ 0"),
+        "threshold" => ("onebit-threshold", "a finite number ≥ 0"),
+        "decode_us_per_token" => ("slack-decode-us", "a finite number ≥ 0"),
+        "prefill_us_per_token" => ("slack-prefill-us", "a finite number ≥ 0"),
+        _ => return None,
+    })
 }
 
 /// Builds a policy from its name and parameters. Parameters of other policies are ignored;

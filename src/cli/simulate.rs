@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use augur::predict::PredictorSpec;
 use augur::report::{self, Format, RunLabel};
-use augur::sim::simulate;
 use clap::Args;
 
 use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
+use super::runner::simulate_one;
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure};
 
@@ -26,7 +26,7 @@ use super::{CliResult, Failure};
 ///   augur simulate --trace synthetic:n=500,rate=6 --policy trail --predictor lognormal:1
 ///   --kv-blocks 2048 --format json
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct SimulateArgs {
     /// The scheduling policy [default: the config file's [policy] name, else sprpt].
     #[arg(long, value_enum)]
@@ -51,11 +51,14 @@ pub struct SimulateArgs {
 
 /// Runs `augur simulate`.
 pub fn run(a: &SimulateArgs) -> CliResult {
-    let setup = Setup::new(&a.common)?;
+    let copies = usize::from(a.rate_scale != 1.0);
+    let setup = Setup::new(&a.common, copies, 1)?;
     let name = a.policy.or(setup.policy.name).unwrap_or(PolicyName::Sprpt);
+    let probe = setup.sim_config(setup.policy(name), a.predictor, &setup.trace)?;
+    setup.check_memory(&probe, copies, 1)?;
     let trace = scaled(&setup.trace, a.rate_scale)?;
     let cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
-    let outcome = simulate(&trace, &cfg).map_err(Failure::Runtime)?;
+    let outcome = simulate_one(&trace, &cfg).map_err(Failure::Runtime)?;
     if let Some(path) = &a.requests_csv {
         report::write_requests_csv(path, &outcome.records)?;
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use augur::metrics::latency_cdf;
 use augur::predict::PredictorSpec;
-use augur::report::{self, Metric, RunLabel};
+use augur::report::{self, Metric, RunLabel, compact};
 use clap::Args;
 
 use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
@@ -27,7 +27,7 @@ use super::{CliResult, Failure};
 ///   augur sweep --trace synthetic:n=1000,rate=5 --policies fcfs,sprpt,trail
 ///   --rate-scales 0.5,1,2 --predictors oracle,lognormal:1 --kv-blocks 4096 --out sweep-out
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct SweepArgs {
     /// Policies, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', required = true)]
@@ -56,14 +56,21 @@ pub struct SweepArgs {
     pub common: CommonOpts,
 }
 
-/// A rate scale as a file-name part: `1`, `0.5`, `2.25`.
+/// A rate scale as a file-name part: `1`, `0.5`, `2.25`, `1e300`.
 fn rate_tag(x: f64) -> String {
-    format!("{x}")
+    compact(x)
 }
 
 /// Runs `augur sweep`.
 pub fn run(a: &SweepArgs) -> CliResult {
-    let setup = Setup::new(&a.common)?;
+    let threads = a.threads.unwrap_or_else(default_threads).max(1);
+    let runs = a.policies.len() * a.rate_scales.len() * a.predictors.len();
+    let concurrent = threads.min(runs.max(1));
+    let setup = Setup::new(&a.common, a.rate_scales.len(), concurrent)?;
+    if let (Some(&name), Some(&predictor)) = (a.policies.first(), a.predictors.first()) {
+        let probe = setup.sim_config(setup.policy(name), predictor, &setup.trace)?;
+        setup.check_memory(&probe, a.rate_scales.len(), concurrent)?;
+    }
     let traces = a
         .rate_scales
         .iter()
@@ -89,7 +96,24 @@ pub fn run(a: &SweepArgs) -> CliResult {
     }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("creating the output directory {}", a.out.display()))?;
-    let threads = a.threads.unwrap_or_else(default_threads).max(1);
+    // Every output file is created (empty) now, so that a name the file system refuses fails
+    // before the runs rather than after them.
+    let mut names = vec![
+        "sweep.csv".to_owned(),
+        "latency_mean.svg".to_owned(),
+        "latency_p99.svg".to_owned(),
+    ];
+    names.extend(
+        a.rate_scales
+            .iter()
+            .map(|&x| format!("cdf_{}.svg", rate_tag(x))),
+    );
+    for name in &names {
+        let path = a.out.join(name);
+        std::fs::File::create(&path)
+            .with_context(|| format!("creating the output file {}", path.display()))
+            .map_err(Failure::Usage)?;
+    }
     let outcomes = run_all(&jobs, threads, true)?;
     let rows: Vec<(RunLabel, _)> = jobs
         .iter()

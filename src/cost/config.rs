@@ -45,6 +45,7 @@ pub struct ModelOverrides {
     pub bytes_per_weight: Option<f64>,
     pub bytes_per_kv_element: Option<u32>,
     pub tensor_parallel: Option<u32>,
+    pub max_context_tokens: Option<u32>,
 }
 
 /// Overrides for the `[gpu]` table; field names are those of [`GpuSpec`].
@@ -132,6 +133,7 @@ impl CostConfig {
             bytes_per_weight,
             bytes_per_kv_element,
             tensor_parallel,
+            max_context_tokens,
         );
 
         if let Some(preset) = &self.gpu.preset {

@@ -3,6 +3,9 @@
 use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+/// The largest tensor-parallel degree a `-tpN` preset suffix takes.
+pub const MAX_TENSOR_PARALLEL: u32 = 1024;
+
 /// The shape of a decoder-only transformer, as far as the cost model needs it.
 ///
 /// Counts are for the whole model; [`ModelSpec::tensor_parallel`] says over how many GPUs it is
@@ -31,6 +34,10 @@ pub struct ModelSpec {
     pub bytes_per_kv_element: u32,
     /// Tensor-parallel degree: the number of GPUs the model is split over.
     pub tensor_parallel: u32,
+    /// The model's context window in tokens (`max_position_embeddings`): prompt and output
+    /// together may not exceed it. 0 means no limit (a config file that does not say).
+    #[serde(default)]
+    pub max_context_tokens: u32,
 }
 
 impl ModelSpec {
@@ -84,8 +91,8 @@ impl ModelSpec {
                     .parse()
                     .map_err(|_| anyhow::anyhow!("bad tensor-parallel degree in `{name}`"))?;
                 ensure!(
-                    tp >= 1,
-                    "tensor-parallel degree in `{name}` must be at least 1"
+                    (1..=MAX_TENSOR_PARALLEL).contains(&tp),
+                    "tensor-parallel degree in `{name}` must be in 1..={MAX_TENSOR_PARALLEL}"
                 );
                 (base, Some(tp))
             }
@@ -108,6 +115,8 @@ impl ModelSpec {
                 bytes_per_weight: 2.0,
                 bytes_per_kv_element: 2,
                 tensor_parallel: 1,
+                // max_position_embeddings 131072 in the same config.json (the card's "128k").
+                max_context_tokens: 131_072,
             },
             // Source: meta-llama/Llama-3.1-70B config.json on its Hugging Face model card:
             // hidden_size 8192, intermediate_size 28672, num_hidden_layers 80,
@@ -125,6 +134,8 @@ impl ModelSpec {
                 bytes_per_weight: 2.0,
                 bytes_per_kv_element: 2,
                 tensor_parallel: 4,
+                // max_position_embeddings 131072 in the same config.json (the card's "128k").
+                max_context_tokens: 131_072,
             },
             // Source: Qwen/Qwen2.5-7B config.json on its Hugging Face model card:
             // hidden_size 3584, intermediate_size 18944, num_hidden_layers 28,
@@ -143,6 +154,9 @@ impl ModelSpec {
                 bytes_per_weight: 2.0,
                 bytes_per_kv_element: 2,
                 tensor_parallel: 1,
+                // max_position_embeddings 131072 in the same config.json; the card gives the
+                // context length as 131,072 tokens.
+                max_context_tokens: 131_072,
             },
             _ => bail!(
                 "unknown model preset `{name}`; valid presets: {} (any of them may take a \

@@ -51,6 +51,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use augur_core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind, RankInput, mlfq_level};
 use augur_core::queue::{HeapEntry, IndexedHeap, RankKey};
@@ -466,7 +467,16 @@ pub struct Mg1Report {
 
 /// Runs the simulation of `cfg` and puts its mean beside the closed form, if there is one.
 pub fn report(cfg: &Mg1Config) -> Result<Mg1Report, Mg1Error> {
-    let outcome = simulate(cfg)?;
+    report_with_progress(cfg, None)
+}
+
+/// [`report`], storing the number of measured jobs done so far in `progress` as it runs
+/// (every [`PROGRESS_EVERY`] jobs and at the end), for a progress bar.
+pub fn report_with_progress(
+    cfg: &Mg1Config,
+    progress: Option<&AtomicU64>,
+) -> Result<Mg1Report, Mg1Error> {
+    let outcome = simulate_with_capacity(cfg, INITIAL_CAPACITY, progress)?;
     let analytic = cfg
         .policy
         .analytic()
@@ -664,8 +674,13 @@ impl Sim {
         self.measured_done += 1;
     }
 
-    fn run(&mut self, heap: &mut IndexedHeap<'_>) -> Stop {
+    fn run(&mut self, heap: &mut IndexedHeap<'_>, progress: Option<&AtomicU64>) -> Stop {
         while self.measured_done < self.measured_total {
+            if let Some(p) = progress
+                && self.measured_done.is_multiple_of(PROGRESS_EVERY)
+            {
+                p.store(self.measured_done, Ordering::Relaxed);
+            }
             let running = self.running.map(|r| (r, self.slots[r as usize]));
             let completion = running.map_or(f64::INFINITY, |(_, j)| {
                 self.run_start + (j.size - j.attained)
@@ -791,13 +806,18 @@ impl Sim {
 /// Memory is proportional to the most jobs in the system at once, not to `jobs`: the heap's
 /// storage starts small and doubles when full.
 pub fn simulate(cfg: &Mg1Config) -> Result<Mg1Outcome, Mg1Error> {
-    simulate_with_capacity(cfg, INITIAL_CAPACITY)
+    simulate_with_capacity(cfg, INITIAL_CAPACITY, None)
 }
 
-/// [`simulate`] with the heap's initial capacity given (≥ 1), so tests can force it to grow.
+/// How often (in measured jobs) the progress counter of [`report_with_progress`] is updated.
+pub const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// [`simulate`] with the heap's initial capacity given (≥ 1), so tests can force it to grow,
+/// and an optional progress counter.
 fn simulate_with_capacity(
     cfg: &Mg1Config,
     initial_capacity: usize,
+    progress: Option<&AtomicU64>,
 ) -> Result<Mg1Outcome, Mg1Error> {
     cfg.validate()?;
     let mut sim = Sim::new(cfg);
@@ -810,13 +830,16 @@ fn simulate_with_capacity(
         for (item, key) in waiting.drain(..) {
             heap.push(item, key).expect("the heap only grows");
         }
-        match sim.run(&mut heap) {
+        match sim.run(&mut heap, progress) {
             Stop::Done => break,
             Stop::Full => heap.for_each(|item, key| waiting.push((item, key))),
         }
         capacity *= 2;
         entries.resize(capacity, HeapEntry::default());
         positions.resize(capacity, 0);
+    }
+    if let Some(p) = progress {
+        p.store(sim.measured_done, Ordering::Relaxed);
     }
     Ok(sim.finish())
 }
@@ -1049,10 +1072,10 @@ mod tests {
         // FCFS at load 0.99 with heavy-tailed sizes queues hundreds of jobs: from capacity 1
         // the heap doubles ten times.
         let c = cfg("fcfs", 0.99, "weibull", "exp", 200_000);
-        let small = simulate_with_capacity(&c, 1).unwrap();
+        let small = simulate_with_capacity(&c, 1, None).unwrap();
         assert!(small.max_in_system > 512, "{small:?}");
         assert_eq!(small, simulate(&c).unwrap());
-        assert_eq!(small, simulate_with_capacity(&c, 1 << 20).unwrap());
+        assert_eq!(small, simulate_with_capacity(&c, 1 << 20, None).unwrap());
     }
 
     #[test]

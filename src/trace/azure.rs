@@ -24,7 +24,7 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
         .trim(csv::Trim::All)
         .from_reader(data);
     let mut record = csv::StringRecord::new();
-    let mut rows: Vec<(i64, TraceRequest)> = Vec::new();
+    let mut rows: Vec<(i128, TraceRequest)> = Vec::new();
     let mut header_seen = false;
     let mut next_line = 1;
     loop {
@@ -98,9 +98,10 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
     let requests = rows
         .into_iter()
         .map(|(ts, mut r)| {
-            // Non-negative after the sort; round half up to whole microseconds.
-            let rel_ns = (ts - t0) as u64;
-            r.arrival_us = (rel_ns + 500) / 1000;
+            // Non-negative after the sort, and below 10^4 years (the four-digit year): fits
+            // u64 microseconds. Round half up to whole microseconds.
+            let rel_ns = (ts - t0) as u128;
+            r.arrival_us = u64::try_from((rel_ns + 500) / 1000).unwrap_or(u64::MAX);
             r
         })
         .collect();
@@ -160,9 +161,10 @@ pub(crate) fn nonzero_prompt(
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS[.F]` (a `T` may replace the space; `F` is 1 to 9 digits) into
-/// nanoseconds since 1970-01-01 00:00:00 (no time zone). Errors describe the problem as a
-/// phrase to follow the quoted value ("is not ...").
-pub fn parse_timestamp_ns(s: &str) -> Result<i64, String> {
+/// nanoseconds since 1970-01-01 00:00:00 (no time zone). Any four-digit year (0000–9999) is
+/// in range: the result is an `i128`, since `i64` nanoseconds end in 1677 and 2262. Errors
+/// describe the problem as a phrase to follow the quoted value ("is not ...").
+pub fn parse_timestamp_ns(s: &str) -> Result<i128, String> {
     const FORMAT: &str = "is not a timestamp of the form `YYYY-MM-DD HH:MM:SS[.fraction]`";
     let b = s.as_bytes();
     if b.len() < 19
@@ -208,8 +210,9 @@ pub fn parse_timestamp_ns(s: &str) -> Result<i64, String> {
             "has time {hour:02}:{minute:02}:{second:02} out of range"
         ));
     }
-    let days = days_from_civil(year, month, day);
-    Ok(((days * 24 + hour) * 60 + minute) * 60_000_000_000 + second * 1_000_000_000 + nanos)
+    let days = i128::from(days_from_civil(year, month, day));
+    let secs = ((days * 24 + i128::from(hour)) * 60 + i128::from(minute)) * 60 + i128::from(second);
+    Ok(secs * 1_000_000_000 + i128::from(nanos))
 }
 
 fn is_leap(y: i64) -> bool {

@@ -282,7 +282,29 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<Trace, TraceError> {
     if let Some(n) = opts.limit {
         trace.truncate(n);
     }
+    check_clock_range(&trace)?;
     Ok(trace)
+}
+
+/// The latest arrival the simulator's clock takes: 2^60 µs, about 36,500 years (room for the
+/// simulation to run on past it in 64-bit microseconds; any span of Azure timestamps, whose
+/// years have four digits, fits).
+pub const MAX_ARRIVAL_US: u64 = 1 << 60;
+
+/// Refuses a trace whose arrivals reach past [`MAX_ARRIVAL_US`].
+fn check_clock_range(trace: &Trace) -> Result<(), TraceError> {
+    let last = trace.duration_us();
+    if last > MAX_ARRIVAL_US {
+        return Err(TraceError::invalid(format!(
+            "the arrivals of `{}` reach {:.3e} s, past the simulator's clock range of {:.3e} s \
+             (2^60 µs, about 36,500 years): raise the arrival rate (`rate` of a synthetic \
+             trace, --lengths-rate of a lengths-only one)",
+            trace.name,
+            last as f64 * 1e-6,
+            MAX_ARRIVAL_US as f64 * 1e-6
+        )));
+    }
+    Ok(())
 }
 
 fn read(path: &str) -> Result<Vec<u8>, TraceError> {
@@ -339,17 +361,22 @@ impl Trace {
     /// (`factor` 2 doubles the request rate). Arrivals are rounded to whole microseconds, which
     /// keeps them sorted. Tool-call durations are not changed.
     ///
-    /// Errors when `factor` is not finite and positive, or when an arrival would overflow.
+    /// Errors when `factor` is not finite and positive, or when the last arrival would pass
+    /// [`MAX_ARRIVAL_US`].
     pub fn scale_rate(&mut self, factor: f64) -> Result<(), TraceError> {
         if !(factor.is_finite() && factor > 0.0) {
             return Err(TraceError::invalid(format!(
-                "rate scale factor must be finite and > 0, got {factor}"
+                "rate scale factor must be finite and > 0, got {}",
+                crate::report::compact(factor)
             )));
         }
         let last = self.duration_us() as f64 / factor;
-        if last.round() >= u64::MAX as f64 {
+        if last.round() > MAX_ARRIVAL_US as f64 {
             return Err(TraceError::invalid(format!(
-                "rate scale factor {factor} makes arrivals overflow 64-bit microseconds"
+                "rate scale factor {factor:e} makes the last arrival {:.3e} s, past the \
+                 simulator's clock range of {:.3e} s (2^60 µs): use a larger rate scale",
+                last * 1e-6,
+                MAX_ARRIVAL_US as f64 * 1e-6
             )));
         }
         for r in &mut self.requests {

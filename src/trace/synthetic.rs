@@ -37,6 +37,8 @@
 
 use std::fmt;
 
+use crate::report::compact;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
@@ -223,11 +225,17 @@ impl fmt::Display for LengthDist {
         match self {
             LengthDist::Const(n) => write!(f, "const:{n}"),
             LengthDist::Uniform(a, b) => write!(f, "uniform:{a}:{b}"),
-            LengthDist::LogNormal { median, sigma } => write!(f, "lognormal:{median}:{sigma}"),
-            LengthDist::Exp { mean } => write!(f, "exp:{mean}"),
+            LengthDist::LogNormal { median, sigma } => {
+                write!(f, "lognormal:{}:{}", compact(*median), compact(*sigma))
+            }
+            LengthDist::Exp { mean } => write!(f, "exp:{}", compact(*mean)),
         }
     }
 }
+
+/// The longest tool-call duration (or exponential mean) accepted, in seconds: 10^9 s, about
+/// 31 years, so that every sampled duration fits the simulator's microsecond clock.
+pub const MAX_DURATION_S: f64 = 1e9;
 
 impl DurationDist {
     /// Parses `exp:MEAN`, `const:X`, `uniform:A:B` or a bare `X` (seconds). `key` names the spec
@@ -261,6 +269,16 @@ impl DurationDist {
                 "`{key}={v}`: durations must be >= 0 (and A <= B)"
             )));
         }
+        let largest = match d {
+            DurationDist::Const(x) => x,
+            DurationDist::Uniform(_, b) => b,
+            DurationDist::Exp { mean } => mean,
+        };
+        if largest > MAX_DURATION_S {
+            return Err(err(format!(
+                "`{key}={v}`: durations must be at most {MAX_DURATION_S:e} s (about 31 years)"
+            )));
+        }
         Ok(d)
     }
 
@@ -280,9 +298,9 @@ impl DurationDist {
 impl fmt::Display for DurationDist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DurationDist::Const(x) => write!(f, "const:{x}"),
-            DurationDist::Uniform(a, b) => write!(f, "uniform:{a}:{b}"),
-            DurationDist::Exp { mean } => write!(f, "exp:{mean}"),
+            DurationDist::Const(x) => write!(f, "const:{}", compact(*x)),
+            DurationDist::Uniform(a, b) => write!(f, "uniform:{}:{}", compact(*a), compact(*b)),
+            DurationDist::Exp { mean } => write!(f, "exp:{}", compact(*mean)),
         }
     }
 }
@@ -373,12 +391,12 @@ impl fmt::Display for SyntheticSpec {
             f,
             "n={},rate={},prompt={},output={},max_prompt={},max_output={},tools={},tool_duration={},tool_response={}",
             self.n,
-            self.rate,
+            compact(self.rate),
             self.prompt,
             self.output,
             self.max_prompt,
             self.max_output,
-            self.tools,
+            compact(self.tools),
             self.tool_duration,
             self.tool_response
         )?;

@@ -1,20 +1,25 @@
 //! Tests of the trace loaders, the prefix-hash mapping and synthetic workloads.
 //!
-//! Real-trace tests read `../shared/traces/` and skip (with a message) when a file is absent.
+//! Real-trace tests read `../shared/traces/`: ignored ("needs ../shared/traces") when the folder
+//! is absent, failing when it is absent and `AUGUR_REQUIRE_TRACES=1` (see `build.rs`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::*;
 
-fn shared(name: &str) -> Option<String> {
+/// The path of a trace in `../shared/traces/`. The tests that call this are ignored when the
+/// folder is absent (see `build.rs`); when they run without the file (`AUGUR_REQUIRE_TRACES=1`
+/// or a partial folder) they fail with this message, never pass silently.
+fn shared(name: &str) -> String {
     let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces/")).join(name);
-    if p.is_file() {
-        Some(p.to_str().expect("UTF-8 path").to_owned())
-    } else {
-        eprintln!("skipping: {} is absent", p.display());
-        None
-    }
+    assert!(
+        p.is_file(),
+        "{} is absent: the real-trace tests need ../shared/traces (without the folder they are \
+         ignored, unless AUGUR_REQUIRE_TRACES=1)",
+        p.display()
+    );
+    p.to_str().expect("UTF-8 path").to_owned()
 }
 
 fn close(actual: f64, expected: f64, rel: f64) -> bool {
@@ -44,10 +49,12 @@ fn check_sorted_from_zero(t: &Trace) {
 }
 
 #[test]
+#[cfg_attr(
+    not(any(augur_traces, augur_require_traces)),
+    ignore = "needs ../shared/traces"
+)]
 fn trace_azure_real() {
-    let Some(path) = shared("azure_llm_2023_conv.csv") else {
-        return;
-    };
+    let path = shared("azure_llm_2023_conv.csv");
     let t = load_timed(&path);
     assert_eq!(t.len(), 19_366);
     assert_eq!(t.name, "azure_llm_2023_conv.csv");
@@ -77,10 +84,12 @@ fn trace_azure_real() {
 }
 
 #[test]
+#[cfg_attr(
+    not(any(augur_traces, augur_require_traces)),
+    ignore = "needs ../shared/traces"
+)]
 fn trace_mooncake_real() {
-    let Some(path) = shared("mooncake_fast25_conversation_trace.jsonl") else {
-        return;
-    };
+    let path = shared("mooncake_fast25_conversation_trace.jsonl");
     let t = load_timed(&path);
     assert_eq!(t.len(), 12_031);
     check_sorted_from_zero(&t);
@@ -136,10 +145,12 @@ fn trace_mooncake_real() {
 }
 
 #[test]
+#[cfg_attr(
+    not(any(augur_traces, augur_require_traces)),
+    ignore = "needs ../shared/traces"
+)]
 fn trace_vidur_lengths_real() {
-    let Some(path) = shared("vidur_arxiv_summarization_lengths_llama2.csv") else {
-        return;
-    };
+    let path = shared("vidur_arxiv_summarization_lengths_llama2.csv");
     let t = load_timed(&path);
     assert_eq!(t.len(), 28_257);
     check_sorted_from_zero(&t);
@@ -790,4 +801,62 @@ fn trace_scale_rate_and_truncate() {
         (0, 0.0, 0.0)
     );
     assert_eq!(empty.prefix_reuse_bound(16), 0.0);
+}
+
+/// Issue 9, item 4: timestamps outside 1677–2262 (the range of i64 nanoseconds) keep their
+/// true distance instead of wrapping.
+#[test]
+fn azure_timestamps_far_from_1970_keep_their_distance() {
+    let data = b"TIMESTAMP,ContextTokens,GeneratedTokens\n\
+        2023-01-01 00:00:00,10,5\n\
+        2300-01-01 00:00:00,10,5\n";
+    let t = azure::parse("far.csv", data).unwrap();
+    // 277 years with 67 leap days (2100 and 2200 are not leap years).
+    let days = 277 * 365 + 67;
+    assert_eq!(t.requests[1].arrival_us, days * 86_400 * 1_000_000);
+    assert!((t.duration_us() as f64 * 1e-6 - 8.741e9).abs() < 1e6);
+    let data = b"TIMESTAMP,ContextTokens,GeneratedTokens\n\
+        1600-03-01 00:00:00,10,5\n\
+        1600-03-02 00:00:00.5,10,5\n\
+        9999-12-31 23:59:59,10,5\n";
+    let t = azure::parse("far.csv", data).unwrap();
+    assert_eq!(t.requests[1].arrival_us, 86_400_500_000);
+    assert!(t.duration_us() > 8399 * 365 * 86_400 * 1_000_000);
+    assert!(t.duration_us() <= MAX_ARRIVAL_US);
+}
+
+/// Issue 9, item 9: a rate so low that arrivals leave the clock's range is a clear error
+/// naming `rate`, not an internal "time went backwards".
+#[test]
+fn synthetic_rate_too_low_for_the_clock_is_refused() {
+    let err = load("synthetic:n=10,rate=1e-14", &LoadOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TraceError::InvalidArgument { .. }), "{msg}");
+    assert!(msg.contains("`rate`") && msg.contains("2^60"), "{msg}");
+    // Within range it loads.
+    assert!(load("synthetic:n=10,rate=1e-6", &LoadOptions::default()).is_ok());
+    // Scaling a trace past the range is refused the same way.
+    let mut t = load("synthetic:n=10,rate=1e-6", &LoadOptions::default()).unwrap();
+    assert!(t.scale_rate(1e-300).is_err());
+}
+
+/// Issue 9, item 5: tool durations too long for the clock are refused with the key and the
+/// range instead of saturating and wrapping to zero.
+#[test]
+fn tool_durations_past_the_clock_are_refused() {
+    for v in ["1e14", "const:1e14", "uniform:0:1e14", "exp:1e14"] {
+        let err = SyntheticSpec::parse(&format!("tools=1,tool_duration={v}")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tool_duration") && msg.contains("at most"),
+            "{msg}"
+        );
+    }
+    let spec = SyntheticSpec::parse("n=3,tools=1,tool_duration=1e9").unwrap();
+    let t = spec.generate(0);
+    for r in &t.requests {
+        for c in &r.tool_calls {
+            assert_eq!(c.duration_us, 1_000_000_000_000_000);
+        }
+    }
 }
