@@ -151,3 +151,31 @@ fn simulation_is_deterministic() {
         );
     }
 }
+
+/// Issue 9, item 3: a long run reports its progress (the CLI draws it as a bar on a terminal):
+/// the simulator's counter ends at the number of requests, mg1's at the measured jobs.
+#[test]
+fn progress_counters_reach_the_end_of_the_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let t = load("synthetic:n=300,rate=50,seed=2", &LoadOptions::default()).unwrap();
+    let mut cfg = config(PolicyKind::Fcfs, PredictorSpec::Oracle);
+    cfg.kv_blocks = Some(4096);
+    let done = Arc::new(AtomicU64::new(0));
+    cfg.progress = Some(Arc::clone(&done));
+    let out = simulate(&t, &cfg).unwrap();
+    assert_eq!(out.summary.requests_completed, 300);
+    assert_eq!(done.load(Ordering::Relaxed), 300);
+
+    let mut m = augur::mg1::Mg1Config::new(
+        "fcfs".parse().unwrap(),
+        0.5,
+        augur::mg1::ServiceDist::Exponential,
+        augur::mg1::PredictionModel::Perfect,
+    );
+    m.jobs = 200_000;
+    m.warmup_jobs = 1_000;
+    let jobs = AtomicU64::new(0);
+    augur::mg1::sim::report_with_progress(&m, Some(&jobs)).unwrap();
+    assert_eq!(jobs.load(Ordering::Relaxed), 199_000);
+}
