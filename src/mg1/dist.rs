@@ -27,7 +27,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// The largest log-normal σ accepted (as `augur simulate` caps its predictors): past it
-/// E[S²] = e^{σ²} passes 10^10 and a simulation of any feasible length measures nothing
+/// E\[S²\] = e^{σ²} passes 10^10 and a simulation of any feasible length measures nothing
 /// like the mean (at σ = 10 the closed form is 10^43; at σ = 1000 it is infinite).
 pub const MAX_SIGMA: f64 = 5.0;
 
