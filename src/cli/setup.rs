@@ -288,10 +288,12 @@ fn check_budget(bytes: u64, limit: u64, what: &str) -> CliResult {
     Ok(())
 }
 
-/// Bytes as GiB with one decimal (`46.2 GiB`), or in `{:e}` form when huge.
+/// Bytes as MiB or GiB with one decimal (`12.5 MiB`, `46.2 GiB`), `{:e}` form when huge.
 fn fmt_gib(bytes: u64) -> String {
     let g = bytes as f64 / (1u64 << 30) as f64;
-    if g < 1e6 {
+    if g < 1.0 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else if g < 1e6 {
         format!("{g:.1} GiB")
     } else {
         format!("{g:.2e} GiB")
