@@ -20,7 +20,9 @@ use super::{CliResult, Failure};
 /// p99_tpot_s, throughput_output_tokens_per_s, preemptions_recompute, preemptions_swap,
 /// preemptions_keep,
 /// recomputed_tokens, prefix_hit_rate, kv_utilization_mean, simulated_s, wall_s,
-/// goodput_req_per_s, slo_attainment); CSV has the same columns.
+/// goodput_req_per_s, slo_attainment, requests_rejected_by_reason); CSV has the same columns
+/// (the last as a JSON-encoded cell). Latencies are null (empty in CSV, `-` in the table)
+/// when no request completed.
 ///
 /// Example:
 ///   augur simulate --trace synthetic:n=500,rate=6 --policy trail --predictor lognormal:1
