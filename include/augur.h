@@ -211,7 +211,8 @@
 // KV in host memory (block ids are host ids).
 #define AUGUR_TIER_HOST 2
 
-// An engine (opaque to C).
+// An engine (opaque to C): made by `augur_engine_new` or `augur_engine_init`, destroyed by
+// `augur_engine_free`.
 typedef struct augur_engine augur_engine;
 
 // The result of every fallible call: `AUGUR_OK` (0) or one of the `AUGUR_E_*` values.
@@ -799,7 +800,8 @@ augur_status augur_last_plan(struct augur_engine *engine, struct augur_plan *out
 // Reports the results of the current plan by position: `results[k]` for `entries[k]`, all
 // `entries_len` of them in one call. All-or-nothing: on `AUGUR_E_INVALID_RESULT` the
 // message names the index and what is wrong, and nothing changed. Requests that finished
-// are then listed by `augur_last_finished`.
+// are then listed by `augur_last_finished`. A plan is completed once: a second call for it
+// is `AUGUR_E_WRONG_STATE` (schedule the next step first).
 //
 // # Safety
 // `engine` must be NULL or a live engine pointer; `results` NULL or `len` readable results.

@@ -994,6 +994,54 @@ fn a_request_aborted_after_the_plan_does_not_block_positional_results() {
     e.audit(&mut [0u32; 256]).unwrap();
 }
 
+/// Found by the C ABI fuzz harness (`ffi/src/call_sequences.rs`): once every request of a
+/// plan had finished, a second `complete_entries` for the same plan was accepted (each
+/// position belonged to a request no longer live, so each was ignored, as for an abort) and
+/// it cleared `last_finished`: the executor lost the list of finished requests, and a plan
+/// was completed twice. Now a plan takes positional results once. Fails on dde0139: the
+/// second call returns `Ok(())` and `last_finished` is then empty.
+#[test]
+fn a_plan_takes_positional_results_once() {
+    let mut cfg = EngineConfig::new(4, 16, 4);
+    cfg.max_running = 4;
+    let mut buf = EngineBuffers::new(&cfg).unwrap();
+    let mut e = buf.engine(cfg).unwrap();
+    let a = e.add_request(&RequestDesc::new(1, 4), Instant(0)).unwrap();
+    let b = e.add_request(&RequestDesc::new(2, 4), Instant(0)).unwrap();
+    assert_eq!(e.schedule(Instant(1)).unwrap().entries.len(), 2);
+    let finish = EntryResult {
+        flags: EntryResult::FINISHED,
+        ..EntryResult::new(1)
+    };
+    e.complete_entries(&[finish, finish], Instant(2)).unwrap();
+    let finished = |e: &Engine<'_>| {
+        e.last_finished()
+            .iter()
+            .map(|f| f.handle)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(finished(&e), [a, b]);
+    let stats = e.stats();
+    assert_eq!(
+        e.complete_entries(&[finish, finish], Instant(3)),
+        Err(CompleteError::AlreadyCompleted)
+    );
+    assert_eq!(
+        e.complete_entries(&[EntryResult::new(1), EntryResult::new(1)], Instant(3)),
+        Err(CompleteError::AlreadyCompleted)
+    );
+    assert_eq!(
+        finished(&e),
+        [a, b],
+        "the refused calls kept the finished list"
+    );
+    assert_eq!(e.stats(), stats);
+    // The next plan takes its results as usual (here: none).
+    assert!(e.schedule(Instant(4)).unwrap().entries.is_empty());
+    e.complete_entries(&[], Instant(5)).unwrap();
+    e.audit(&mut [0u32; 256]).unwrap();
+}
+
 // ----- speculative decoding -----
 
 /// Accepted drafts: random accepted counts (1 to 1 + `max_draft_tokens` = 4 tokens a sampling

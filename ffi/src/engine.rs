@@ -16,7 +16,7 @@ use std::panic::catch_unwind;
 use augur_core::engine::{Engine, EngineConfig, RegionLayout};
 use augur_region::RegionError;
 
-use crate::status::*;
+use super::status::*;
 
 /// Bytes of the last-error message, its NUL included.
 pub(crate) const ERROR_CAP: usize = 256;
@@ -25,9 +25,21 @@ pub(crate) const ERROR_CAP: usize = 256;
 /// freed in-region engine (whose memory is still mapped) is caught.
 const LIVE_TAG: u64 = 0x6175_6775_7245_4e47;
 
-/// An engine (opaque to C).
+/// An engine (opaque to C): made by `augur_engine_new` or `augur_engine_init`, destroyed by
+/// `augur_engine_free`.
+// In Rust, a type with no fields that is never instantiated: an `augur_engine *` points at
+// an `EngineObject`.
 #[allow(non_camel_case_types)]
 pub struct augur_engine {
+    _opaque: [u8; 0],
+}
+
+/// The object behind an `augur_engine *`. `#[repr(C)]` only so that the tag is the first
+/// field: a pointer that is not an engine is refused after reading its first 8 bytes,
+/// however small the memory it points to (Miri found the tag read past a small block when
+/// the fields were reordered).
+#[repr(C)]
+pub(crate) struct EngineObject {
     tag: u64,
     pub(crate) engine: Engine<'static>,
     /// The allocation this engine lives at the start of, if `augur_engine_new` made it.
@@ -35,8 +47,12 @@ pub struct augur_engine {
     /// Set when a call panicked: the engine's state can no longer be trusted.
     panicked: bool,
     /// The message of the most recent failed call, NUL-terminated.
-    error: heapless::String<ERROR_CAP>,
+    error: ErrorText,
 }
+
+/// The last-error buffer. A newtype only because cbindgen cannot read a generic field of a
+/// `#[repr(C)]` struct (C never sees it).
+struct ErrorText(heapless::String<ERROR_CAP>);
 
 /// A failed call's status. Its message is staged in this thread's [`STAGED`] buffer until
 /// the export copies it where C reads it (the engine's last error, or a reason buffer), so
@@ -92,8 +108,8 @@ pub(crate) fn fail_from<E: fmt::Display + ToStatus>(e: E) -> Fail {
 
 /// The header's size rounded up to the region's alignment, and the block's alignment.
 fn header() -> (usize, usize) {
-    let align = RegionLayout::ALIGN.max(align_of::<augur_engine>());
-    (size_of::<augur_engine>().next_multiple_of(align), align)
+    let align = RegionLayout::ALIGN.max(align_of::<EngineObject>());
+    (size_of::<EngineObject>().next_multiple_of(align), align)
 }
 
 /// Bytes and alignment of the whole block (header + storage) for `cfg`.
@@ -156,20 +172,20 @@ pub(crate) unsafe fn build_at(
         core::slice::from_raw_parts_mut(region.add(head).cast::<MaybeUninit<u8>>(), len - head)
     };
     let engine = augur_region::engine_in_region(cfg, storage).map_err(region_fail)?;
-    let e = region.cast::<augur_engine>();
-    // SAFETY: `region` is aligned for `augur_engine` (its alignment divides `align`) and has
-    // `head >= size_of::<augur_engine>()` bytes before the storage, which the engine does
+    let e = region.cast::<EngineObject>();
+    // SAFETY: `region` is aligned for `EngineObject` (its alignment divides `align`) and has
+    // `head >= size_of::<EngineObject>()` bytes before the storage, which the engine does
     // not touch.
     unsafe {
-        e.write(augur_engine {
+        e.write(EngineObject {
             tag: LIVE_TAG,
             engine,
             owned,
             panicked: false,
-            error: heapless::String::new(),
+            error: ErrorText(heapless::String::new()),
         });
     }
-    Ok(e)
+    Ok(e.cast::<augur_engine>())
 }
 
 /// Allocates a block for `cfg` and builds the engine in it.
@@ -206,7 +222,8 @@ pub(crate) fn build_owned(cfg: EngineConfig) -> Result<*mut augur_engine, Fail> 
 /// # Safety
 /// `e` must be NULL or point to memory readable as an `augur_engine` (a live engine, or one
 /// freed by `augur_engine_init`'s caller's still-mapped region); see `augur.h`.
-unsafe fn live<'e>(e: *mut augur_engine) -> Result<&'e mut augur_engine, augur_status> {
+unsafe fn live<'e>(e: *mut augur_engine) -> Result<&'e mut EngineObject, augur_status> {
+    let e = e.cast::<EngineObject>();
     if e.is_null() {
         return Err(AUGUR_E_NULL_POINTER);
     }
@@ -229,7 +246,7 @@ unsafe fn live<'e>(e: *mut augur_engine) -> Result<&'e mut augur_engine, augur_s
 /// `augur_engine_last_error`.
 pub(crate) fn with_engine(
     e: *mut augur_engine,
-    f: impl FnOnce(&mut augur_engine) -> Result<(), Fail>,
+    f: impl FnOnce(&mut EngineObject) -> Result<(), Fail>,
 ) -> augur_status {
     // SAFETY: the C caller's contract for every `augur_engine *` argument (augur.h).
     let eng = match unsafe { live(e) } {
@@ -266,22 +283,22 @@ pub(crate) fn guarded(f: impl FnOnce() -> augur_status) -> augur_status {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(AUGUR_E_PANIC)
 }
 
-impl augur_engine {
+impl EngineObject {
     /// Keeps the staged message of `_f` as this engine's last error.
     fn set_error(&mut self, _f: &Fail) {
-        self.error.clear();
+        self.error.0.clear();
         with_staged(|m| {
-            let _ = Truncating(&mut self.error).write_str(m);
+            let _ = Truncating(&mut self.error.0).write_str(m);
         });
-        let _ = self.error.push('\0');
+        let _ = self.error.0.push('\0');
     }
 
     /// The last error, NUL-terminated ("" if none yet).
     pub(crate) fn last_error(&self) -> *const core::ffi::c_char {
-        if self.error.is_empty() {
+        if self.error.0.is_empty() {
             c"".as_ptr()
         } else {
-            self.error.as_ptr().cast()
+            self.error.0.as_ptr().cast()
         }
     }
 }
@@ -306,7 +323,9 @@ pub(crate) fn free(e: *mut augur_engine) {
     let owned = eng.owned;
     // SAFETY: a live engine built by `build_at`; after this nothing reads it (its tag is
     // cleared first, so a later call on it is refused while the memory stays mapped).
-    unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*e).engine)) };
+    unsafe {
+        core::ptr::drop_in_place(core::ptr::addr_of_mut!((*e.cast::<EngineObject>()).engine))
+    };
     if let Some(layout) = owned {
         // SAFETY: allocated by `build_owned` with this layout; the engine inside is dropped.
         unsafe { std::alloc::dealloc(e.cast::<u8>(), layout) };

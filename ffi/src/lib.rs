@@ -574,7 +574,8 @@ pub unsafe extern "C" fn augur_last_plan(
 /// Reports the results of the current plan by position: `results[k]` for `entries[k]`, all
 /// `entries_len` of them in one call. All-or-nothing: on `AUGUR_E_INVALID_RESULT` the
 /// message names the index and what is wrong, and nothing changed. Requests that finished
-/// are then listed by `augur_last_finished`.
+/// are then listed by `augur_last_finished`. A plan is completed once: a second call for it
+/// is `AUGUR_E_WRONG_STATE` (schedule the next step first).
 ///
 /// # Safety
 /// `engine` must be NULL or a live engine pointer; `results` NULL or `len` readable results.
@@ -798,5 +799,7 @@ pub unsafe extern "C" fn augur_request_block_table_by_id(
     })
 }
 
+#[cfg(test)]
+mod call_sequences;
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,8 @@
 
 use core::mem::{MaybeUninit, size_of};
 
-use crate::engine::{Fail, fail};
-use crate::status::{AUGUR_E_INVALID_ARGUMENT, AUGUR_E_NULL_POINTER};
+use super::engine::{Fail, fail};
+use super::status::{AUGUR_E_INVALID_ARGUMENT, AUGUR_E_NULL_POINTER};
 
 fn check<T>(p: *const T, what: &str) -> Result<(), Fail> {
     if p.is_null() {

@@ -185,6 +185,7 @@ impl ToStatus for CompleteError {
             CompleteError::Result { .. } => AUGUR_E_INVALID_RESULT,
             CompleteError::ResultCount { .. } => AUGUR_E_RESULT_COUNT,
             CompleteError::TimeWentBackwards => AUGUR_E_TIME_WENT_BACKWARDS,
+            CompleteError::AlreadyCompleted => AUGUR_E_WRONG_STATE,
             CompleteError::Internal(_) => AUGUR_E_POISONED,
         }
     }

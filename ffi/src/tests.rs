@@ -419,3 +419,113 @@ fn prompt_hashes_can_follow_the_request() {
     // SAFETY: an engine from `augur_engine_new`.
     unsafe { augur_engine_free(e) };
 }
+
+/// Random call sequences through the C ABI, checked by the harness the fuzz target `ffi_api`
+/// shares (`call_sequences.rs`). Miri runs a few short cases.
+mod random_calls {
+    use proptest::prelude::*;
+
+    use super::super::call_sequences::{Limits, Reached, run};
+
+    const LIMITS: Limits = Limits {
+        max_ops: if cfg!(miri) { 40 } else { 400 },
+        max_region_bytes: 4 << 20,
+    };
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            // `AUGUR_SOAK_CASES` for a long run.
+            cases: if cfg!(miri) {
+                3
+            } else {
+                std::env::var("AUGUR_SOAK_CASES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(256)
+            },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+        #[test]
+        fn random_call_sequences_keep_the_c_contract(
+            data in proptest::collection::vec(any::<u8>(), 0..if cfg!(miri) { 400 } else { 4000 })
+        ) {
+            if let Err(msg) = run(&data, &LIMITS) {
+                prop_assert!(false, "{}", msg);
+            }
+        }
+    }
+
+    /// The generator reaches what it is meant to test: if a change stops it reaching one of
+    /// these (every config refused, no plans, no preemption...), this fails.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "reach is a statistical check; Miri runs the proptest above"
+    )]
+    fn random_call_sequences_reach_the_corners() {
+        let mut total = Reached::default();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..300 {
+            let data: Vec<u8> = (0..3000)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng as u8
+                })
+                .collect();
+            let r = run(&data, &LIMITS).unwrap_or_else(|m| panic!("{m}"));
+            total.region_engines += r.region_engines;
+            total.owned_engines += r.owned_engines;
+            total.invalid_configs += r.invalid_configs;
+            total.added += r.added;
+            total.plans += r.plans;
+            total.preempted += r.preempted;
+            total.swapped_blocks += r.swapped_blocks;
+            total.finished += r.finished;
+            total.resumed += r.resumed;
+            total.drafts += r.drafts;
+            total.refused_results += r.refused_results;
+            total.mirror_checks += r.mirror_checks;
+        }
+        eprintln!("{total:?}");
+        let Reached {
+            region_engines,
+            owned_engines,
+            invalid_configs,
+            added,
+            plans,
+            preempted,
+            swapped_blocks,
+            finished,
+            resumed,
+            drafts,
+            refused_results,
+            mirror_checks,
+        } = total;
+        for (what, n, at_least) in [
+            ("region engines", region_engines, 50),
+            ("owned engines", owned_engines, 50),
+            ("invalid configs", invalid_configs, 10),
+            ("requests added", added, 1000),
+            ("plans", plans, 1000),
+            ("preemptions", preempted, 20),
+            ("swapped blocks", swapped_blocks, 150),
+            ("finished", finished, 150),
+            ("resumed", resumed, 30),
+            ("steps with drafts", drafts, 50),
+            ("refused result batches", refused_results, 300),
+            ("mirror checks", mirror_checks, 2000),
+        ] {
+            assert!(
+                n >= at_least,
+                "{what}: {n}, expected at least {at_least} ({total:?})"
+            );
+        }
+    }
+}

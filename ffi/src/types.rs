@@ -21,7 +21,7 @@ use augur_core::engine::{
 use augur_core::kv::BlockPair;
 use augur_core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind};
 
-use crate::status::{AUGUR_E_INVALID_CONFIG, augur_status};
+use super::status::{AUGUR_E_INVALID_CONFIG, augur_status};
 
 /// A request handle: index and generation packed in 64 bits. 0 is never a valid handle.
 pub type augur_request = u64;

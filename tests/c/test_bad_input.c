@@ -383,9 +383,8 @@ static void bad_results(void) {
     OK(e, augur_complete(e, r, 2, 1));
     OK(e, augur_request_get_info(e, small, &info));
     CHECK(e, info.generated_tokens == 1);
-    /* The same plan again: its entries were reported already (results for requests that
-     * are not awaiting one). */
-    EXPECT(e, augur_complete(e, r, 2, 1), AUGUR_E_INVALID_RESULT, "result 0");
+    /* The same plan again: a plan is completed once. */
+    EXPECT(e, augur_complete(e, r, 2, 1), AUGUR_E_WRONG_STATE, "already accepted");
     OK(e, augur_request_get_info(e, small, &info));
     CHECK(e, info.generated_tokens == 1);
 

@@ -47,13 +47,18 @@ impl<'a> Engine<'a> {
     /// slice is [`CompleteError::ResultCount`]); the result at the position of a request
     /// aborted since the plan was made is ignored. This is the call a C executor makes: no
     /// handles to echo back, one small `#[repr(C)]` record per entry. Refined predictions go
-    /// through [`Engine::update_prediction`]. All-or-nothing, like `complete`.
+    /// through [`Engine::update_prediction`]. All-or-nothing, like `complete`. Once a call
+    /// accepted results for this plan, positional results are [`CompleteError::AlreadyCompleted`]
+    /// (a second call would otherwise pass whenever every request of the plan had finished).
     pub fn complete_entries(
         &mut self,
         results: &[EntryResult],
         now: Instant,
     ) -> Result<(), CompleteError> {
         self.check_poison()?;
+        if self.results_accepted {
+            return Err(CompleteError::AlreadyCompleted);
+        }
         let expected = self.plan.entries.len();
         if results.len() != expected {
             return Err(CompleteError::ResultCount {
@@ -106,6 +111,7 @@ impl<'a> Engine<'a> {
             .map_err(|kind| CompleteError::Result { index, kind })?;
         }
         self.check_time(now);
+        self.results_accepted = true;
         self.finished.clear();
         for index in 0..results.len() {
             // Validated above, so a failure here is a broken invariant.

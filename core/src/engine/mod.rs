@@ -233,6 +233,9 @@ pub struct Engine<'a> {
     finished: BoundedVec<'a, Finished>,
     step: u64,
     awaiting: u32,
+    /// A `complete` call accepted results for the current plan: positional results, which
+    /// cover the whole plan in one call, are then refused (`CompleteError::AlreadyCompleted`).
+    results_accepted: bool,
     complete_stamp: u64,
     last_now: u64,
     next_arrival_seq: u64,
@@ -329,6 +332,7 @@ impl<'a> Engine<'a> {
             finished: BoundedVec::new(take("finished", storage.finished, l.finished)?),
             step: 0,
             awaiting: 0,
+            results_accepted: false,
             complete_stamp: 0,
             last_now: 0,
             next_arrival_seq: 0,

@@ -550,6 +550,9 @@ pub enum CompleteError {
     },
     /// `now` is earlier than a previous call's.
     TimeWentBackwards,
+    /// Positional results for a plan whose results were already accepted (by an earlier
+    /// `complete` or `complete_entries` call): a plan is completed once.
+    AlreadyCompleted,
     /// The engine found an internal invariant broken (in this call or an earlier one) and
     /// refuses every call: a bug in augur, never the caller's fault.
     Internal(InternalError),
@@ -564,6 +567,9 @@ impl fmt::Display for CompleteError {
                 "{got} positional results for a plan of {expected} entries (give all at once)"
             ),
             CompleteError::TimeWentBackwards => f.write_str("time went backwards"),
+            CompleteError::AlreadyCompleted => f.write_str(
+                "this plan's results were already accepted; schedule the next step first",
+            ),
             CompleteError::Internal(e) => write!(f, "{e}"),
         }
     }

@@ -105,6 +105,7 @@ impl<'a> Engine<'a> {
     }
 
     fn plan_step(&mut self) -> Result<(), InternalError> {
+        self.results_accepted = false;
         self.step = self.step.saturating_add(1);
         self.stats.steps = self.stats.steps.saturating_add(1);
         let p = &mut self.plan;
