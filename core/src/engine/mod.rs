@@ -39,6 +39,11 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
    requests in rank order while the budget, `max_running`, and memory under the admission mode
    allow. The first request that does not fit stops admission (no overtaking, so large requests
    are not starved); a request that can never fit is dropped with a reason, never retried.
+   A request whose KV was thrown away for memory (a recompute preemption, or its kept KV
+   evicted) is admitted again only when its whole context fits, whatever the admission mode:
+   under eager admission it would otherwise come straight back into the room it just left,
+   and two requests that cannot both fit would evict each other forever, recomputing a whole
+   context per token of progress (issue 9; see `Engine::reserve_target` in `step`).
 5. Preempted requests go back to the queue with their current rank and original arrival order.
 
 Every decision is deterministic; ties go to the earlier arrival. Per-step work is O(running +

@@ -171,6 +171,10 @@ pub struct RequestSlot {
     pub(crate) sampled_since_admit: bool,
     /// When it was last admitted, as the engine's admission count.
     pub(crate) admitted_seq: u64,
+    /// Its KV was thrown away for memory (a recompute preemption, or its idle KV evicted)
+    /// since it was last admitted: it is admitted again only when its whole context fits (see
+    /// `Engine::reserve_target`), not just its next prefill chunk.
+    pub(crate) memory_evicted: bool,
 }
 
 impl Default for RequestSlot {
@@ -218,6 +222,7 @@ impl Default for RequestSlot {
             idle_listed: false,
             sampled_since_admit: false,
             admitted_seq: 0,
+            memory_evicted: false,
         }
     }
 }

@@ -574,8 +574,41 @@ impl<'a> Engine<'a> {
             .any(|x| x.handle.index() == i)
     }
 
-    /// Blocks `i` may need in all under the admission mode (0 for eager).
+    /// Blocks `i` may need in all: what the admission mode reserves (0 for eager), and at
+    /// least its whole context (prompt, appended tokens, output so far) when its KV was thrown
+    /// away for memory since it was last admitted (`memory_evicted`: a recompute preemption
+    /// for memory, or its kept KV evicted). Admission checks that this fits beside the
+    /// running requests and holds the part beyond the first chunk as a reservation.
+    ///
+    /// Why the floor (issue 9, preemption ping-pong). Under eager admission a request
+    /// preempted for memory came back as soon as its next prefill chunk fit, which was at
+    /// once: its own blocks had just been freed. Its following chunk, or the others' growth,
+    /// then ran memory out again; a readmitted request is not a victim until it samples, so a
+    /// running request was evicted instead, and came back the same way. Two requests that
+    /// cannot both fit took turns recomputing their whole contexts for one token of progress
+    /// per round (`augur simulate --trace
+    /// synthetic:n=2,output=const:4294967295,max_output=4294967295`: 174,260 preemptions, 3.2e10
+    /// tokens recomputed, before both were dropped as too large). With the floor a victim
+    /// returns only once its whole context fits, i.e. once memory has really been freed (a
+    /// request finished, was dropped or was evicted in turn), so each eviction is paid for by
+    /// that freeing rather than repeated at every chunk. In vLLM's terms: a request evicted for
+    /// memory does not come back to evict the request it yielded to while that one still needs
+    /// the room.
+    ///
+    /// It changes nothing for requests never evicted for memory, and nothing for an evicted
+    /// one whose context fits in its first chunk (the chunk is then its whole context) unless
+    /// the step's token budget cuts that chunk short.
     fn reserve_target(&self, i: u32) -> Result<u64, InternalError> {
+        let floor = if self.req(i)?.memory_evicted {
+            blocks_for(u64::from(self.req(i)?.num_tokens()), self.cfg.block_size)
+        } else {
+            0
+        };
+        Ok(self.mode_reserve_target(i)?.max(floor))
+    }
+
+    /// Blocks `i` may need in all under the admission mode alone (0 for eager).
+    fn mode_reserve_target(&self, i: u32) -> Result<u64, InternalError> {
         let r = self.req(i)?;
         let bs = self.cfg.block_size;
         let total = u64::from(r.num_tokens());
@@ -751,6 +784,7 @@ impl<'a> Engine<'a> {
         let admissions = self.admissions;
         let r = self.req_mut(w)?;
         r.sampled_since_admit = false;
+        r.memory_evicted = false;
         r.admitted_seq = admissions;
         // Reserve what the mode asks for beyond the blocks held now; `run_tokens` then counts
         // this step's new blocks against it.
@@ -862,6 +896,10 @@ impl<'a> Engine<'a> {
         }
         let r = self.req_mut(v)?;
         r.preemptions = r.preemptions.saturating_add(1);
+        if cause == PreemptionCause::Memory && kind == PreemptionKind::Recompute {
+            // Admitted again only when its whole context fits (`reserve_target`).
+            r.memory_evicted = true;
+        }
         let record = Preemption {
             handle: RequestHandle::new(v, r.generation),
             external_id: r.external_id,
@@ -895,6 +933,9 @@ impl<'a> Engine<'a> {
             }
         } else {
             self.discard_kv(i)?;
+            // Thrown away for memory like a recompute preemption: it comes back only when its
+            // whole context fits (`reserve_target`).
+            self.req_mut(i)?.memory_evicted = true;
         }
         self.stats.idle_evicted = self.stats.idle_evicted.saturating_add(1);
         Ok(())
