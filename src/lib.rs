@@ -11,4 +11,5 @@ pub mod predict;
 pub mod report;
 pub mod sim;
 pub mod storage;
+pub mod timeline;
 pub mod trace;

@@ -16,6 +16,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant as WallClock;
@@ -30,6 +31,7 @@ use crate::cost::{BatchShape, CostModel};
 use crate::metrics::{RequestRecord, RunCounters, Slo, Summary, summarize};
 use crate::predict::Predictor;
 use crate::storage::EngineBuffers;
+use crate::timeline::Timeline;
 use crate::trace::Trace;
 
 /// Everything a simulation run needs besides the trace.
@@ -157,6 +159,45 @@ struct Live {
 /// Runs `trace` through the engine. Fails only on invalid configuration; requests the engine
 /// cannot serve are reported as rejected, with the reason.
 pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
+    run(trace, cfg, None::<&mut Timeline<std::io::Sink>>)
+}
+
+/// [`simulate`], writing a timeline of the run to `timeline` as it goes (see
+/// [`crate::timeline`]); the run itself, and so its outcome, is exactly that of [`simulate`].
+/// The timeline is left open: end it with [`Timeline::finish_file`] at the outcome's
+/// `counters.simulated_s`. A write error of the timeline does not stop the run;
+/// `finish_file` reports it.
+pub fn simulate_with_timeline<W: Write>(
+    trace: &Trace,
+    cfg: &SimConfig,
+    timeline: &mut Timeline<W>,
+) -> Result<SimOutcome> {
+    run(trace, cfg, Some(timeline))
+}
+
+/// Tells the timeline, if any, that request `i` went through admission at `t`: accepted, or
+/// rejected with the reason in its record.
+fn note_admission<W: Write>(
+    tl: &mut Option<&mut Timeline<W>>,
+    trace: &Trace,
+    records: &[RequestRecord],
+    i: usize,
+    t: u64,
+) {
+    if let Some(tl) = tl {
+        tl.arrive(i as u64, trace.requests[i].arrival_us);
+        if let Some(why) = &records[i].rejected {
+            tl.reject(i as u64, t, why);
+        }
+    }
+}
+
+/// The simulation loop behind [`simulate`] and [`simulate_with_timeline`].
+fn run<W: Write>(
+    trace: &Trace,
+    cfg: &SimConfig,
+    mut tl: Option<&mut Timeline<W>>,
+) -> Result<SimOutcome> {
     let wall = WallClock::now();
     let ecfg = cfg.resolved_engine(trace)?;
     let mut buffers = EngineBuffers::new(&ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -208,6 +249,8 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             let i = retry.pop_front().expect("counted");
             if !admit_request(&mut engine, trace, cfg, bs, i, t, &mut live, &mut records)? {
                 retry.push_back(i);
+            } else {
+                note_admission(&mut tl, trace, &records, i, t);
             }
         }
         while next_arrival < n && trace.requests[next_arrival].arrival_us <= t {
@@ -222,6 +265,8 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
                 &mut records,
             )? {
                 retry.push_back(next_arrival);
+            } else {
+                note_admission(&mut tl, trace, &records, next_arrival, t);
             }
             next_arrival += 1;
         }
@@ -236,6 +281,9 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             engine
                 .resume_with_tokens(h, call.response_tokens, Instant(t))
                 .map_err(|e| anyhow::anyhow!("resume: {e}"))?;
+            if let Some(tl) = &mut tl {
+                tl.resume(i as u64, t);
+            }
         }
         let next_event = || {
             let a = (next_arrival < n).then(|| trace.requests[next_arrival].arrival_us);
@@ -246,6 +294,9 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             }
         };
         if engine.live_requests() == 0 {
+            if let Some(tl) = &mut tl {
+                tl.idle(t, &engine.stats());
+            }
             match next_event() {
                 Some(at) => {
                     t = t.max(at);
@@ -255,9 +306,15 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
                 None => bail!("requests waiting for hash storage with nothing running"),
             }
         }
-        let plan = engine
+        // `schedule` returns `engine.plan()`; reading it back lets the timeline also read the
+        // engine's counters after scheduling.
+        engine
             .schedule(Instant(t))
             .map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+        let plan = engine.plan();
+        if let Some(tl) = &mut tl {
+            tl.step(t, &plan, &engine.stats());
+        }
         let mut shape = BatchShape::new();
         for e in plan.entries {
             shape.add(e.tokens, e.computed_before);
@@ -274,6 +331,12 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
                 records[i as usize].rejected =
                     Some("needs more KV blocks than the device has".into());
                 live[i as usize].handle = None;
+            }
+            if let Some(tl) = &mut tl {
+                for &i in &dropped {
+                    tl.reject(i, t, "needs more KV blocks than the device has");
+                }
+                tl.flush_done(t);
             }
             // Nothing can run until something arrives or a tool call returns.
             match next_event() {
@@ -292,6 +355,9 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
         results.clear();
         for e in plan.entries {
             let i = e.external_id as usize;
+            if let Some(tl) = &mut tl {
+                tl.entry(e, t, t_end);
+            }
             let mut r = StepResult::new(e.handle, e.samples as u32);
             if e.samples {
                 let l = &mut live[i];
@@ -318,6 +384,9 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
                         );
                     };
                     resumes.push(Reverse((at, i)));
+                    if let Some(tl) = &mut tl {
+                        tl.pause(i as u64, t_end, call.duration_us);
+                    }
                 } else if cfg.predictor.refines()
                     && l.generated.is_multiple_of(cfg.refine_every.max(1))
                     && let Some(p) = cfg.predictor.refine(i as u64, l.true_output, l.generated)
@@ -339,11 +408,20 @@ pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
             let i = f.external_id as usize;
             records[i].finish_s = Some(t_end as f64 * 1e-6);
             live[i].handle = None;
+            if let Some(tl) = &mut tl {
+                tl.finish(i as u64, t_end, records[i].output_tokens);
+            }
         }
         for &i in &dropped {
             finished += 1;
             records[i as usize].rejected = Some("needs more KV blocks than the device has".into());
             live[i as usize].handle = None;
+            if let Some(tl) = &mut tl {
+                tl.reject(i, t, "needs more KV blocks than the device has");
+            }
+        }
+        if let Some(tl) = &mut tl {
+            tl.flush_done(t_end);
         }
         counters.kv_utilization_sum += util;
         counters.kv_utilization_samples += 1;

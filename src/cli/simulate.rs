@@ -1,16 +1,35 @@
 //! `augur simulate`: one policy, one predictor, one trace.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+use anyhow::anyhow;
 use augur::predict::PredictorSpec;
 use augur::report::{self, Format, RunLabel};
+use augur::sim::simulate_with_timeline;
+use augur::timeline::{Timeline, TimelineMeta};
 use clap::Args;
 
 use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
 use super::runner::simulate_one;
 use super::setup::{Setup, policy_label, scaled};
-use super::{CliResult, Failure};
+use super::{CliResult, Failure, usage};
+
+/// `--timeline-max-requests`' default.
+pub const DEFAULT_TIMELINE_MAX_REQUESTS: u64 = 50_000;
+/// The largest `--timeline-max-requests` accepted.
+pub const MAX_TIMELINE_MAX_REQUESTS: u64 = 100_000_000;
+
+/// Parses `--timeline-max-requests`: an integer in 1..=10^8.
+fn parse_timeline_max(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_TIMELINE_MAX_REQUESTS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}`: must be an integer in 1..={MAX_TIMELINE_MAX_REQUESTS}"
+        )),
+    }
+}
 
 /// Simulate one policy on one trace and print the run's summary
 ///
@@ -24,9 +43,17 @@ use super::{CliResult, Failure};
 /// (the last as a JSON-encoded cell). Latencies are null (empty in CSV, `-` in the table)
 /// when no request completed.
 ///
+/// --timeline FILE writes the run as Chrome trace-event JSON (open it in ui.perfetto.dev or
+/// chrome://tracing): one track per request with its queued, prefill, decode and paused spans
+/// and its preemption, pause, finish and rejection instants; engine counters per iteration
+/// (requests running / waiting / swapped / paused, prefill and decode tokens, KV blocks in use
+/// on the device and the host, requests finished and rejected). Times are microseconds of
+/// simulated time. Runs of more than --timeline-max-requests requests are refused.
+///
 /// Example:
 ///   augur simulate --trace synthetic:n=500,rate=6 --policy trail --predictor lognormal:1
 ///   --kv-blocks 2048 --format json
+///   augur simulate --trace synthetic:n=200,rate=20 --policy sprpt --timeline run.json
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment, allow_negative_numbers = true)]
 pub struct SimulateArgs {
@@ -46,6 +73,15 @@ pub struct SimulateArgs {
     /// Also write one CSV row per request to FILE.
     #[arg(long, value_name = "FILE")]
     pub requests_csv: Option<PathBuf>,
+    /// Also write a timeline of the run to FILE (Chrome trace-event JSON, for Perfetto or
+    /// chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
+    /// The most requests a run with --timeline may have (its file grows by about 1 KB per
+    /// request plus 0.3 KB per model iteration).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMELINE_MAX_REQUESTS,
+          value_parser = parse_timeline_max)]
+    pub timeline_max_requests: u64,
     /// Trace, model and engine settings.
     #[command(flatten)]
     pub common: CommonOpts,
@@ -60,16 +96,55 @@ pub fn run(a: &SimulateArgs) -> CliResult {
     setup.check_memory(&probe, copies, 1)?;
     let trace = scaled(&setup.trace, a.rate_scale)?;
     let cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
-    let outcome = simulate_one(&trace, &cfg).map_err(Failure::Runtime)?;
-    if let Some(path) = &a.requests_csv {
-        report::write_requests_csv(path, &outcome.records)?;
-    }
     let label = RunLabel {
         policy: policy_label(name, &setup.policy),
         predictor: a.predictor.to_string(),
         rate_scale: a.rate_scale,
         trace: trace.name.clone(),
     };
+    let outcome = match &a.timeline {
+        None => simulate_one(&trace, &cfg).map_err(Failure::Runtime)?,
+        Some(path) => {
+            let n = trace.len() as u64;
+            if n > a.timeline_max_requests {
+                return Err(usage(anyhow!(
+                    "--timeline: the trace has {n} requests, more than --timeline-max-requests \
+                     {} (a timeline takes about 1 KB per request and 0.3 KB per model \
+                     iteration): use fewer requests (--requests, or `n` of a synthetic trace) \
+                     or raise --timeline-max-requests (at most {MAX_TIMELINE_MAX_REQUESTS})",
+                    a.timeline_max_requests
+                )));
+            }
+            // Created before the run, so that a path that cannot be written fails first.
+            let file = File::create(path).map_err(|e| {
+                usage(anyhow!(
+                    "--timeline {}: cannot create the file: {e}",
+                    path.display()
+                ))
+            })?;
+            let meta = TimelineMeta {
+                policy: label.policy.clone(),
+                predictor: label.predictor.clone(),
+                rate_scale: a.rate_scale,
+                trace: trace.name.clone(),
+                requests: n,
+            };
+            let mut tl = Timeline::new(BufWriter::new(file), meta);
+            let outcome =
+                simulate_with_timeline(&trace, &cfg, &mut tl).map_err(Failure::Runtime)?;
+            let end_us = (outcome.counters.simulated_s * 1e6).round() as u64;
+            tl.finish_file(end_us).map_err(|e| {
+                Failure::Runtime(anyhow!(
+                    "--timeline {}: writing the file: {e}",
+                    path.display()
+                ))
+            })?;
+            outcome
+        }
+    };
+    if let Some(path) = &a.requests_csv {
+        report::write_requests_csv(path, &outcome.records)?;
+    }
     let mut out = std::io::stdout().lock();
     report::write_summary(&mut out, &label, &outcome.summary, a.format)?;
     out.flush()?;
