@@ -58,6 +58,21 @@
 // Patch version.
 #define AUGUR_VERSION_PATCH 0
 
+#if defined(AUGUR_FEATURE_CUDA)
+// KV element type: IEEE half precision.
+#define AUGUR_DTYPE_F16 0
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// KV element type: bfloat16.
+#define AUGUR_DTYPE_BF16 1
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// KV element type: IEEE single precision.
+#define AUGUR_DTYPE_F32 2
+#endif
+
 // `augur_policy.kind`: first come, first served.
 #define AUGUR_POLICY_FCFS 0
 
@@ -210,6 +225,12 @@
 
 // KV in host memory (block ids are host ids).
 #define AUGUR_TIER_HOST 2
+
+#if defined(AUGUR_FEATURE_CUDA)
+// A CUDA backend with its KV pools (opaque to C): made by `augur_cuda_new`, destroyed by
+// `augur_cuda_free`.
+typedef struct augur_cuda augur_cuda;
+#endif
 
 // An engine (opaque to C): made by `augur_engine_new` or `augur_engine_init`, destroyed by
 // `augur_engine_free`.
@@ -566,6 +587,24 @@ typedef struct augur_request_info {
   uint64_t first_token_us;
 } augur_request_info;
 
+#if defined(AUGUR_FEATURE_CUDA)
+// The model-side shape of the KV cache, the same for the device and the host pool. Each pool
+// holds `2 × layers` planes (plane `2·layer` keys, `2·layer + 1` values); each plane holds
+// the blocks in block-id order, each block `[block_size][kv_heads][head_dim]` elements.
+typedef struct augur_kv_shape {
+  // Transformer layers.
+  uint32_t layers;
+  // Tokens per block: the engine's `block_size`.
+  uint32_t block_size;
+  // KV heads (after grouped-query sharing; per tensor-parallel rank).
+  uint32_t kv_heads;
+  // Head dimension.
+  uint32_t head_dim;
+  // `AUGUR_DTYPE_*`.
+  uint32_t dtype;
+} augur_kv_shape;
+#endif
+
 // Success.
 #define AUGUR_OK 0
 
@@ -639,6 +678,11 @@ typedef struct augur_request_info {
 
 // Memory for the engine could not be allocated.
 #define AUGUR_E_OUT_OF_MEMORY 23
+
+// The CUDA backend (`augur_cuda_*`, built with the `cuda` feature): no driver, no such
+// device, NVRTC missing, a kernel that did not compile, or a failed driver call; the message
+// says which.
+#define AUGUR_E_CUDA 24
 
 #ifdef __cplusplus
 extern "C" {
@@ -860,6 +904,98 @@ augur_status augur_request_block_table_by_id(struct augur_engine *engine,
                                              uint32_t *out,
                                              size_t cap,
                                              size_t *written);
+
+#if defined(AUGUR_FEATURE_CUDA)
+// Creates a backend on CUDA device `device` (its own stream; kernels compiled by NVRTC for
+// the device) with a device KV pool of `device_blocks` blocks and a pinned, device-mapped host
+// pool of `host_blocks` blocks of shape `*shape`, both zeroed. Use the engine's
+// `device_blocks` and `host_blocks`, so that plan block ids index the pools. On failure
+// `*out` is untouched and, if `reason` is not NULL, the reason is written there
+// (`reason_len` bytes, NUL-terminated): `AUGUR_E_CUDA` without a driver, device or NVRTC,
+// `AUGUR_E_INVALID_ARGUMENT` for a shape whose pools cannot be laid out.
+//
+// # Safety
+// `shape` must be NULL or point to a readable `augur_kv_shape`; `out` NULL or writable;
+// `reason` NULL or `reason_len` writable bytes.
+augur_status augur_cuda_new(uint32_t device,
+                            const struct augur_kv_shape *shape,
+                            uint32_t device_blocks,
+                            uint32_t host_blocks,
+                            struct augur_cuda **out,
+                            char *reason,
+                            size_t reason_len);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// Enqueues the block operations of `*plan` on the backend's stream: its swap-outs, then its
+// swap-ins, then its copies (the plan contract's order), each list coalesced into runs of
+// adjacent blocks and carried out by one kernel launch. Returns once they are enqueued; run
+// the step's model on `augur_cuda_stream` (or wait on it) so that it sees them. Every block id
+// is checked against the pools first: a plan from another engine configuration is
+// `AUGUR_E_INVALID_ARGUMENT` and nothing is launched.
+//
+// # Safety
+// `cuda` must be NULL or a live pointer from `augur_cuda_new`; `plan` NULL or a plan from
+// `augur_schedule` whose arrays are still valid.
+augur_status augur_cuda_execute_plan(struct augur_cuda *cuda, const struct augur_plan *plan);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// Waits until everything enqueued on the backend's stream has finished.
+//
+// # Safety
+// `cuda` must be NULL or a live pointer from `augur_cuda_new`.
+augur_status augur_cuda_synchronize(struct augur_cuda *cuda);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// The backend's stream, as a `CUstream` (driver API; a `cudaStream_t` is the same handle),
+// owned by the backend until `augur_cuda_free`.
+//
+// # Safety
+// `cuda` must be NULL or a live pointer from `augur_cuda_new`; `out` NULL or writable.
+augur_status augur_cuda_stream(struct augur_cuda *cuda, void **out);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// The device KV pool: its device address (`CUdeviceptr`) and size in bytes. It stays at that
+// address until `augur_cuda_free`.
+//
+// # Safety
+// `cuda` must be NULL or a live pointer from `augur_cuda_new`; `address` and `bytes` NULL or
+// writable.
+augur_status augur_cuda_device_pool(struct augur_cuda *cuda, uint64_t *address, size_t *bytes);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// The byte offset of block `block`'s keys (`kv` 0) or values (`kv` 1) of layer `layer` in the
+// device pool (`[block_size][kv_heads][head_dim]` elements from there).
+//
+// # Safety
+// `cuda` must be NULL or a live pointer from `augur_cuda_new`; `out` NULL or writable.
+augur_status augur_cuda_block_offset(struct augur_cuda *cuda,
+                                     uint32_t layer,
+                                     uint32_t kv,
+                                     uint32_t block,
+                                     size_t *out);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// The message of the last failed call on `cuda` (NUL-terminated, valid until the next call
+// on it), or a static message for NULL or a pointer that is not a live backend.
+//
+// # Safety
+// `cuda` must be NULL or point to at least 8 readable bytes.
+const char *augur_cuda_last_error(const struct augur_cuda *cuda);
+#endif
+
+#if defined(AUGUR_FEATURE_CUDA)
+// Waits for the backend's stream, then frees the pools and the backend. NULL is ignored.
+//
+// # Safety
+// `cuda` must be NULL or a pointer from `augur_cuda_new` not freed before.
+void augur_cuda_free(struct augur_cuda *cuda);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -52,7 +52,7 @@ pub(crate) struct EngineObject {
 
 /// The last-error buffer. A newtype only because cbindgen cannot read a generic field of a
 /// `#[repr(C)]` struct (C never sees it).
-struct ErrorText(heapless::String<ERROR_CAP>);
+pub(crate) struct ErrorText(heapless::String<ERROR_CAP>);
 
 /// A failed call's status. Its message is staged in this thread's [`STAGED`] buffer until
 /// the export copies it where C reads it (the engine's last error, or a reason buffer), so
@@ -182,7 +182,7 @@ pub(crate) unsafe fn build_at(
             engine,
             owned,
             panicked: false,
-            error: ErrorText(heapless::String::new()),
+            error: ErrorText::new(),
         });
     }
     Ok(e.cast::<augur_engine>())
@@ -249,32 +249,61 @@ pub(crate) fn with_engine(
     f: impl FnOnce(&mut EngineObject) -> Result<(), Fail>,
 ) -> augur_status {
     // SAFETY: the C caller's contract for every `augur_engine *` argument (augur.h).
-    let eng = match unsafe { live(e) } {
-        Ok(eng) => eng,
-        Err(s) => return s,
-    };
-    if eng.panicked {
-        eng.set_error(&fail(
+    match unsafe { live(e) } {
+        Ok(eng) => run_guarded(eng, "the engine", f),
+        Err(s) => s,
+    }
+}
+
+/// An object C holds a pointer to (an engine, a CUDA backend): a poison flag and a last-error
+/// buffer, which [`run_guarded`] maintains.
+pub(crate) trait GuardedObject {
+    /// Set once a call panicked: the object's state can no longer be trusted.
+    fn poisoned(&mut self) -> &mut bool;
+    /// The message of the most recent failed call.
+    fn error_text(&mut self) -> &mut ErrorText;
+}
+
+/// Runs `f` on `obj` (`what` names it in messages): refused once poisoned, a panic caught
+/// (`obj` is then poisoned), a failure's message kept as its last error.
+pub(crate) fn run_guarded<O: GuardedObject>(
+    obj: &mut O,
+    what: &str,
+    f: impl FnOnce(&mut O) -> Result<(), Fail>,
+) -> augur_status {
+    if *obj.poisoned() {
+        fail(
             AUGUR_E_POISONED,
-            format_args!("an earlier call panicked inside augur; the engine is poisoned"),
-        ));
+            format_args!("an earlier call panicked inside augur; {what} is poisoned"),
+        );
+        obj.error_text().keep_staged();
         return AUGUR_E_POISONED;
     }
-    let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *eng)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *obj)));
     match outcome {
         Ok(Ok(())) => AUGUR_OK,
         Ok(Err(failure)) => {
-            eng.set_error(&failure);
+            obj.error_text().keep_staged();
             failure.status
         }
         Err(_) => {
-            eng.panicked = true;
-            eng.set_error(&fail(
+            *obj.poisoned() = true;
+            fail(
                 AUGUR_E_PANIC,
-                format_args!("augur panicked inside this call (a bug); the engine is poisoned"),
-            ));
+                format_args!("augur panicked inside this call (a bug); {what} is poisoned"),
+            );
+            obj.error_text().keep_staged();
             AUGUR_E_PANIC
         }
+    }
+}
+
+impl GuardedObject for EngineObject {
+    fn poisoned(&mut self) -> &mut bool {
+        &mut self.panicked
+    }
+    fn error_text(&mut self) -> &mut ErrorText {
+        &mut self.error
     }
 }
 
@@ -284,21 +313,33 @@ pub(crate) fn guarded(f: impl FnOnce() -> augur_status) -> augur_status {
 }
 
 impl EngineObject {
-    /// Keeps the staged message of `_f` as this engine's last error.
-    fn set_error(&mut self, _f: &Fail) {
-        self.error.0.clear();
-        with_staged(|m| {
-            let _ = Truncating(&mut self.error.0).write_str(m);
-        });
-        let _ = self.error.0.push('\0');
-    }
-
     /// The last error, NUL-terminated ("" if none yet).
     pub(crate) fn last_error(&self) -> *const core::ffi::c_char {
-        if self.error.0.is_empty() {
+        self.error.as_c_str()
+    }
+}
+
+impl ErrorText {
+    /// An empty message.
+    pub(crate) const fn new() -> Self {
+        Self(heapless::String::new())
+    }
+
+    /// Keeps this thread's staged message (the failure being returned), NUL-terminated.
+    pub(crate) fn keep_staged(&mut self) {
+        self.0.clear();
+        with_staged(|m| {
+            let _ = Truncating(&mut self.0).write_str(m);
+        });
+        let _ = self.0.push('\0');
+    }
+
+    /// The message, NUL-terminated ("" if none yet).
+    pub(crate) fn as_c_str(&self) -> *const core::ffi::c_char {
+        if self.0.is_empty() {
             c"".as_ptr()
         } else {
-            self.error.0.as_ptr().cast()
+            self.0.as_ptr().cast()
         }
     }
 }

@@ -15,6 +15,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod engine;
 mod ptr;
 pub mod status;

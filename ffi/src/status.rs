@@ -64,10 +64,14 @@ pub const AUGUR_E_POISONED: augur_status = 21;
 pub const AUGUR_E_PANIC: augur_status = 22;
 /// Memory for the engine could not be allocated.
 pub const AUGUR_E_OUT_OF_MEMORY: augur_status = 23;
+/// The CUDA backend (`augur_cuda_*`, built with the `cuda` feature): no driver, no such
+/// device, NVRTC missing, a kernel that did not compile, or a failed driver call; the message
+/// says which.
+pub const AUGUR_E_CUDA: augur_status = 24;
 
 /// Every status and its description, in value order (`augur_status_str`, and the test that
 /// no value is missing or repeated).
-pub(crate) const STATUS_TEXT: [(augur_status, &core::ffi::CStr); 24] = [
+pub(crate) const STATUS_TEXT: [(augur_status, &core::ffi::CStr); 25] = [
     (AUGUR_OK, c"ok"),
     (AUGUR_E_NULL_POINTER, c"a required pointer argument is NULL"),
     (AUGUR_E_INVALID_ENGINE, c"not a live augur engine"),
@@ -110,6 +114,7 @@ pub(crate) const STATUS_TEXT: [(augur_status, &core::ffi::CStr); 24] = [
     (AUGUR_E_POISONED, c"engine poisoned by an internal error"),
     (AUGUR_E_PANIC, c"augur panicked (caught); engine poisoned"),
     (AUGUR_E_OUT_OF_MEMORY, c"out of memory"),
+    (AUGUR_E_CUDA, c"CUDA driver, device or kernel error"),
 ];
 
 /// The description of `status` (a static string), or "unknown status".
