@@ -330,6 +330,14 @@ pub fn summarize(records: &[RequestRecord], counters: &RunCounters, slo: &Slo) -
     }
 }
 
+/// The fraction of *all* `records` (completed or not) that meet `slo`: requests that were
+/// rejected or left unfinished count as missing it. `0.0` for no records. (The summary's
+/// [`Summary::slo_attainment`] is over completed requests only.)
+pub fn slo_fraction_met(records: &[RequestRecord], slo: &Slo) -> f64 {
+    let met = records.iter().filter(|r| slo.is_met_by(r)).count();
+    ratio(met as f64, records.len() as f64)
+}
+
 /// The most points [`latency_cdf`] returns.
 pub const CDF_MAX_POINTS: usize = 500;
 

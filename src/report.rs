@@ -633,6 +633,125 @@ pub fn write_comparison_table(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Capacity
+
+/// One policy's result of `augur capacity`: the highest arrival-rate scale at which the
+/// policy still meets the SLO for the asked fraction of requests. Its field names are the JSON
+/// keys and CSV columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacityRow {
+    /// The policy's label.
+    pub policy: String,
+    /// The predictor spec.
+    pub predictor: String,
+    /// The highest rate scale found that meets the SLO; `None` when even the lower bound
+    /// misses it.
+    pub max_rate_scale: Option<f64>,
+    /// Requests per second offered at `max_rate_scale`: the trace's requests over its arrival
+    /// span (`None` with no `max_rate_scale`, or a trace whose requests all arrive at once).
+    pub offered_req_per_s: Option<f64>,
+    /// Completed requests per simulated second at `max_rate_scale`.
+    pub achieved_req_per_s: Option<f64>,
+    /// Fraction of all requests meeting the SLO at `max_rate_scale`.
+    pub slo_fraction_met: Option<f64>,
+    /// The lowest rate scale tried that misses the SLO (`None` when every scale tried met it).
+    pub fails_at_rate_scale: Option<f64>,
+    /// Fraction of all requests meeting the SLO at `fails_at_rate_scale`.
+    pub slo_fraction_at_fail: Option<f64>,
+    /// Simulations run for this policy.
+    pub runs: u32,
+    /// A remark on the result (the search hit a bound), if any.
+    pub note: Option<String>,
+}
+
+/// A rate scale as a table cell: `2.25x`, `-` for none.
+fn fmt_scale(x: Option<f64>) -> String {
+    match x {
+        Some(x) if (1e-3..1e6).contains(&x) => format!("{}x", trim_float(x, 3)),
+        Some(x) => format!("{}x", compact(x)),
+        None => "none".to_owned(),
+    }
+}
+
+/// `x` with at most `decimals` decimals, trailing zeros removed: `2.25`, `16`.
+fn trim_float(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// Writes the results of `augur capacity` as an aligned text table, one row per policy, with
+/// the notes below it.
+pub fn write_capacity_table(w: &mut impl Write, rows: &[CapacityRow]) -> std::io::Result<()> {
+    let cells =
+        |f: &dyn Fn(&CapacityRow) -> String| -> Vec<String> { rows.iter().map(f).collect() };
+    let opt = |x: Option<f64>, d: usize| x.map_or("-".to_owned(), |v| format!("{v:.d$}"));
+    let columns = vec![
+        Column::new("policy", "", Align::Left, cells(&|r| r.policy.clone())),
+        Column::new(
+            "predictor",
+            "",
+            Align::Left,
+            cells(&|r| r.predictor.clone()),
+        ),
+        Column::new(
+            "max rate scale",
+            "",
+            Align::Right,
+            cells(&|r| {
+                let mut s = fmt_scale(r.max_rate_scale);
+                if r.note.is_some() {
+                    s.push('*');
+                }
+                s
+            }),
+        ),
+        Column::new(
+            "offered",
+            "req/s",
+            Align::Right,
+            cells(&|r| opt(r.offered_req_per_s, 2)),
+        ),
+        Column::new(
+            "achieved",
+            "req/s",
+            Align::Right,
+            cells(&|r| opt(r.achieved_req_per_s, 2)),
+        ),
+        Column::new(
+            "SLO met",
+            "",
+            Align::Right,
+            cells(&|r| r.slo_fraction_met.map_or("-".to_owned(), fmt_percent)),
+        ),
+        Column::new(
+            "fails at",
+            "",
+            Align::Right,
+            cells(&|r| match r.fails_at_rate_scale {
+                Some(x) => format!(
+                    "{} ({})",
+                    fmt_scale(Some(x)),
+                    r.slo_fraction_at_fail.map_or("-".to_owned(), fmt_percent)
+                ),
+                None => "-".to_owned(),
+            }),
+        ),
+        Column::new("runs", "", Align::Right, cells(&|r| r.runs.to_string())),
+    ];
+    write_columns(w, &columns)?;
+    for r in rows {
+        if let Some(note) = &r.note {
+            writeln!(w, "* {}: {note}", r.policy)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // CSV files
 
 /// Writes one CSV row per request ([`REQUEST_FIELDS`] as the header, written even when

@@ -12,6 +12,7 @@
 //! | [`simulate`] | `augur simulate`: one run, printed as a table, JSON or CSV |
 //! | [`sweep`] | `augur sweep`: policies × rate scales × predictors, CSV and SVG plots |
 //! | [`mg1`] | `augur mg1`: the M/G/1 queue beside its closed forms |
+//! | [`capacity`] | `augur capacity`: per policy, the highest arrival-rate scale that meets an SLO |
 //! | [`policies`] | `augur policies`: the catalogue of policies, presets and predictors |
 //!
 //! Errors: clap reports malformed flags itself (exit code 2). Every other error is a
@@ -19,6 +20,7 @@
 //! exit code 2) or [`Failure::Runtime`] (a trace that cannot be read or parsed, an output file
 //! that cannot be written; exit code 1). Nothing on the input path panics.
 
+mod capacity;
 mod config_file;
 mod demo;
 mod mg1;
@@ -56,6 +58,7 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     Sweep(Box<sweep::SweepArgs>),
     Mg1(mg1::Mg1Args),
+    Capacity(Box<capacity::CapacityArgs>),
     /// List the policies, model and GPU presets, predictors and trace specs.
     Policies,
 }
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Some(Command::Simulate(a)) => simulate::run(&a),
         Some(Command::Sweep(a)) => sweep::run(&a),
         Some(Command::Mg1(a)) => mg1::run(&a),
+        Some(Command::Capacity(a)) => capacity::run(&a),
         Some(Command::Policies) => policies::run(),
     };
     match result {
