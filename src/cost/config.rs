@@ -13,6 +13,7 @@
 //! hbm_bandwidth_bytes_per_s = 3.0e12
 //!
 //! [cost]
+//! kind = "roofline-simple"   # or "per-operator" (the default)
 //! fixed_overhead_us = 800
 //! ```
 //!
@@ -26,6 +27,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::model::CostModel;
+use super::operators::{AllReduceImpl, CostKind, EngineMode};
 use super::spec::{GpuSpec, ModelSpec};
 
 /// Overrides for the `[model]` table; field names are those of [`ModelSpec`].
@@ -46,6 +48,9 @@ pub struct ModelOverrides {
     pub bytes_per_kv_element: Option<u32>,
     pub tensor_parallel: Option<u32>,
     pub max_context_tokens: Option<u32>,
+    pub intermediate_size: Option<u32>,
+    pub vocab_size: Option<u32>,
+    pub tied_embeddings: Option<bool>,
 }
 
 /// Overrides for the `[gpu]` table; field names are those of [`GpuSpec`].
@@ -61,6 +66,9 @@ pub struct GpuOverrides {
     pub hbm_bandwidth_bytes_per_s: Option<f64>,
     pub host_link_bandwidth_bytes_per_s: Option<f64>,
     pub interconnect_bandwidth_bytes_per_s: Option<f64>,
+    pub peak_fp8_flops: Option<f64>,
+    pub sm_count: Option<u32>,
+    pub nvlink: Option<bool>,
 }
 
 /// Overrides for the `[cost]` table; field names are those of [`CostModel`].
@@ -73,6 +81,19 @@ pub struct CostOverrides {
     pub fixed_overhead_us: Option<f64>,
     pub gpu_memory_utilization: Option<f64>,
     pub allreduce_latency_us: Option<f64>,
+    /// `per-operator` (the default) or `roofline-simple` (the original single roofline).
+    pub kind: Option<CostKind>,
+    pub gemm_efficiency: Option<f64>,
+    pub attention_efficiency: Option<f64>,
+    pub kernel_floor_us: Option<f64>,
+    /// `auto`, `custom` or `ring`.
+    pub allreduce: Option<AllReduceImpl>,
+    pub ring_step_latency_us: Option<f64>,
+    /// `sync` or `async`.
+    pub engine_mode: Option<EngineMode>,
+    pub cpu_base_us: Option<f64>,
+    pub cpu_per_request_us: Option<f64>,
+    pub cpu_per_worker_us: Option<f64>,
 }
 
 /// A cost-model configuration file: optional `[model]`, `[gpu]` and `[cost]` tables.
@@ -134,6 +155,9 @@ impl CostConfig {
             bytes_per_kv_element,
             tensor_parallel,
             max_context_tokens,
+            intermediate_size,
+            vocab_size,
+            tied_embeddings,
         );
 
         if let Some(preset) = &self.gpu.preset {
@@ -148,6 +172,9 @@ impl CostConfig {
             hbm_bandwidth_bytes_per_s,
             host_link_bandwidth_bytes_per_s,
             interconnect_bandwidth_bytes_per_s,
+            peak_fp8_flops,
+            sm_count,
+            nvlink,
         );
 
         override_fields!(
@@ -158,6 +185,16 @@ impl CostConfig {
             fixed_overhead_us,
             gpu_memory_utilization,
             allreduce_latency_us,
+            kind,
+            gemm_efficiency,
+            attention_efficiency,
+            kernel_floor_us,
+            allreduce,
+            ring_step_latency_us,
+            engine_mode,
+            cpu_base_us,
+            cpu_per_request_us,
+            cpu_per_worker_us,
         );
 
         cost.validate()?;

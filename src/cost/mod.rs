@@ -1,4 +1,9 @@
-//! Roofline cost model for the simulator's executor.
+//! Cost models for the simulator's executor.
+//!
+//! Two models share the presets: the per-operator model ([`CostKind::PerOperator`], the
+//! default; see [`OperatorTimes`] for its kernels and sources) and the original single
+//! roofline ([`CostKind::RooflineSimple`], `[cost] kind = "roofline-simple"`), described
+//! below.
 //!
 //! The simulator drives the real scheduling core but has no GPU, so it needs to know how long
 //! each iteration the core plans would take, how many KV blocks fit in memory, and what swapping
@@ -22,13 +27,17 @@
 //! assumptions, not measurements: calibrate them against a real server before trusting absolute
 //! times (relative comparisons between policies are much less sensitive to them).
 
+mod batch_spec;
 mod config;
 mod model;
+mod operators;
 mod spec;
 
+pub use batch_spec::parse_batch_spec;
 pub use config::{CostConfig, CostOverrides, GpuOverrides, ModelOverrides};
 pub use model::{BatchShape, CostModel, IterationCost};
-pub use spec::{GpuSpec, ModelSpec};
+pub use operators::{AllReduceImpl, CostKind, EngineMode, OperatorTimes};
+pub use spec::{Dtype, GpuSpec, MAX_TENSOR_PARALLEL, ModelSpec};
 
 #[cfg(test)]
 mod tests;

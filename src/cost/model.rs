@@ -3,6 +3,7 @@
 use anyhow::{Result, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::operators::{AllReduceImpl, CostKind, EngineMode, OperatorTimes};
 use super::spec::{GpuSpec, ModelSpec};
 
 /// Bytes per activation element in the tensor-parallel all-reduces (bf16, whatever the weight
@@ -21,6 +22,10 @@ pub struct BatchShape {
     decode_tokens: u64,
     context_tokens: u64,
     attention_pairs: u128,
+    sampled: u32,
+    decode_context_tokens: u64,
+    prefill_context_tokens: u64,
+    prefill_attention_pairs: u128,
 }
 
 impl BatchShape {
@@ -33,6 +38,10 @@ impl BatchShape {
             decode_tokens: 0,
             context_tokens: 0,
             attention_pairs: 0,
+            sampled: 0,
+            decode_context_tokens: 0,
+            prefill_context_tokens: 0,
+            prefill_attention_pairs: 0,
         }
     }
 
@@ -52,24 +61,63 @@ impl BatchShape {
     /// A request with one new token and a non-empty context counts as a decode token, anything
     /// else as prefill (a one-token final prefill chunk therefore counts as decode; the cost is
     /// the same either way). A request with no new tokens computes nothing and is ignored.
+    ///
+    /// Every request added this way is taken to sample one token (the LM head runs on one
+    /// position for it); [`BatchShape::add_sampled`] says so explicitly.
     pub fn add(&mut self, new_tokens: u32, context_before: u32) {
+        self.add_sampled(new_tokens, context_before, true);
+    }
+
+    /// [`BatchShape::add`], saying whether the request samples a token this iteration (a
+    /// non-final prefill chunk does not: engines compute logits only for sampled positions).
+    pub fn add_sampled(&mut self, new_tokens: u32, context_before: u32, samples: bool) {
         if new_tokens == 0 {
             return;
+        }
+        if samples {
+            self.sampled = self.sampled.saturating_add(1);
         }
         let n = u64::from(new_tokens);
         let c = u64::from(context_before);
         self.requests = self.requests.saturating_add(1);
         self.tokens += n;
-        if new_tokens == 1 && context_before > 0 {
+        let decode = new_tokens == 1 && context_before > 0;
+        if decode {
             self.decode_tokens += 1;
+            self.decode_context_tokens += c;
         } else {
             self.prefill_tokens += n;
+            self.prefill_context_tokens += c;
         }
         self.context_tokens += c;
         // Causal attention: new token i (1-based) attends the c cached tokens and the i new
         // tokens up to and including itself.
         let n = u128::from(n);
-        self.attention_pairs += n * u128::from(c) + n * (n + 1) / 2;
+        let pairs = n * u128::from(c) + n * (n + 1) / 2;
+        self.attention_pairs += pairs;
+        if !decode {
+            self.prefill_attention_pairs += pairs;
+        }
+    }
+
+    /// Requests that sample a token this iteration (the LM head's rows).
+    pub fn sampled(&self) -> u32 {
+        self.sampled
+    }
+
+    /// Σ over decode requests of their cached context.
+    pub fn decode_context_tokens(&self) -> u64 {
+        self.decode_context_tokens
+    }
+
+    /// Σ over prefill requests of their cached context (earlier chunks, cached prefix).
+    pub fn prefill_context_tokens(&self) -> u64 {
+        self.prefill_context_tokens
+    }
+
+    /// The query-key pairs of the prefill requests alone.
+    pub fn prefill_attention_pairs(&self) -> u128 {
+        self.prefill_attention_pairs
     }
 
     /// Forgets everything, for reuse in the next iteration.
@@ -126,8 +174,11 @@ pub struct IterationCost {
     pub allreduce_us: f64,
     /// Fixed per-iteration overhead.
     pub overhead_us: f64,
-    /// `max(compute_us, memory_us) + allreduce_us + overhead_us`.
+    /// The iteration: `max(compute_us, memory_us) + allreduce_us + overhead_us` under
+    /// [`CostKind::RooflineSimple`]; the per-operator total otherwise.
     pub total_us: f64,
+    /// The per-operator breakdown ([`CostKind::PerOperator`] only; zero otherwise).
+    pub operators: OperatorTimes,
 }
 
 impl IterationCost {
@@ -155,8 +206,65 @@ pub struct CostModel {
     /// `gpu_memory_utilization`).
     pub gpu_memory_utilization: f64,
     /// Latency of one all-reduce, µs, on top of its bandwidth term (two per layer under tensor
-    /// parallelism).
+    /// parallelism). [`CostKind::RooflineSimple`] only.
     pub allreduce_latency_us: f64,
+    /// Which model prices iterations.
+    #[serde(default)]
+    pub kind: CostKind,
+    /// Fraction of the tensor-core peak large GEMMs reach (per-operator model).
+    #[serde(default = "defaults::gemm_efficiency")]
+    pub gemm_efficiency: f64,
+    /// Fraction of the bf16 tensor-core peak attention kernels reach (per-operator model).
+    #[serde(default = "defaults::attention_efficiency")]
+    pub attention_efficiency: f64,
+    /// Minimum duration of any kernel, µs: launch, ramp-up and tail (per-operator model).
+    #[serde(default = "defaults::kernel_floor_us")]
+    pub kernel_floor_us: f64,
+    /// The all-reduce implementation (per-operator model).
+    #[serde(default)]
+    pub allreduce: AllReduceImpl,
+    /// Latency of one step of a ring all-reduce, µs (per-operator model).
+    #[serde(default = "defaults::ring_step_latency_us")]
+    pub ring_step_latency_us: f64,
+    /// Whether CPU work adds to or overlaps the GPU's (per-operator model).
+    #[serde(default)]
+    pub engine_mode: EngineMode,
+    /// CPU/framework time per step, µs, whatever the batch (per-operator model).
+    #[serde(default = "defaults::cpu_base_us")]
+    pub cpu_base_us: f64,
+    /// CPU/framework time per scheduled request, µs (per-operator model).
+    #[serde(default = "defaults::cpu_per_request_us")]
+    pub cpu_per_request_us: f64,
+    /// CPU time per tensor-parallel worker beyond the first, µs: broadcasting the step's
+    /// inputs and gathering the workers (per-operator model).
+    #[serde(default = "defaults::cpu_per_worker_us")]
+    pub cpu_per_worker_us: f64,
+}
+
+/// Serde defaults of the per-operator fields (the `CostModel::DEFAULT_*` constants).
+mod defaults {
+    use super::CostModel;
+    pub fn gemm_efficiency() -> f64 {
+        CostModel::DEFAULT_GEMM_EFFICIENCY
+    }
+    pub fn attention_efficiency() -> f64 {
+        CostModel::DEFAULT_ATTENTION_EFFICIENCY
+    }
+    pub fn kernel_floor_us() -> f64 {
+        CostModel::DEFAULT_KERNEL_FLOOR_US
+    }
+    pub fn ring_step_latency_us() -> f64 {
+        CostModel::DEFAULT_RING_STEP_LATENCY_US
+    }
+    pub fn cpu_base_us() -> f64 {
+        CostModel::DEFAULT_CPU_BASE_US
+    }
+    pub fn cpu_per_request_us() -> f64 {
+        CostModel::DEFAULT_CPU_PER_REQUEST_US
+    }
+    pub fn cpu_per_worker_us() -> f64 {
+        CostModel::DEFAULT_CPU_PER_WORKER_US
+    }
 }
 
 impl CostModel {
@@ -171,6 +279,34 @@ impl CostModel {
     pub const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.9;
     /// Default [`CostModel::allreduce_latency_us`].
     pub const DEFAULT_ALLREDUCE_LATENCY_US: f64 = 5.0;
+    /// Default [`CostModel::gemm_efficiency`]. Sources: FlashAttention-3 (Shah et al. 2024,
+    /// arXiv:2407.08608) reaches "up to 740 TFLOPs/s (75% utilization)" in bf16 and "close
+    /// to 1.2 PFLOPs/s" (61%) in fp8 on H100 with tuned tensor-core kernels;
+    /// FlashAttention-2 (Dao 2023, arXiv:2307.08691) 50–73% of the A100 peak. We take 0.7,
+    /// the bf16 upper part of those ranges, for cuBLAS/CUTLASS GEMMs on full waves (wave
+    /// quantisation is applied separately). Not fitted to iteration times.
+    pub const DEFAULT_GEMM_EFFICIENCY: f64 = 0.7;
+    /// Default [`CostModel::attention_efficiency`]: 0.6, the middle of FlashAttention-2's
+    /// published 50–73% of peak on A100 (arXiv:2307.08691) and below FlashAttention-3's 75%
+    /// on H100 (arXiv:2407.08608), which it reaches only at long sequences.
+    pub const DEFAULT_ATTENTION_EFFICIENCY: f64 = 0.6;
+    /// Default [`CostModel::kernel_floor_us`]: 3 µs. An ASSUMPTION in the range of NVIDIA's
+    /// "Getting Started with CUDA Graphs" (<https://developer.nvidia.com/blog/cuda-graphs/>),
+    /// whose short kernels take a few µs each with launch overhead of the same order; not a
+    /// measurement of these kernels.
+    pub const DEFAULT_KERNEL_FLOOR_US: f64 = 3.0;
+    /// Default [`CostModel::ring_step_latency_us`]: 2 µs per ring step (an ASSUMPTION: the
+    /// NVLink hop latency plus synchronisation; no published per-step figure was used).
+    pub const DEFAULT_RING_STEP_LATENCY_US: f64 = 2.0;
+    /// Default [`CostModel::cpu_base_us`]: 200 µs per step (an ASSUMPTION, not measured and
+    /// not fitted: scheduler, input preparation and sampler launch in a Python engine).
+    pub const DEFAULT_CPU_BASE_US: f64 = 200.0;
+    /// Default [`CostModel::cpu_per_request_us`]: 5 µs per scheduled request (an ASSUMPTION:
+    /// per-request bookkeeping, block tables, detokenisation).
+    pub const DEFAULT_CPU_PER_REQUEST_US: f64 = 5.0;
+    /// Default [`CostModel::cpu_per_worker_us`]: 15 µs per extra TP worker (an ASSUMPTION:
+    /// broadcasting the step's inputs and waiting for the slowest worker).
+    pub const DEFAULT_CPU_PER_WORKER_US: f64 = 15.0;
 
     /// `model` on `gpu` with the default efficiencies and overheads.
     pub fn new(model: ModelSpec, gpu: GpuSpec) -> Self {
@@ -182,7 +318,23 @@ impl CostModel {
             fixed_overhead_us: Self::DEFAULT_FIXED_OVERHEAD_US,
             gpu_memory_utilization: Self::DEFAULT_GPU_MEMORY_UTILIZATION,
             allreduce_latency_us: Self::DEFAULT_ALLREDUCE_LATENCY_US,
+            kind: CostKind::default(),
+            gemm_efficiency: Self::DEFAULT_GEMM_EFFICIENCY,
+            attention_efficiency: Self::DEFAULT_ATTENTION_EFFICIENCY,
+            kernel_floor_us: Self::DEFAULT_KERNEL_FLOOR_US,
+            allreduce: AllReduceImpl::default(),
+            ring_step_latency_us: Self::DEFAULT_RING_STEP_LATENCY_US,
+            engine_mode: EngineMode::default(),
+            cpu_base_us: Self::DEFAULT_CPU_BASE_US,
+            cpu_per_request_us: Self::DEFAULT_CPU_PER_REQUEST_US,
+            cpu_per_worker_us: Self::DEFAULT_CPU_PER_WORKER_US,
         }
+    }
+
+    /// The same cost model priced by `kind`.
+    pub fn with_kind(mut self, kind: CostKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Preset model on preset GPU with the default assumptions, validated.
@@ -222,11 +374,28 @@ impl CostModel {
             "fixed_overhead_us must be finite and non-negative (got {})",
             self.fixed_overhead_us
         );
-        ensure!(
-            self.allreduce_latency_us.is_finite() && self.allreduce_latency_us >= 0.0,
-            "allreduce_latency_us must be finite and non-negative (got {})",
-            self.allreduce_latency_us
-        );
+        for (field, value) in [
+            ("gemm_efficiency", self.gemm_efficiency),
+            ("attention_efficiency", self.attention_efficiency),
+        ] {
+            ensure!(
+                value.is_finite() && value > 0.0 && value <= 1.0,
+                "{field} must be in (0, 1] (got {value})"
+            );
+        }
+        for (field, value) in [
+            ("allreduce_latency_us", self.allreduce_latency_us),
+            ("kernel_floor_us", self.kernel_floor_us),
+            ("ring_step_latency_us", self.ring_step_latency_us),
+            ("cpu_base_us", self.cpu_base_us),
+            ("cpu_per_request_us", self.cpu_per_request_us),
+            ("cpu_per_worker_us", self.cpu_per_worker_us),
+        ] {
+            ensure!(
+                value.is_finite() && value >= 0.0,
+                "{field} must be finite and non-negative (got {value})"
+            );
+        }
         self.kv_memory_bytes()?;
         Ok(())
     }
@@ -269,12 +438,24 @@ impl CostModel {
         })
     }
 
-    /// The roofline terms of one iteration (see the module docs for the formulas).
+    /// The terms of one iteration under [`CostModel::kind`] (see the module docs and
+    /// [`OperatorTimes`] for the formulas).
     ///
     /// An empty batch runs no model and costs nothing.
     pub fn iteration_cost(&self, shape: &BatchShape) -> IterationCost {
         if shape.is_empty() {
             return IterationCost::default();
+        }
+        if self.kind == CostKind::PerOperator {
+            let o = self.operator_times(shape);
+            return IterationCost {
+                compute_us: o.compute_us,
+                memory_us: o.memory_us,
+                allreduce_us: o.allreduce_us,
+                overhead_us: o.cpu_us,
+                total_us: o.total_us,
+                operators: o,
+            };
         }
         let m = &self.model;
         let tp = self.tp();
@@ -313,11 +494,14 @@ impl CostModel {
             allreduce_us,
             overhead_us: self.fixed_overhead_us,
             total_us: compute_us.max(memory_us) + allreduce_us + self.fixed_overhead_us,
+            operators: OperatorTimes::default(),
         }
     }
 
-    /// Time of one iteration in µs: `max(FLOPs / (peak · tp · eff), bytes / (bw · tp · eff))`
-    /// + tensor-parallel all-reduce time + fixed overhead (0 for an empty batch).
+    /// Time of one iteration in µs (0 for an empty batch). Under
+    /// [`CostKind::RooflineSimple`]: `max(FLOPs / (peak · tp · eff), bytes / (bw · tp · eff))`
+    /// plus the tensor-parallel all-reduce time plus the fixed overhead; under
+    /// [`CostKind::PerOperator`] the sum of the operators plus the CPU term.
     pub fn iteration_time_us(&self, shape: &BatchShape) -> f64 {
         self.iteration_cost(shape).total_us
     }

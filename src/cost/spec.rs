@@ -38,6 +38,48 @@ pub struct ModelSpec {
     /// together may not exceed it. 0 means no limit (a config file that does not say).
     #[serde(default)]
     pub max_context_tokens: u32,
+    /// MLP width (`intermediate_size`) of the gated (SwiGLU) MLP. 0 (a config file that does
+    /// not say) makes the per-operator model derive it from [`ModelSpec::parameters`].
+    #[serde(default)]
+    pub intermediate_size: u32,
+    /// Vocabulary size (`vocab_size`): rows of the embedding table and of the LM head. 0 means
+    /// unknown (the per-operator model then prices no embedding or LM head).
+    #[serde(default)]
+    pub vocab_size: u32,
+    /// Whether the LM head shares the embedding table (`tie_word_embeddings`).
+    #[serde(default)]
+    pub tied_embeddings: bool,
+}
+
+/// Number format of weights and KV cache, as `augur cost --dtype` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// bf16 weights, activations and KV cache.
+    Bf16,
+    /// fp8 (e4m3) weights and KV cache. On GPUs with fp8 tensor cores (Hopper, Ada) the GEMMs
+    /// run at the fp8 peak (vLLM's W8A8 fp8 path quantises activations on the fly); on A100,
+    /// which has none, they run at the bf16 peak (vLLM's weight-only fp8 Marlin kernels).
+    Fp8,
+}
+
+impl Dtype {
+    /// Parses `bf16` or `fp8` (case-insensitive).
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "bf16" => Ok(Self::Bf16),
+            "fp8" => Ok(Self::Fp8),
+            other => bail!("unknown dtype `{other}`; valid dtypes: bf16, fp8"),
+        }
+    }
+
+    /// Bytes per weight and per KV element.
+    pub fn bytes(self) -> u32 {
+        match self {
+            Self::Bf16 => 2,
+            Self::Fp8 => 1,
+        }
+    }
 }
 
 impl ModelSpec {
@@ -67,6 +109,38 @@ impl ModelSpec {
         self
     }
 
+    /// The same model with weights and KV cache stored as `dtype`.
+    pub fn with_dtype(mut self, dtype: Dtype) -> Self {
+        self.bytes_per_weight = f64::from(dtype.bytes());
+        self.bytes_per_kv_element = dtype.bytes();
+        self
+    }
+
+    /// Parameters of the embedding table and of the LM head (once if they are tied).
+    pub fn embedding_parameters(&self) -> u64 {
+        let table = u64::from(self.vocab_size) * u64::from(self.hidden_size);
+        if self.tied_embeddings {
+            table
+        } else {
+            2 * table
+        }
+    }
+
+    /// The MLP width: [`ModelSpec::intermediate_size`], or, when that is 0, what the parameter
+    /// count leaves for a gated MLP (`3 · hidden · I` per layer) after attention and embeddings.
+    pub fn mlp_width(&self) -> u32 {
+        if self.intermediate_size > 0 {
+            return self.intermediate_size;
+        }
+        let h = f64::from(self.hidden_size);
+        let attn = h * f64::from(self.attention_heads * self.head_dim) * 2.0
+            + h * f64::from(self.kv_heads * self.head_dim) * 2.0;
+        let per_layer = (self.parameters as f64 - self.embedding_parameters() as f64)
+            / f64::from(self.layers.max(1));
+        let width = ((per_layer - attn) / (3.0 * h)).max(1.0);
+        width.min(f64::from(u32::MAX)) as u32
+    }
+
     /// The names [`ModelSpec::preset`] accepts (any of them may also take a `-tpN` suffix).
     pub const PRESETS: &'static [&'static str] = &[
         "llama-3.1-8b",
@@ -74,6 +148,10 @@ impl ModelSpec {
         "llama-3.1-70b-tp4",
         "llama-3.1-70b-tp8",
         "qwen2.5-7b",
+        "llama-2-7b",
+        "llama-2-70b",
+        "mistral-7b",
+        "qwen2.5-72b",
     ];
 
     /// A model by preset name (case-insensitive).
@@ -117,6 +195,9 @@ impl ModelSpec {
                 tensor_parallel: 1,
                 // max_position_embeddings 131072 in the same config.json (the card's "128k").
                 max_context_tokens: 131_072,
+                intermediate_size: 14_336,
+                vocab_size: 128_256,
+                tied_embeddings: false,
             },
             // Source: meta-llama/Llama-3.1-70B config.json on its Hugging Face model card:
             // hidden_size 8192, intermediate_size 28672, num_hidden_layers 80,
@@ -136,6 +217,9 @@ impl ModelSpec {
                 tensor_parallel: 4,
                 // max_position_embeddings 131072 in the same config.json (the card's "128k").
                 max_context_tokens: 131_072,
+                intermediate_size: 28_672,
+                vocab_size: 128_256,
+                tied_embeddings: false,
             },
             // Source: Qwen/Qwen2.5-7B config.json on its Hugging Face model card:
             // hidden_size 3584, intermediate_size 18944, num_hidden_layers 28,
@@ -157,6 +241,94 @@ impl ModelSpec {
                 // max_position_embeddings 131072 in the same config.json; the card gives the
                 // context length as 131,072 tokens.
                 max_context_tokens: 131_072,
+                intermediate_size: 18_944,
+                vocab_size: 152_064,
+                tied_embeddings: false,
+            },
+            // Source: meta-llama/Llama-2-7b-hf config.json on its Hugging Face model card:
+            // hidden_size 4096, intermediate_size 11008, num_hidden_layers 32,
+            // num_attention_heads 32, num_key_value_heads 32 (no GQA), vocab_size 32000,
+            // max_position_embeddings 4096, torch_dtype float16, untied. Parameter count
+            // 6,738,415,616 (computed from those shapes; the card says 7B).
+            "llama-2-7b" => Self {
+                name: String::new(),
+                parameters: 6_738_415_616,
+                layers: 32,
+                hidden_size: 4096,
+                attention_heads: 32,
+                kv_heads: 32,
+                head_dim: 128,
+                bytes_per_weight: 2.0,
+                bytes_per_kv_element: 2,
+                tensor_parallel: 1,
+                max_context_tokens: 4096,
+                intermediate_size: 11_008,
+                vocab_size: 32_000,
+                tied_embeddings: false,
+            },
+            // Source: meta-llama/Llama-2-70b-hf config.json: hidden_size 8192,
+            // intermediate_size 28672, num_hidden_layers 80, num_attention_heads 64,
+            // num_key_value_heads 8, vocab_size 32000, max_position_embeddings 4096, untied.
+            // Parameter count 68,976,648,192 (computed from those shapes; the card says 70B).
+            // Served with tensor parallelism 4 unless a suffix says otherwise.
+            "llama-2-70b" => Self {
+                name: String::new(),
+                parameters: 68_976_648_192,
+                layers: 80,
+                hidden_size: 8192,
+                attention_heads: 64,
+                kv_heads: 8,
+                head_dim: 128,
+                bytes_per_weight: 2.0,
+                bytes_per_kv_element: 2,
+                tensor_parallel: 4,
+                max_context_tokens: 4096,
+                intermediate_size: 28_672,
+                vocab_size: 32_000,
+                tied_embeddings: false,
+            },
+            // Source: mistralai/Mistral-7B-v0.1 config.json: hidden_size 4096,
+            // intermediate_size 14336, num_hidden_layers 32, num_attention_heads 32,
+            // num_key_value_heads 8, vocab_size 32000, max_position_embeddings 32768, untied.
+            // Parameter count 7,241,732,096 (computed from those shapes; the card says 7.3B
+            // counting differently). Sliding-window attention (4096) is not modelled: attention
+            // is priced over the whole context, an overestimate past 4096 tokens.
+            "mistral-7b" => Self {
+                name: String::new(),
+                parameters: 7_241_732_096,
+                layers: 32,
+                hidden_size: 4096,
+                attention_heads: 32,
+                kv_heads: 8,
+                head_dim: 128,
+                bytes_per_weight: 2.0,
+                bytes_per_kv_element: 2,
+                tensor_parallel: 1,
+                max_context_tokens: 32_768,
+                intermediate_size: 14_336,
+                vocab_size: 32_000,
+                tied_embeddings: false,
+            },
+            // Source: Qwen/Qwen2.5-72B config.json: hidden_size 8192, intermediate_size 29568,
+            // num_hidden_layers 80, num_attention_heads 64, num_key_value_heads 8 (head_dim
+            // 128), vocab_size 152064, tie_word_embeddings false, QKV biases,
+            // max_position_embeddings 131072. Parameter count 72,706,203,648 (computed from
+            // those shapes; the card says 72.7B). Served with tensor parallelism 4 by default.
+            "qwen2.5-72b" => Self {
+                name: String::new(),
+                parameters: 72_706_203_648,
+                layers: 80,
+                hidden_size: 8192,
+                attention_heads: 64,
+                kv_heads: 8,
+                head_dim: 128,
+                bytes_per_weight: 2.0,
+                bytes_per_kv_element: 2,
+                tensor_parallel: 4,
+                max_context_tokens: 131_072,
+                intermediate_size: 29_568,
+                vocab_size: 152_064,
+                tied_embeddings: false,
             },
             _ => bail!(
                 "unknown model preset `{name}`; valid presets: {} (any of them may take a \
@@ -236,6 +408,17 @@ pub struct GpuSpec {
     /// GPU-to-GPU interconnect bandwidth per direction, bytes/s (NVLink; PCIe peer-to-peer on
     /// GPUs without NVLink): what tensor-parallel all-reduces use.
     pub interconnect_bandwidth_bytes_per_s: f64,
+    /// Dense fp8 tensor-core peak, FLOP/s; 0 for a GPU without fp8 tensor cores (A100).
+    #[serde(default)]
+    pub peak_fp8_flops: f64,
+    /// Streaming multiprocessors: the unit of GEMM wave quantisation. 0 (a config file that
+    /// does not say) disables wave quantisation.
+    #[serde(default)]
+    pub sm_count: u32,
+    /// Whether the GPUs of a tensor-parallel group are all connected by NVLink (what vLLM's
+    /// custom all-reduce needs beyond two GPUs).
+    #[serde(default)]
+    pub nvlink: bool,
 }
 
 impl GpuSpec {
@@ -246,35 +429,46 @@ impl GpuSpec {
     /// ones.
     pub fn preset(name: &str) -> Result<Self> {
         let lower = name.trim().to_ascii_lowercase();
-        let (memory_gb, peak_tflops, hbm_gb_s, pcie_gb_s, link_gb_s) = match lower.as_str() {
-            // Source: NVIDIA A100 Tensor Core GPU datasheet, "A100 80GB SXM" column:
-            // 80 GB HBM2e, 2,039 GB/s, BF16 tensor core 312 TFLOPS (624 with sparsity),
-            // NVLink 600 GB/s (bidirectional), PCIe Gen4 64 GB/s (bidirectional).
-            "a100-80g" => (80.0, 312.0, 2039.0, 32.0, 300.0),
-            // Source: NVIDIA H100 Tensor Core GPU datasheet, "H100 SXM" column:
-            // 80 GB HBM3, 3.35 TB/s, BF16 tensor core 1,979 TFLOPS with sparsity (989.5 dense),
-            // NVLink 900 GB/s (bidirectional), PCIe Gen5 128 GB/s (bidirectional).
-            "h100-sxm" => (80.0, 989.5, 3350.0, 64.0, 450.0),
-            // Source: NVIDIA H200 Tensor Core GPU datasheet, "H200 SXM" column:
-            // 141 GB HBM3e, 4.8 TB/s, BF16 tensor core 1,979 TFLOPS with sparsity (989.5
-            // dense), NVLink 900 GB/s (bidirectional), PCIe Gen5 128 GB/s (bidirectional).
-            "h200" => (141.0, 989.5, 4800.0, 64.0, 450.0),
-            // Source: NVIDIA L40S GPU datasheet: 48 GB GDDR6 with ECC, 864 GB/s, BF16 tensor
-            // core 362.05 TFLOPS (733 with sparsity), PCIe Gen4 x16 64 GB/s (bidirectional), no
-            // NVLink: tensor-parallel traffic goes peer-to-peer over PCIe.
-            "l40s" => (48.0, 362.05, 864.0, 32.0, 32.0),
-            _ => bail!(
-                "unknown GPU preset `{name}`; valid presets: {}",
-                Self::PRESETS.join(", ")
-            ),
-        };
+        // (memory GB, bf16 TFLOPS, fp8 TFLOPS, HBM GB/s, PCIe GB/s, link GB/s, SMs, NVLink)
+        let (memory_gb, bf16, fp8, hbm_gb_s, pcie_gb_s, link_gb_s, sms, nvlink) =
+            match lower.as_str() {
+                // Source: NVIDIA A100 Tensor Core GPU datasheet, "A100 80GB SXM" column:
+                // 80 GB HBM2e, 2,039 GB/s, BF16 tensor core 312 TFLOPS (624 with sparsity), no FP8,
+                // NVLink 600 GB/s (bidirectional), PCIe Gen4 64 GB/s (bidirectional). 108 SMs:
+                // NVIDIA A100 Tensor Core GPU Architecture whitepaper (GA100 as shipped in A100).
+                "a100-80g" => (80.0, 312.0, 0.0, 2039.0, 32.0, 300.0, 108, true),
+                // Source: NVIDIA H100 Tensor Core GPU datasheet, "H100 SXM" column:
+                // 80 GB HBM3, 3.35 TB/s, BF16 tensor core 1,979 TFLOPS with sparsity (989.5 dense),
+                // FP8 3,958 TFLOPS with sparsity (1,979 dense), NVLink 900 GB/s (bidirectional),
+                // PCIe Gen5 128 GB/s (bidirectional). 132 SMs: NVIDIA H100 Tensor Core GPU
+                // Architecture whitepaper (H100 SXM5).
+                "h100-sxm" => (80.0, 989.5, 1979.0, 3350.0, 64.0, 450.0, 132, true),
+                // Source: NVIDIA H200 Tensor Core GPU datasheet, "H200 SXM" column:
+                // 141 GB HBM3e, 4.8 TB/s, BF16 tensor core 1,979 TFLOPS with sparsity (989.5
+                // dense), FP8 3,958 TFLOPS with sparsity (1,979 dense), NVLink 900 GB/s
+                // (bidirectional), PCIe Gen5 128 GB/s (bidirectional). Same GH100 chip as the
+                // H100 SXM: 132 SMs.
+                "h200" => (141.0, 989.5, 1979.0, 4800.0, 64.0, 450.0, 132, true),
+                // Source: NVIDIA L40S GPU datasheet: 48 GB GDDR6 with ECC, 864 GB/s, BF16 tensor
+                // core 362.05 TFLOPS (733 with sparsity), FP8 733 TFLOPS (1,466 with sparsity),
+                // PCIe Gen4 x16 64 GB/s (bidirectional), no NVLink: tensor-parallel traffic goes
+                // peer-to-peer over PCIe. 18,176 CUDA cores at 128 per Ada SM = 142 SMs.
+                "l40s" => (48.0, 362.05, 733.0, 864.0, 32.0, 32.0, 142, false),
+                _ => bail!(
+                    "unknown GPU preset `{name}`; valid presets: {}",
+                    Self::PRESETS.join(", ")
+                ),
+            };
         Ok(Self {
             name: lower,
             memory_bytes: memory_gb * 1e9,
-            peak_bf16_flops: peak_tflops * 1e12,
+            peak_bf16_flops: bf16 * 1e12,
             hbm_bandwidth_bytes_per_s: hbm_gb_s * 1e9,
             host_link_bandwidth_bytes_per_s: pcie_gb_s * 1e9,
             interconnect_bandwidth_bytes_per_s: link_gb_s * 1e9,
+            peak_fp8_flops: fp8 * 1e12,
+            sm_count: sms,
+            nvlink,
         })
     }
 
@@ -300,6 +494,12 @@ impl GpuSpec {
                 self.name
             );
         }
+        ensure!(
+            self.peak_fp8_flops.is_finite() && self.peak_fp8_flops >= 0.0,
+            "GPU `{}`: peak_fp8_flops must be finite and non-negative (got {})",
+            self.name,
+            self.peak_fp8_flops
+        );
         Ok(())
     }
 }

@@ -4,8 +4,12 @@ use super::*;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// The original roofline (most tests below check its formulas; the per-operator model's
+/// tests are in `operator_tests`).
 fn h100_8b() -> CostModel {
-    CostModel::preset("llama-3.1-8b", "h100-sxm").unwrap()
+    CostModel::preset("llama-3.1-8b", "h100-sxm")
+        .unwrap()
+        .with_kind(CostKind::RooflineSimple)
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
@@ -117,26 +121,28 @@ fn time_is_monotone_in_tokens_and_context() {
         ("llama-3.1-70b-tp4", "a100-80g"),
         ("qwen2.5-7b", "l40s"),
     ] {
-        let cost = CostModel::preset(model, gpu).unwrap();
-        let mut last = 0.0;
-        for batch in [1, 2, 8, 32, 128, 256, 512] {
-            let t = cost.iteration_time_us(&BatchShape::uniform_decode(batch, 1000));
-            assert!(t > last, "{model}/{gpu}: batch {batch}: {t} <= {last}");
-            last = t;
-        }
-        let mut last = 0.0;
-        for context in [0, 100, 1000, 4000, 16_000, 64_000] {
-            let t = cost.iteration_time_us(&BatchShape::uniform_decode(64, context));
-            assert!(t > last, "{model}/{gpu}: context {context}: {t} <= {last}");
-            last = t;
-        }
-        let mut last = 0.0;
-        for tokens in [1, 16, 256, 1024, 4096, 16_384] {
-            let mut s = BatchShape::new();
-            s.add(tokens, 0);
-            let t = cost.iteration_time_us(&s);
-            assert!(t > last, "{model}/{gpu}: prefill {tokens}: {t} <= {last}");
-            last = t;
+        for kind in [CostKind::RooflineSimple, CostKind::PerOperator] {
+            let cost = CostModel::preset(model, gpu).unwrap().with_kind(kind);
+            let mut last = 0.0;
+            for batch in [1, 2, 8, 32, 128, 256, 512] {
+                let t = cost.iteration_time_us(&BatchShape::uniform_decode(batch, 1000));
+                assert!(t > last, "{model}/{gpu}: batch {batch}: {t} <= {last}");
+                last = t;
+            }
+            let mut last = 0.0;
+            for context in [0, 100, 1000, 4000, 16_000, 64_000] {
+                let t = cost.iteration_time_us(&BatchShape::uniform_decode(64, context));
+                assert!(t > last, "{model}/{gpu}: context {context}: {t} <= {last}");
+                last = t;
+            }
+            let mut last = 0.0;
+            for tokens in [1, 16, 256, 1024, 4096, 16_384] {
+                let mut s = BatchShape::new();
+                s.add(tokens, 0);
+                let t = cost.iteration_time_us(&s);
+                assert!(t > last, "{model}/{gpu}: prefill {tokens}: {t} <= {last}");
+                last = t;
+            }
         }
     }
 }
@@ -146,7 +152,8 @@ fn tensor_parallel_halves_weight_time() {
     let one = CostModel::new(
         ModelSpec::preset("llama-3.1-8b").unwrap(),
         GpuSpec::preset("h100-sxm").unwrap(),
-    );
+    )
+    .with_kind(CostKind::RooflineSimple);
     let mut two = one.clone();
     two.model.tensor_parallel = 2;
     let shape = BatchShape::uniform_decode(1, 0);
@@ -192,6 +199,22 @@ fn every_preset_is_valid_and_fits() {
         m.validate().unwrap();
         assert!(m.parameters > 1_000_000_000 && m.kv_bytes_per_token() > 0);
         assert_eq!(m.attention_heads * m.head_dim, m.hidden_size, "{model}");
+        // The preset's parameter count is what its shapes give.
+        let h = u64::from(m.hidden_size);
+        let q = u64::from(m.attention_heads * m.head_dim);
+        let kv = u64::from(m.kv_heads * m.head_dim);
+        let bias = if model.starts_with("qwen") {
+            q + 2 * kv
+        } else {
+            0
+        };
+        let layer = 2 * h * q + 2 * h * kv + bias + 3 * h * u64::from(m.intermediate_size) + 2 * h;
+        assert_eq!(
+            m.embedding_parameters() + u64::from(m.layers) * layer + h,
+            m.parameters,
+            "{model}"
+        );
+        assert_eq!(m.mlp_width(), m.intermediate_size);
         for gpu in GpuSpec::PRESETS {
             let g = GpuSpec::preset(gpu).unwrap();
             g.validate().unwrap();
@@ -316,6 +339,16 @@ fn toml_file_round_trip() {
     std::fs::write(&path, "[gpu]\npreset = 'a100-80g'\n").unwrap();
     let cost = CostModel::from_toml_file(&path, &h100_8b()).unwrap();
     assert_eq!(cost.gpu, GpuSpec::preset("a100-80g").unwrap());
+    std::fs::write(
+        &path,
+        "[cost]\nkind = 'per-operator'\nengine_mode = 'async'\n",
+    )
+    .unwrap();
+    let cost = CostModel::from_toml_file(&path, &h100_8b()).unwrap();
+    assert_eq!(
+        (cost.kind, cost.engine_mode),
+        (CostKind::PerOperator, EngineMode::Async)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(CostModel::from_toml_file(dir.join("missing.toml"), &h100_8b()).is_err());
 }
@@ -336,3 +369,5 @@ fn reference_numbers_8b_h100() {
     );
     assert!(a < b && b < c);
 }
+
+mod operator_tests;
