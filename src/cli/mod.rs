@@ -12,6 +12,7 @@
 //! | [`simulate`] | `augur simulate`: one run, printed as a table, JSON or CSV |
 //! | [`sweep`] | `augur sweep`: policies × rate scales × predictors, CSV and SVG plots |
 //! | [`mg1`] | `augur mg1`: the M/G/1 queue beside its closed forms |
+//! | [`cost`] | `augur cost`: one iteration's predicted time and its per-operator breakdown |
 //! | [`capacity`] | `augur capacity`: per policy, the highest arrival-rate scale that meets an SLO |
 //! | [`policies`] | `augur policies`: the catalogue of policies, presets and predictors |
 //!
@@ -22,6 +23,7 @@
 
 mod capacity;
 mod config_file;
+mod cost;
 mod demo;
 mod mg1;
 mod options;
@@ -58,6 +60,7 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     Sweep(Box<sweep::SweepArgs>),
     Mg1(mg1::Mg1Args),
+    Cost(cost::CostArgs),
     Capacity(Box<capacity::CapacityArgs>),
     /// List the policies, model and GPU presets, predictors and trace specs.
     Policies,
@@ -105,6 +108,7 @@ pub fn main() -> ExitCode {
         Some(Command::Simulate(a)) => simulate::run(&a),
         Some(Command::Sweep(a)) => sweep::run(&a),
         Some(Command::Mg1(a)) => mg1::run(&a),
+        Some(Command::Cost(a)) => cost::run(&a),
         Some(Command::Capacity(a)) => capacity::run(&a),
         Some(Command::Policies) => policies::run(),
     };
