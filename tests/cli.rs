@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_support;
+use cli_support::{augur, ok, stderr, stdout};
 
 /// A small synthetic workload that still queues (fast in the test profile).
 const SMALL: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=lognormal:64:1,seed=3";
@@ -37,34 +38,6 @@ const JSON_KEYS: [&str; 27] = [
     "slo_attainment",
     "requests_rejected_by_reason",
 ];
-
-fn augur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the augur binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs and asserts success; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let o = augur(args);
-    assert!(
-        o.status.success(),
-        "augur {args:?} failed ({:?}):\n{}",
-        o.status,
-        stderr(&o)
-    );
-    stdout(&o)
-}
 
 /// Runs and asserts a clean failure naming `needle` on stderr; returns the exit code.
 fn fails(args: &[&str], needle: &str) -> i32 {

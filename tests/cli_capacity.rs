@@ -1,32 +1,14 @@
 //! `augur capacity`: the bisection over the arrival-rate scale, checked against `simulate` at
 //! the scales it reports, and its bounds and flag errors.
 
-use std::process::{Command, Output};
+mod cli_support;
+use cli_support::{augur, ok};
 
 use serde_json::Value;
 
 /// A small workload that queues (fast in the test profile).
 const TRACE: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=lognormal:64:1,seed=3";
 const SLO: [&str; 4] = ["--slo-ttft", "0.5", "--slo-tpot", "0.05"];
-
-fn augur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the augur binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = augur(args);
-    assert!(
-        o.status.success(),
-        "augur {args:?} failed ({:?}):\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// Runs and asserts a usage failure (exit code 2) whose stderr contains every needle.
 fn fails(args: &[&str], needles: &[&str]) {

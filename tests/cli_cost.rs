@@ -142,3 +142,34 @@ fn bad_specs_name_the_part() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// `simulate --cost` selects the model the simulator prices steps with: the old roofline gives
+/// another simulated duration than the per-operator default on the same run, and an unknown
+/// name is refused naming the flag.
+#[test]
+fn simulate_takes_the_cost_model_from_the_flag() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--trace",
+            "synthetic:n=200,seed=4",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = augur(&args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        v["simulated_s"].as_f64().expect("simulated_s")
+    };
+    let default = run(&[]);
+    assert_eq!(run(&["--cost", "per-operator"]), default);
+    let simple = run(&["--cost", "roofline-simple"]);
+    assert!(simple != default, "both models gave {default} s");
+    let (code, _, err) = augur(&["simulate", "--trace", "synthetic:n=5", "--cost", "bogus"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--cost") && err.contains("roofline-simple"),
+        "{err}"
+    );
+}

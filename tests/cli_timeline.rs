@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_support;
+use cli_support::{augur, ok};
 
 use serde_json::Value;
 
@@ -13,25 +14,6 @@ const TRACE: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=log
 const N: usize = 200;
 const MAX_RUNNING: u64 = 16;
 const KV_BLOCKS: u64 = 160;
-
-fn augur(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the augur binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = augur(args);
-    assert!(
-        o.status.success(),
-        "augur {args:?} failed ({:?}):\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("augur-timeline-{}-{name}", std::process::id()));

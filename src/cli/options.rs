@@ -448,6 +448,10 @@ pub struct CommonOpts {
     /// GPU preset [default: h100-sxm; see `augur policies`].
     #[arg(long, value_name = "GPU", value_parser = parse_gpu)]
     pub gpu: Option<String>,
+    /// Cost model pricing each iteration: `per-operator` [default] or `roofline-simple` (the
+    /// original single roofline, for comparison); also `[cost] kind` in the config file.
+    #[arg(long = "cost", value_name = "MODEL")]
+    pub cost_kind: Option<String>,
     /// A TOML file with optional [model], [gpu], [cost], [engine] and [policy] tables
     /// (see examples/augur.toml); flags override it.
     #[arg(long, value_name = "FILE")]

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use augur::core::engine::{EngineConfig, EngineConfigError};
 use augur::core::kv::KvConfigError;
 use augur::core::policy::{MlfqParams, Policy, PolicyKind};
-use augur::cost::{BatchShape, CostModel};
+use augur::cost::{BatchShape, CostKind, CostModel};
 use augur::metrics::Slo;
 use augur::predict::{Predictor, PredictorSpec};
 use augur::sim::{RUN_BYTES_PER_REQUEST, SimConfig, TRACE_REQUEST_BYTES, run_memory_bytes};
@@ -91,9 +91,13 @@ pub fn scaled(trace: &Trace, scale: f64) -> CliResult<Trace> {
 pub fn cost_model(
     model: Option<&str>,
     gpu: Option<&str>,
+    cost_kind: Option<&str>,
     file: &FileConfig,
 ) -> CliResult<CostModel> {
     let mut cfg = file.cost_config();
+    if let Some(k) = cost_kind {
+        cfg.cost.kind = Some(CostKind::parse(k).map_err(|e| usage(e.context("--cost")))?);
+    }
     if let Some(m) = model {
         cfg.model.preset = Some(m.to_owned());
     }
@@ -115,7 +119,12 @@ impl Setup {
             Some(path) => FileConfig::load(path).map_err(usage)?,
             None => FileConfig::default(),
         };
-        let cost = cost_model(c.model.as_deref(), c.gpu.as_deref(), &file)?;
+        let cost = cost_model(
+            c.model.as_deref(),
+            c.gpu.as_deref(),
+            c.cost_kind.as_deref(),
+            &file,
+        )?;
         let e = c.engine.or(&file.engine);
         let mut engine = EngineConfig::new(e.block_size.unwrap_or(16), 1, 1);
         if let Some(v) = e.host_blocks {
