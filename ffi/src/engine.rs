@@ -24,6 +24,8 @@ pub(crate) const ERROR_CAP: usize = 256;
 /// "augurENG": marks a live engine; cleared when it is freed, so a double free or a call on a
 /// freed in-region engine (whose memory is still mapped) is caught.
 const LIVE_TAG: u64 = 0x6175_6775_7245_4e47;
+// `call_sequences.rs` forges engine pointers whose first word is even.
+const _: () = assert!(LIVE_TAG % 2 == 1);
 
 /// An engine (opaque to C): made by `augur_engine_new` or `augur_engine_init`, destroyed by
 /// `augur_engine_free`.
