@@ -16,7 +16,9 @@ use augur_core::kv::BlockPair;
 use ::augur_cuda::{BackendError, BlockOps, CudaBackend, Dtype, Kv, KvPools, KvShape};
 use cudarc::driver::DevicePtr;
 
-use super::engine::{ErrorText, Fail, GuardedObject, fail, run_guarded, with_staged};
+use super::engine::{
+    ErrorText, Fail, GuardedObject, fail, guarded_result, run_guarded, with_staged,
+};
 use super::ptr;
 use super::status::*;
 use super::types::{augur_block_pair, augur_plan};
@@ -134,7 +136,7 @@ pub unsafe extern "C" fn augur_cuda_new(
     reason: *mut c_char,
     reason_len: usize,
 ) -> augur_status {
-    super::engine::guarded(|| {
+    guarded_result(|| {
         let r = (|| {
             // SAFETY: the caller's contract.
             let s = unsafe { ptr::input(shape, "shape") }?;
@@ -156,13 +158,8 @@ pub unsafe extern "C" fn augur_cuda_new(
             o.write(Box::into_raw(obj).cast::<augur_cuda>());
             Ok::<(), Fail>(())
         })();
-        match r {
-            Ok(()) => AUGUR_OK,
-            Err(f) => {
-                stage_into(reason, reason_len);
-                f.status
-            }
-        }
+        // The reason, for a caller that has no object to ask yet.
+        r.inspect_err(|_| stage_into(reason, reason_len))
     })
 }
 

@@ -314,6 +314,11 @@ pub(crate) fn guarded(f: impl FnOnce() -> augur_status) -> augur_status {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(AUGUR_E_PANIC)
 }
 
+/// [`guarded`] for a call without an engine that fails with a [`Fail`]: its status.
+pub(crate) fn guarded_result(f: impl FnOnce() -> Result<(), Fail>) -> augur_status {
+    guarded(|| f().map_or_else(|f| f.status, |()| AUGUR_OK))
+}
+
 impl EngineObject {
     /// The last error, NUL-terminated ("" if none yet).
     pub(crate) fn last_error(&self) -> *const core::ffi::c_char {

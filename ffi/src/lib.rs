@@ -31,7 +31,7 @@ use augur_core::kv::Tier;
 use augur_core::time::Instant;
 
 pub use engine::augur_engine;
-use engine::{Fail, fail, fail_from, guarded, with_engine};
+use engine::{Fail, fail, fail_from, guarded, guarded_result, with_engine};
 use status::*;
 use types::*;
 
@@ -197,18 +197,15 @@ pub unsafe extern "C" fn augur_engine_layout(
     size: *mut usize,
     align: *mut usize,
 ) -> augur_status {
-    guarded(|| {
-        let r = (|| {
-            // SAFETY: the caller's contract.
-            let c = unsafe { config_in(cfg) }?;
-            let (s, a) = engine::block_layout(&c)?;
-            // SAFETY: the caller's contract.
-            let (so, ao) = unsafe { (ptr::output(size, "size")?, ptr::output(align, "align")?) };
-            so.write(s);
-            ao.write(a);
-            Ok::<(), Fail>(())
-        })();
-        r.map_or_else(|f| f.status, |()| AUGUR_OK)
+    guarded_result(|| {
+        // SAFETY: the caller's contract.
+        let c = unsafe { config_in(cfg) }?;
+        let (s, a) = engine::block_layout(&c)?;
+        // SAFETY: the caller's contract.
+        let (so, ao) = unsafe { (ptr::output(size, "size")?, ptr::output(align, "align")?) };
+        so.write(s);
+        ao.write(a);
+        Ok(())
     })
 }
 
@@ -224,16 +221,13 @@ pub unsafe extern "C" fn augur_engine_new(
     cfg: *const augur_config,
     out: *mut *mut augur_engine,
 ) -> augur_status {
-    guarded(|| {
-        let r = (|| {
-            // SAFETY: the caller's contract.
-            let c = unsafe { config_in(cfg) }?;
-            // SAFETY: the caller's contract.
-            let o = unsafe { ptr::output(out, "out") }?;
-            o.write(engine::build_owned(c)?);
-            Ok::<(), Fail>(())
-        })();
-        r.map_or_else(|f| f.status, |()| AUGUR_OK)
+    guarded_result(|| {
+        // SAFETY: the caller's contract.
+        let c = unsafe { config_in(cfg) }?;
+        // SAFETY: the caller's contract.
+        let o = unsafe { ptr::output(out, "out") }?;
+        o.write(engine::build_owned(c)?);
+        Ok(())
     })
 }
 
@@ -253,18 +247,15 @@ pub unsafe extern "C" fn augur_engine_init(
     region_len: usize,
     out: *mut *mut augur_engine,
 ) -> augur_status {
-    guarded(|| {
-        let r = (|| {
-            // SAFETY: the caller's contract.
-            let c = unsafe { config_in(cfg) }?;
-            // SAFETY: the caller's contract.
-            let o = unsafe { ptr::output(out, "out") }?;
-            // SAFETY: the caller's contract: the region is ours until free.
-            let e = unsafe { engine::build_at(c, region.cast::<u8>(), region_len, None) }?;
-            o.write(e);
-            Ok::<(), Fail>(())
-        })();
-        r.map_or_else(|f| f.status, |()| AUGUR_OK)
+    guarded_result(|| {
+        // SAFETY: the caller's contract.
+        let c = unsafe { config_in(cfg) }?;
+        // SAFETY: the caller's contract.
+        let o = unsafe { ptr::output(out, "out") }?;
+        // SAFETY: the caller's contract: the region is ours until free.
+        let e = unsafe { engine::build_at(c, region.cast::<u8>(), region_len, None) }?;
+        o.write(e);
+        Ok(())
     })
 }
 
