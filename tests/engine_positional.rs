@@ -27,31 +27,8 @@ use augur::core::policy::{MlfqParams, Policy, PolicyKind};
 use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
 use engine_support::kv_oracle::{KvOracle, OracleStats};
+use engine_support::rng::Rng;
 use engine_support::{PlanRecord, check_plan, check_preemptions_reported};
-
-// ----- a small deterministic generator -----
-
-/// SplitMix64: seeded, so every workload here is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 // ----- one engine with the executor-side checks -----
 

@@ -6,6 +6,7 @@
 
 pub mod compat;
 pub mod kv_oracle;
+pub mod rng;
 
 use std::collections::HashMap;
 
