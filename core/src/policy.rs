@@ -270,14 +270,32 @@ impl Policy {
         max_output: Option<f64>,
         attained: f64,
     ) -> f64 {
+        let q = self.stable_total(predicted_total, max_output);
+        match self.overrun {
+            OverrunRule::Negative => q,
+            OverrunRule::Clamp => q.max(attained),
+            OverrunRule::Rescale { factor } => rescale(q, attained, factor),
+        }
+    }
+
+    /// The effective predicted total while the request has generated less than it:
+    /// [`Policy::effective_total`] returns exactly this for every `attained` below it, under
+    /// every [`OverrunRule`]. The engine uses it to update the predicted backlog with integer
+    /// arithmetic on every generated token, recomputing only when a prediction changes or the
+    /// request reaches it.
+    #[inline]
+    pub fn stable_total(&self, predicted_total: Option<f64>, max_output: Option<f64>) -> f64 {
         let p = predicted_total
             .or(max_output)
             .unwrap_or(self.fallback_prediction);
         match self.overrun {
-            OverrunRule::Negative => p,
-            OverrunRule::Clamp => p.max(attained),
-            OverrunRule::Rescale { factor } => {
-                rescale(if p >= 1.0 { p } else { 1.0 }, attained, factor)
+            OverrunRule::Negative | OverrunRule::Clamp => p,
+            OverrunRule::Rescale { .. } => {
+                if p >= 1.0 {
+                    p
+                } else {
+                    1.0
+                }
             }
         }
     }

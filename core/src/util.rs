@@ -37,6 +37,17 @@ pub(crate) fn div_block(x: u32, block_size: u32) -> u32 {
     }
 }
 
+/// `x % block_size`, a mask for powers of two; as [`div_block`], a block size of 0 counts as
+/// 1 (so the remainder is 0).
+#[inline]
+pub(crate) fn rem_block(x: u32, block_size: u32) -> u32 {
+    if block_size.is_power_of_two() {
+        x & block_size.wrapping_sub(1)
+    } else {
+        x.checked_rem(block_size).unwrap_or(0)
+    }
+}
+
 /// `ceil(tokens / block_size)` in 64 bits, as [`div_block`] a shift for powers of two (and a
 /// block size of 0 counting as 1). Never overflows, whatever `tokens`.
 #[inline]

@@ -98,6 +98,19 @@ impl Engine<'_> {
         if backlog != self.stats.predicted_backlog_tokens {
             return Err("predicted backlog is off");
         }
+        // Each part as the float formula gives it now: the integer update made on every token
+        // (`advance_backlog`) must agree with it exactly.
+        for (i, r) in (0u32..).zip(self.reqs.iter()) {
+            if r.live()
+                && self
+                    .backlog_of(i)
+                    .map_err(|_| "request slot out of range")?
+                    .0
+                    != r.backlog_contrib
+            {
+                return Err("a request's part of the predicted backlog is off");
+            }
+        }
         Ok(())
     }
 }

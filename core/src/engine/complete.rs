@@ -149,7 +149,11 @@ impl<'a> Engine<'a> {
         let samples = r.computed == r.num_tokens();
         // What a sampling entry may report: its sampled token plus accepted drafts, never past
         // the output cap or the token limit (both leave room for at least the one token).
-        let max = if samples {
+        // One token is always within the limits below (they leave room for at least one), so
+        // the common result of a plain decode skips computing them.
+        let max = if samples && res.tokens <= 1 {
+            1
+        } else if samples {
             let left_output = r.max_output.saturating_sub(r.generated);
             let left_tokens = limit.saturating_sub(r.num_tokens());
             draft
@@ -248,9 +252,13 @@ impl<'a> Engine<'a> {
                 self.stats.hashes_dropped = self.stats.hashes_dropped.saturating_add(1);
             }
         }
+        let fair_share = self.cfg.policy.fair_share;
         let (w_in, w_out) = (self.cfg.vtc_input_weight, self.cfg.vtc_output_weight);
         let r = self.req_mut(i)?;
-        let charge = if was_decode {
+        // Only the fair-share queue keeps tenant counters; the single queue ignores charges.
+        let charge = if !fair_share {
+            0.0
+        } else if was_decode {
             w_out * f64::from(res.tokens)
         } else {
             w_in * f64::from(r.sched_tokens) + w_out * f64::from(res.tokens)
@@ -302,7 +310,7 @@ impl<'a> Engine<'a> {
         if let Some(p) = res.pause {
             self.pause(i, p)?;
         }
-        self.refresh_backlog(i)
+        self.advance_backlog(i)
     }
 
     /// Takes running request `i` out for an external call and decides what happens to its KV.

@@ -485,7 +485,9 @@ impl<'a> Engine<'a> {
     /// sample next, so that it can make progress once admitted).
     #[inline]
     fn never_fits(&self, tokens: u64) -> bool {
-        blocks_for(tokens, self.cfg.block_size) > u64::from(self.cfg.device_blocks)
+        // ceil(tokens / bs) > D exactly when tokens > D × bs (which cannot wrap in 64 bits).
+        tokens
+            > u64::from(self.cfg.device_blocks).wrapping_mul(u64::from(self.cfg.block_size.max(1)))
     }
 
     fn handle_of(&self, i: u32) -> Result<RequestHandle, InternalError> {

@@ -58,33 +58,66 @@ impl Engine<'_> {
         ))
     }
 
-    /// Predicted remaining output, rounded up, for the backlog gauge.
-    fn backlog_of(&self, i: u32) -> Result<u64, InternalError> {
+    /// Predicted remaining output, rounded up, for the backlog gauge; and the ceiling of the
+    /// stable effective total (see [`crate::policy::Policy::stable_total`]) when it is below
+    /// `u32::MAX`, else 0. While the request has generated `g` < that ceiling, its part of the
+    /// backlog is exactly `ceiling − g`: the total does not depend on `g` there, `total − g` is
+    /// exact in `f64` for totals below 2^32, and for an integer `g`, `g < total` exactly when
+    /// `g < ceil(total)`. [`Engine::advance_backlog`] relies on this.
+    pub(super) fn backlog_of(&self, i: u32) -> Result<(u64, u32), InternalError> {
         let r = self.req(i)?;
         let attained = f64::from(r.generated);
-        let total = self.cfg.policy.effective_total(
-            r.has_prediction.then_some(r.predicted_total),
-            (r.max_output != u32::MAX).then_some(f64::from(r.max_output)),
-            attained,
-        );
+        let predicted = r.has_prediction.then_some(r.predicted_total);
+        let max_output = (r.max_output != u32::MAX).then_some(f64::from(r.max_output));
+        let policy = &self.cfg.policy;
+        let total = policy.effective_total(predicted, max_output, attained);
+        let stable = policy.stable_total(predicted, max_output);
+        let stable_ceil = if stable > 0.0 && stable < f64::from(u32::MAX) {
+            // In (0, u32::MAX): the ceiling fits.
+            ceil_u64(stable) as u32
+        } else {
+            0
+        };
         let rem = total - attained;
         // No request can produce more than u32::MAX tokens: capping keeps the sum exact and
         // far from overflow whatever predictions the caller sends.
-        Ok(if rem > 0.0 {
-            // ceil without libm's software rounding (this runs for every request every step);
-            // `as` saturates, and `rem` is capped to the u32 range first.
-            let rem = rem.min(f64::from(u32::MAX));
-            let whole = rem as u64;
-            whole.saturating_add(u64::from((whole as f64) < rem))
+        let contrib = if rem > 0.0 {
+            ceil_u64(rem.min(f64::from(u32::MAX)))
         } else {
             0
-        })
+        };
+        Ok((contrib, stable_ceil))
     }
 
+    /// Recomputes `i`'s part of the predicted backlog (after a prediction changed, or when the
+    /// integer update of [`Engine::advance_backlog`] does not apply).
     pub(super) fn refresh_backlog(&mut self, i: u32) -> Result<(), InternalError> {
-        let new = self.backlog_of(i)?;
+        let (new, stable_ceil) = self.backlog_of(i)?;
         let r = self.req_mut(i)?;
+        r.backlog_ceil = stable_ceil;
         let old = core::mem::replace(&mut r.backlog_contrib, new);
+        self.replace_backlog(old, new)
+    }
+
+    /// Updates `i`'s part of the predicted backlog after it generated tokens: with integer
+    /// arithmetic while it is below its stable total (every token of a request that has not
+    /// outgrown its prediction), otherwise by [`Engine::refresh_backlog`]. Both give the same
+    /// value (see [`Engine::backlog_of`]); this runs for every request every step.
+    #[inline]
+    pub(super) fn advance_backlog(&mut self, i: u32) -> Result<(), InternalError> {
+        let r = self.req_mut(i)?;
+        if r.generated >= r.backlog_ceil {
+            return self.refresh_backlog(i);
+        }
+        // generated < backlog_ceil: no wrap.
+        let new = u64::from(r.backlog_ceil.wrapping_sub(r.generated));
+        let old = core::mem::replace(&mut r.backlog_contrib, new);
+        self.replace_backlog(old, new)
+    }
+
+    /// Replaces one request's part `old` of the backlog gauge by `new`.
+    #[inline]
+    fn replace_backlog(&mut self, old: u64, new: u64) -> Result<(), InternalError> {
         // Each request's part is below 2^32 and there are fewer than 2^31 requests.
         self.stats.predicted_backlog_tokens = self
             .stats
@@ -94,4 +127,12 @@ impl Engine<'_> {
             .or_broken("predicted backlog out of range")?;
         Ok(())
     }
+}
+
+/// `ceil(x)` for `x` in `(0, 2^53)` without libm's software rounding (this runs for every
+/// request every step): `as` truncates toward zero (saturating), and one compare rounds up.
+#[inline]
+fn ceil_u64(x: f64) -> u64 {
+    let whole = x as u64;
+    whole.saturating_add(u64::from((whole as f64) < x))
 }

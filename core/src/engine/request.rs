@@ -132,6 +132,9 @@ pub struct RequestSlot {
     /// The last `complete` call (stamp) that validated a result for it.
     pub(crate) validated_stamp: u64,
     pub(crate) backlog_contrib: u64,
+    /// Ceiling of the stable effective total (0: none), for the integer backlog update
+    /// (`Engine::advance_backlog`).
+    pub(crate) backlog_ceil: u32,
     /// The prefix-cache namespace of its block hashes.
     pub(crate) cache_salt: u64,
     pub(crate) hashes: ChunkList,
@@ -191,6 +194,7 @@ impl Default for RequestSlot {
             scheduled_step: 0,
             validated_stamp: 0,
             backlog_contrib: 0,
+            backlog_ceil: 0,
             cache_salt: 0,
             hashes: ChunkList::EMPTY,
             key: RankKey::default(),

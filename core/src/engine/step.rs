@@ -17,7 +17,7 @@ use crate::internal::{InternalError, OrBroken};
 use crate::kv::{Tier, table_chunks_for};
 use crate::queue::RankKey;
 use crate::time::Instant;
-use crate::util::{NIL, div_block};
+use crate::util::{NIL, div_block, rem_block};
 
 /// Table chunks a table of `blocks` entries occupies (a table longer than `u32::MAX` entries
 /// cannot exist, so saturating there only makes an impossible plan look unaffordable).
@@ -172,6 +172,11 @@ impl<'a> Engine<'a> {
     /// growing needs exactly the blocks the new tokens start).
     fn growth(&self, computed: u32, n: u32) -> (u32, u32) {
         let bs = self.cfg.block_size;
+        // Tokens that land in the partly filled last block need nothing (15 of 16 decodes).
+        let offset = rem_block(computed, bs);
+        if offset != 0 && n <= bs.saturating_sub(offset) {
+            return (0, 0);
+        }
         let before = blocks_for(u64::from(computed), bs);
         let after = blocks_for(u64::from(computed).saturating_add(u64::from(n)), bs);
         let blocks = after.saturating_sub(before);
@@ -801,29 +806,38 @@ impl<'a> Engine<'a> {
     /// `whole_table` the entry carries the full block table (newly admitted requests). The
     /// caller has checked that the blocks, table chunks and plan room are there.
     fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) -> Result<(), InternalError> {
-        let seq = self.req(i)?.seq().or_broken("running request without KV")?;
-        let before = self.req(i)?.computed;
-        let out = self
-            .kv
-            .append_tokens(seq, n)
-            .map_err(|_| InternalError::new("planned growth refused by the block manager"))?;
-        self.consume_reserve(i, out.changed)?;
-        let p = &mut self.plan;
-        if let Some(c) = out.copy {
-            p.copies.push(c, "copy-on-write pairs past the list")?;
-        }
-        let table_start = if whole_table { 0 } else { out.first_changed };
-        let blocks_start = p.blocks.len();
-        // Most decodes add no block: nothing to read back then.
-        let read = if !whole_table && out.changed == 0 {
-            0
+        let r = self.req(i)?;
+        let seq = r.seq().or_broken("running request without KV")?;
+        let before = r.computed;
+        let refused = |_| InternalError::new("planned growth refused by the block manager");
+        let blocks_start = self.plan.blocks.len();
+        // Most decodes land in the table's last block: no allocation, nothing to read back.
+        let in_place = if whole_table {
+            None
         } else {
-            let read = self
-                .kv
-                .read_table(seq, table_start, p.blocks.spare_mut())
-                .map_err(|_| InternalError::new("plan block list too short for a table"))?;
-            p.blocks.commit(read, "plan block ids past the list")?;
-            read
+            self.kv.append_in_place(seq, n).map_err(refused)?
+        };
+        let (table_start, read) = if let Some(len) = in_place {
+            (len, 0)
+        } else {
+            let out = self.kv.append_tokens(seq, n).map_err(refused)?;
+            self.consume_reserve(i, out.changed)?;
+            let p = &mut self.plan;
+            if let Some(c) = out.copy {
+                p.copies.push(c, "copy-on-write pairs past the list")?;
+            }
+            let table_start = if whole_table { 0 } else { out.first_changed };
+            let read = if !whole_table && out.changed == 0 {
+                0
+            } else {
+                let read = self
+                    .kv
+                    .read_table(seq, table_start, p.blocks.spare_mut())
+                    .map_err(|_| InternalError::new("plan block list too short for a table"))?;
+                p.blocks.commit(read, "plan block ids past the list")?;
+                read
+            };
+            (table_start, read)
         };
         let step = self.step;
         let r = self.req_mut(i)?;

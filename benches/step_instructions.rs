@@ -1,0 +1,81 @@
+//! Instruction counts of the steady-state decode step under callgrind (gungraun): the stable
+//! measurement behind issue 10's target of at most 150 instructions per running request per
+//! step (wall clock swings by 3x on a shared machine; instruction counts do not).
+//!
+//! Run with `scripts/step-instructions` (installs the matching `gungraun-runner`, runs this
+//! bench and prints instructions per running request), or directly with
+//! `cargo bench --bench step_instructions` when `gungraun-runner` 0.20.0 is on the PATH.
+//!
+//! Each benchmark runs [`STEPS`] steps of the workload of `common/steady_decode.rs` (the one
+//! `benches/step.rs` and the C ABI bench measure) from a warmed-up state built in the setup,
+//! which callgrind does not count. What is counted is the whole serving-loop step: `schedule`,
+//! building the results, `complete` and the replacement arrivals (`RustDriver::step`).
+//! A toggle on `Engine::schedule`/`Engine::complete` alone cannot be used: it would also
+//! count the setup's warm-up steps. `callgrind_annotate --inclusive=yes` on the output under
+//! `target/gungraun` splits the count by function.
+//!
+//! Divide by `STEPS × R` for instructions per running request per step.
+
+// gungraun's macros generate undocumented modules and constants.
+#![allow(missing_docs)]
+
+#[path = "common/steady_decode.rs"]
+mod steady_decode;
+
+use std::hint::black_box;
+
+use augur::core::policy::PolicyKind;
+use augur::storage::EngineBuffers;
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use steady_decode::{RustDriver, config};
+
+/// Steps measured per benchmark.
+pub const STEPS: u32 = 20;
+
+/// A warmed-up driver: `running` decoding, `waiting` queued, lengths mixed. The storage is
+/// leaked: the process ends after the one benchmark it runs.
+fn warmed(policy: &str, running: u32, waiting: u32) -> RustDriver<'static> {
+    let kind = match policy {
+        "fcfs" => PolicyKind::Fcfs,
+        "sprpt" => PolicyKind::Sprpt,
+        "memory-time" => PolicyKind::MemoryTime,
+        other => panic!("no policy {other} in this bench"),
+    };
+    let cfg = config(kind, running, waiting);
+    let buf: &'static mut EngineBuffers = Box::leak(Box::new(EngineBuffers::new(&cfg).unwrap()));
+    let mut d = RustDriver::new(buf.engine(cfg).unwrap(), running);
+    d.warm_up(running, waiting);
+    d
+}
+
+fn steps(mut d: RustDriver<'static>) -> RustDriver<'static> {
+    for _ in 0..STEPS {
+        d.step();
+    }
+    let s = d.engine.stats();
+    assert_eq!(s.preemptions_recompute + s.preemptions_swap, 0, "{s:?}");
+    black_box(d)
+}
+
+#[library_benchmark(setup = warmed)]
+#[benches::cases(
+    args = [
+        ("fcfs", 256, 10_000), ("fcfs", 1024, 10_000), ("fcfs", 256, 1_000_000),
+        ("fcfs", 1024, 1_000_000), ("fcfs", 1024, 1_000),
+        ("sprpt", 256, 10_000), ("sprpt", 1024, 10_000), ("sprpt", 256, 1_000_000),
+        ("sprpt", 1024, 1_000_000), ("sprpt", 1024, 1_000),
+        ("memory-time", 256, 10_000), ("memory-time", 1024, 10_000),
+        ("memory-time", 256, 1_000_000), ("memory-time", 1024, 1_000_000),
+        ("memory-time", 1024, 1_000),
+    ]
+)]
+fn step(d: RustDriver<'static>) -> RustDriver<'static> {
+    steps(d)
+}
+
+library_benchmark_group!(
+    name = steady_decode_step;
+    benchmarks = step
+);
+
+main!(library_benchmark_groups = steady_decode_step);
