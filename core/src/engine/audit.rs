@@ -90,26 +90,20 @@ impl Engine<'_> {
         if reserve != self.outstanding_reserve {
             return Err("outstanding reservation is off");
         }
-        let backlog = self
-            .reqs
-            .iter()
-            .filter(|r| r.live())
-            .fold(0u64, |sum, r| sum.saturating_add(r.backlog_contrib));
-        if backlog != self.stats.predicted_backlog_tokens {
-            return Err("predicted backlog is off");
-        }
-        // Each part as the float formula gives it now: the integer update made on every token
-        // (`advance_backlog`) must agree with it exactly.
-        for (i, r) in (0u32..).zip(self.reqs.iter()) {
-            if r.live()
-                && self
-                    .backlog_of(i)
-                    .map_err(|_| "request slot out of range")?
-                    .0
-                    != r.backlog_contrib
-            {
+        // Each live request's part as the float formula gives it now (the integer update made
+        // on every token, `advance_backlog`, must agree with it exactly), and their sum.
+        let mut backlog = 0u64;
+        for (i, r) in (0u32..).zip(self.reqs.iter()).filter(|(_, r)| r.live()) {
+            let (expected, _) = self
+                .backlog_of(i)
+                .map_err(|_| "request slot out of range")?;
+            if expected != r.backlog_contrib {
                 return Err("a request's part of the predicted backlog is off");
             }
+            backlog = backlog.saturating_add(r.backlog_contrib);
+        }
+        if backlog != self.stats.predicted_backlog_tokens {
+            return Err("predicted backlog is off");
         }
         Ok(())
     }

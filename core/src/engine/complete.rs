@@ -148,9 +148,8 @@ impl<'a> Engine<'a> {
         r.validated_stamp = stamp;
         let samples = r.computed == r.num_tokens();
         // What a sampling entry may report: its sampled token plus accepted drafts, never past
-        // the output cap or the token limit (both leave room for at least the one token).
-        // One token is always within the limits below (they leave room for at least one), so
-        // the common result of a plain decode skips computing them.
+        // the output cap or the token limit. Both leave room for at least the one token, so a
+        // plain decode's result (one token) skips computing them.
         let max = if samples && res.tokens <= 1 {
             1
         } else if samples {
