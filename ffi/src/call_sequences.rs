@@ -427,7 +427,15 @@ impl Host {
         if k < 220 && !self.dead.is_empty() {
             return (self.dead[usize::from(b.byte()) % self.dead.len()], None);
         }
-        (if b.bool() { 0 } else { b.u64() }, None)
+        let forged = if b.bool() { 0 } else { b.u64() };
+        // A forged value can equal a live handle (the fuzzer finds the first handle the
+        // engine hands out); it then names that request, and the engine is right to act on it.
+        let owner = self
+            .live
+            .iter()
+            .find(|(_, r)| r.handle == forged)
+            .map(|(&id, _)| id);
+        (forged, owner)
     }
 
     fn forget(&mut self, handle: augur_request, id: u64) -> Checked {
