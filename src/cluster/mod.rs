@@ -41,6 +41,7 @@ use crate::timeline::Timeline;
 use crate::trace::Trace;
 
 pub mod index;
+pub mod report;
 pub mod router;
 
 pub use index::{KvEvent, MAX_REPLICAS, PrefixIndex};
@@ -59,6 +60,10 @@ pub struct ClusterConfig {
     /// Seed of the router's randomness (power of two choices).
     pub seed: u64,
 }
+
+/// Events each replica's ring holds between drains (a step of an 8,192-token budget fills
+/// at most 512 blocks of 16 tokens, plus their evictions).
+pub const KV_EVENT_CAPACITY: u32 = 4096;
 
 /// One replica's part of a cluster run.
 #[derive(Clone, Debug)]
@@ -304,7 +309,13 @@ pub fn simulate_cluster(trace: &Trace, cfg: &ClusterConfig) -> Result<ClusterOut
         bail!("the number of replicas must be in 1..={MAX_REPLICAS}, got {n}");
     }
     let wall = WallClock::now();
-    let ecfg = cfg.sim.resolved_engine(trace)?;
+    let mut ecfg = cfg.sim.resolved_engine(trace)?;
+    let router = cfg.router.build(n, cfg.seed);
+    if router.uses_prefix_index() {
+        // The replicas publish KV events; the ring is drained after every step, and an
+        // overflow is made good by the core's resync (AllCleared + a snapshot).
+        ecfg.kv_event_capacity = KV_EVENT_CAPACITY;
+    }
     let mut buffers = (0..n)
         .map(|_| EngineBuffers::new(&ecfg).map_err(|e| anyhow::anyhow!("{e}")))
         .collect::<Result<Vec<_>>>()?;
@@ -316,12 +327,9 @@ pub fn simulate_cluster(trace: &Trace, cfg: &ClusterConfig) -> Result<ClusterOut
                 .map_err(|e| anyhow::anyhow!("{e}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    for r in &mut replicas {
-        r.enable_kv_events();
-    }
     let mut shared = Shared::new(trace, &cfg.sim);
     let work = WorkModel::new(&cfg.sim.cost, ecfg.block_size, ecfg.max_running);
-    let mut frontend = Frontend::new(cfg.router.build(n, cfg.seed), n, trace.len(), work);
+    let mut frontend = Frontend::new(router, n, trace.len(), work);
     run_replicas(
         &mut shared,
         &mut replicas,

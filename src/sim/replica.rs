@@ -159,6 +159,8 @@ pub(crate) struct Replica<'e> {
     prefill_backlog: u64,
     /// Σ prompt tokens of live requests.
     live_prompt_tokens: u64,
+    /// Scratch for draining the engine's KV events.
+    event_buf: Vec<augur_core::kv::KvEvent>,
 }
 
 /// What a turn did, for the event loop.
@@ -191,6 +193,11 @@ impl<'e> Replica<'e> {
             done: Vec::new(),
             prefill_backlog: 0,
             live_prompt_tokens: 0,
+            event_buf: if cfg.kv_event_capacity > 0 {
+                vec![augur_core::kv::KvEvent::default(); 1024]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -484,17 +491,40 @@ impl<'e> Replica<'e> {
         Ok(Turn::Stepped)
     }
 
-    /// Turns on the engine's KV events (for a router that indexes them).
-    ///
-    /// TEMPORARY ADAPTER: until the core's KV-event ring lands (branch `events`), the engine
-    /// publishes none and this does nothing.
-    pub(crate) fn enable_kv_events(&mut self) {}
-
-    /// Appends the KV events of the replica's last turn to `out`, as its publisher would send
-    /// them after each step.
-    ///
-    /// TEMPORARY ADAPTER: no events until the core's KV-event ring lands.
-    pub(crate) fn drain_kv_events(&mut self, _out: &mut Vec<crate::cluster::KvEvent>) {}
+    /// Appends the KV events the engine recorded since the last drain to `out`, as the
+    /// replica's publisher would send them after each step (`Engine::drain_kv_events`, the
+    /// core's event ring; the engine must have been built with a `kv_event_capacity`).
+    /// Only the device tier is indexed: a host-tier copy is not a cache hit for a new
+    /// request until it is swapped back in.
+    pub(crate) fn drain_kv_events(&mut self, out: &mut Vec<crate::cluster::KvEvent>) {
+        use crate::cluster::KvEvent;
+        use augur_core::kv::{KvEventKind, Tier};
+        if self.event_buf.is_empty() {
+            return; // events are off for this engine
+        }
+        loop {
+            let n = self.engine.drain_kv_events(&mut self.event_buf);
+            for e in &self.event_buf[..n] {
+                match e.kind {
+                    KvEventKind::Stored {
+                        hash,
+                        tier: Tier::Device,
+                        ..
+                    } => out.push(KvEvent::Stored { hash }),
+                    KvEventKind::Removed {
+                        hash,
+                        tier: Tier::Device,
+                        ..
+                    } => out.push(KvEvent::Removed { hash }),
+                    KvEventKind::AllCleared => out.push(KvEvent::Cleared),
+                    _ => {}
+                }
+            }
+            if n < self.event_buf.len() {
+                break;
+            }
+        }
+    }
 
     /// Copies the engine's final counters into the run counters; `simulated_s` is the
     /// replica's clock.
