@@ -151,8 +151,8 @@ pub struct SimOutcome {
 /// Runs `trace` through the engine. Fails only on invalid configuration; requests the engine
 /// cannot serve are reported as rejected, with the reason.
 ///
-/// This is the one-replica cluster: the same [`replica::Replica`] turns and the same
-/// [`run_replicas`] event loop as [`crate::cluster::simulate_cluster`], with one replica
+/// This is the one-replica cluster: the same replica turns and the same
+/// `run_replicas` event loop as [`crate::cluster::simulate_cluster`], with one replica
 /// behind a router that has nothing to choose.
 pub fn simulate(trace: &Trace, cfg: &SimConfig) -> Result<SimOutcome> {
     run(trace, cfg, None::<&mut Timeline<std::io::Sink>>)

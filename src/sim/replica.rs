@@ -1,7 +1,7 @@
 //! One simulated serving replica: an `augur-core` engine, its clock, and the executor model
 //! around it (plan pricing, in-flight requests, tool-call pauses, refinements, records).
 //!
-//! A [`Replica`] is advanced one *turn* at a time by the event loop in [`super::event_loop`]:
+//! A [`Replica`] is advanced one *turn* at a time by the event loop `run_replicas` in `crate::sim`:
 //! a turn is one pass of what used to be the body of the single-engine simulation loop
 //! (admit what is due, resume tool calls that returned, then either go idle or run one model
 //! iteration). Keeping the turn here, and the choice of *which* replica moves next in the
