@@ -4,6 +4,7 @@
 
 pub use augur_core as core;
 
+pub mod cluster;
 pub mod cost;
 pub mod metrics;
 pub mod mg1;

@@ -122,7 +122,7 @@ impl LabeledSummary {
 }
 
 /// The rejection reasons as one CSV cell: a JSON object (`{}` when none).
-fn reasons_cell(s: &Summary) -> String {
+pub(crate) fn reasons_cell(s: &Summary) -> String {
     serde_json::to_string(&s.requests_rejected_by_reason).unwrap_or_default()
 }
 

@@ -11,7 +11,8 @@ use std::fmt;
 
 use augur_core::engine::{Engine, EngineConfig, EngineConfigError, EngineInitError};
 use augur_core::kv::{
-    BlockManager, BlockSlot, KvConfig, KvConfigError, KvInitError, KvStorage, SeqSlot, TableChunk,
+    BlockManager, BlockSlot, KvConfig, KvConfigError, KvEvent, KvInitError, KvStorage, SeqSlot,
+    TableChunk,
 };
 use augur_region::{RegionError, RegionUnit, engine_in_region, region_size, units_as_bytes};
 
@@ -22,6 +23,8 @@ pub struct KvBuffers {
     buckets: Vec<u32>,
     chunks: Vec<TableChunk>,
     seqs: Vec<SeqSlot>,
+    events: Vec<KvEvent>,
+    parents: Vec<Option<u64>>,
 }
 
 impl KvBuffers {
@@ -33,6 +36,8 @@ impl KvBuffers {
             buckets: vec![0; l.hash_buckets],
             chunks: vec![TableChunk::default(); l.table_chunks],
             seqs: vec![SeqSlot::default(); l.seqs],
+            events: vec![KvEvent::default(); l.events],
+            parents: vec![None; l.event_parents],
         })
     }
 
@@ -43,6 +48,8 @@ impl KvBuffers {
             hash_buckets: &mut self.buckets,
             table_chunks: &mut self.chunks,
             seqs: &mut self.seqs,
+            events: &mut self.events,
+            event_parents: &mut self.parents,
         }
     }
 

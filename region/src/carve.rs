@@ -17,7 +17,7 @@ use augur_core::engine::{
     Dropped, EngineStorage, Finished, HashChunk, PairNode, Preemption, RegionLayout, RequestSlot,
     ScheduledEntry, Span, TenantSlot,
 };
-use augur_core::kv::{BlockPair, BlockSlot, KvStorage, SeqSlot, TableChunk};
+use augur_core::kv::{BlockPair, BlockSlot, KvEvent, KvStorage, SeqSlot, TableChunk};
 use augur_core::queue::HeapEntry;
 
 use crate::RegionUnit;
@@ -105,6 +105,8 @@ pub(crate) fn carve<'a>(
     let table_chunks = c.take::<TableChunk>(l.table_chunks, "table_chunks")?;
     let seqs = c.take::<SeqSlot>(l.seqs, "seqs")?;
     let hash_chunks = c.take::<HashChunk>(l.hash_chunks, "hash_chunks")?;
+    let events = c.take::<KvEvent>(l.events, "events")?;
+    let event_parents = c.take::<Option<u64>>(l.event_parents, "event_parents")?;
     let queue_entries = c.take::<HeapEntry>(l.queue_entries, "queue_entries")?;
     let tenant_entries = c.take::<HeapEntry>(l.tenant_entries, "tenant_entries")?;
     let pair_nodes = c.take::<PairNode>(l.pair_nodes, "pair_nodes")?;
@@ -128,6 +130,8 @@ pub(crate) fn carve<'a>(
             hash_buckets,
             table_chunks,
             seqs,
+            events,
+            event_parents,
         },
         requests,
         id_buckets,

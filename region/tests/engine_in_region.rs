@@ -102,6 +102,26 @@ fn a_fair_share_engine_runs_in_a_region_too() {
 }
 
 #[test]
+fn kv_events_live_in_the_region_too() {
+    let mut cfg = config();
+    cfg.kv_event_capacity = 16;
+    let l = cfg.layout().unwrap().region().unwrap();
+    assert_eq!(l.events.len, 16);
+    assert_eq!(
+        l.event_parents.len, 40,
+        "one parent per device and host block"
+    );
+    assert!(l.size > config().layout().unwrap().bytes());
+    let mut units = garbage_region(l.size);
+    let mut e = engine_in_region(cfg, units_as_bytes(&mut units)).unwrap();
+    // Whatever garbage the region held, the stream starts empty.
+    let mut out = [augur_core::kv::KvEvent::default(); 4];
+    assert_eq!(e.drain_kv_events(&mut out), 0);
+    assert_eq!(e.kv_event_stats(), Default::default());
+    run_to_completion(&mut e, &cfg);
+}
+
+#[test]
 fn a_region_can_be_reused_for_a_new_engine() {
     let cfg = config();
     let (size, _) = region_size(&cfg).unwrap();

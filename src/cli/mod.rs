@@ -10,7 +10,8 @@
 //! | [`runner`] | runs a list of simulations on a few threads, with an optional progress bar |
 //! | [`demo`] | `augur demo` (also `augur` with no arguments) |
 //! | [`simulate`] | `augur simulate`: one run, printed as a table, JSON or CSV |
-//! | [`sweep`] | `augur sweep`: policies × rate scales × predictors, CSV and SVG plots |
+//! | [`sweep`] | `augur sweep`: policies × rate scales × predictors (× replicas × routers), CSV and SVG plots |
+//! | [`cluster`] | `augur cluster`: one trace over N replicas behind a router |
 //! | [`mg1`] | `augur mg1`: the M/G/1 queue beside its closed forms |
 //! | [`cost`] | `augur cost`: one iteration's predicted time and its per-operator breakdown |
 //! | [`capacity`] | `augur capacity`: per policy, the highest arrival-rate scale that meets an SLO |
@@ -22,6 +23,7 @@
 //! that cannot be written; exit code 1). Nothing on the input path panics.
 
 mod capacity;
+mod cluster;
 mod config_file;
 mod cost;
 mod demo;
@@ -59,6 +61,7 @@ enum Command {
     Demo(demo::DemoArgs),
     Simulate(Box<simulate::SimulateArgs>),
     Sweep(Box<sweep::SweepArgs>),
+    Cluster(Box<cluster::ClusterArgs>),
     Mg1(mg1::Mg1Args),
     Cost(cost::CostArgs),
     Capacity(Box<capacity::CapacityArgs>),
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
         Some(Command::Demo(a)) => demo::run(&a),
         Some(Command::Simulate(a)) => simulate::run(&a),
         Some(Command::Sweep(a)) => sweep::run(&a),
+        Some(Command::Cluster(a)) => cluster::run(&a),
         Some(Command::Mg1(a)) => mg1::run(&a),
         Some(Command::Cost(a)) => cost::run(&a),
         Some(Command::Capacity(a)) => capacity::run(&a),

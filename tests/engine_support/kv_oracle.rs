@@ -974,10 +974,9 @@ impl KvOracle {
                 continue;
             }
             let left_host = |x: &u64| {
-                !self
-                    .reqs
+                self.reqs
                     .get(x)
-                    .is_some_and(|r| r.held.as_ref().is_some_and(|(t, _)| *t == Tier::Host))
+                    .is_none_or(|r| r.held.as_ref().is_none_or(|(t, _)| *t != Tier::Host))
             };
             let pause_owner = ops.pause_pairs.get(&p.dst);
             if pause_owner.is_some_and(left_host)

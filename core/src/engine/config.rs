@@ -6,7 +6,8 @@ use super::plan::{Dropped, Finished, Preemption, ScheduledEntry};
 use super::request::RequestSlot;
 use super::wait_queue::{PairNode, TenantSlot};
 use crate::kv::{
-    BlockPair, BlockSlot, Chunk, KvConfig, KvConfigError, KvLayout, KvStorage, SeqSlot, TableChunk,
+    BlockPair, BlockSlot, Chunk, KvConfig, KvConfigError, KvEvent, KvLayout, KvStorage, SeqSlot,
+    TableChunk,
 };
 use crate::policy::{Policy, PolicyError, PolicyKind};
 use crate::queue::HeapEntry;
@@ -140,6 +141,10 @@ pub struct EngineConfig {
     /// Block hashes stored across all live requests (prompt hashes and hashes of blocks filled
     /// while decoding).
     pub hash_capacity: u32,
+    /// Entries of the KV event ring (block stored / removed / all cleared, for cluster
+    /// routers; drained with `Engine::drain_kv_events`). 0, the default, records no events
+    /// and costs nothing.
+    pub kv_event_capacity: u32,
 }
 
 /// A field of [`EngineConfig`] that is invalid, by name.
@@ -204,6 +209,7 @@ impl EngineConfig {
             vtc_input_weight: 1.0,
             vtc_output_weight: 2.0,
             hash_capacity: 0,
+            kv_event_capacity: 0,
         }
     }
 
@@ -216,6 +222,7 @@ impl EngineConfig {
             self.max_requests,
         );
         kv.prefix_caching = self.prefix_caching;
+        kv.event_capacity = self.kv_event_capacity;
         kv
     }
 
@@ -422,6 +429,8 @@ impl EngineLayout {
             table_chunks: bump.place::<TableChunk>(kv.table_chunks)?,
             seqs: bump.place::<SeqSlot>(kv.seqs)?,
             hash_chunks: bump.place::<HashChunk>(self.hash_chunks)?,
+            events: bump.place::<KvEvent>(kv.events)?,
+            event_parents: bump.place::<Option<u64>>(kv.event_parents)?,
             queue_entries: bump.place::<HeapEntry>(self.queue_entries)?,
             tenant_entries: bump.place::<HeapEntry>(self.tenant_entries)?,
             pair_nodes: bump.place::<PairNode>(self.pair_nodes)?,
@@ -472,6 +481,10 @@ pub struct RegionLayout {
     pub seqs: Span,
     /// The span of [`EngineStorage`]`::hash_chunks`.
     pub hash_chunks: Span,
+    /// The span of [`EngineStorage`]`::kv.events`.
+    pub events: Span,
+    /// The span of [`EngineStorage`]`::kv.event_parents`.
+    pub event_parents: Span,
     /// The span of [`EngineStorage`]`::queue_entries`.
     pub queue_entries: Span,
     /// The span of [`EngineStorage`]`::tenant_entries`.
@@ -516,6 +529,8 @@ impl RegionLayout {
         align_of::<TableChunk>(),
         align_of::<SeqSlot>(),
         align_of::<HashChunk>(),
+        align_of::<KvEvent>(),
+        align_of::<Option<u64>>(),
         align_of::<HeapEntry>(),
         align_of::<PairNode>(),
         align_of::<TenantSlot>(),

@@ -103,7 +103,8 @@ use core::fmt;
 
 use crate::internal::{InternalError, OrBroken};
 use crate::kv::{
-    BlockManager, BlockPair, ChunkPool, HashIndex, KvCounters, KvError, KvInitError, List,
+    BlockManager, BlockPair, ChunkPool, HashIndex, KvCounters, KvError, KvEvent, KvEventStats,
+    KvInitError, List,
 };
 use crate::time::Instant;
 use crate::util::NIL;
@@ -368,6 +369,22 @@ impl<'a> Engine<'a> {
         &self.kv
     }
 
+    /// Moves the KV events recorded since the last call (blocks stored, removed, all cleared;
+    /// see [`crate::kv::events`]) into `out`, oldest first, and returns how many were written.
+    /// A server calls it after each step (after `complete`, or after `schedule` too, since
+    /// both change the cache) until it returns less than `out.len()`, and publishes the events
+    /// to its cluster router; what does not fit stays for the next call. Always 0 with
+    /// [`EngineConfig::kv_event_capacity`] 0. Never fails, also on a poisoned engine (the
+    /// events then describe a state that can no longer be trusted).
+    pub fn drain_kv_events(&mut self, out: &mut [KvEvent]) -> usize {
+        self.kv.drain_events(out)
+    }
+
+    /// Counters of the KV event stream: delivered, dropped, resyncs, pending.
+    pub fn kv_event_stats(&self) -> KvEventStats {
+        self.kv.event_stats()
+    }
+
     /// The internal error that poisoned the engine, if any: after one, every call that changes
     /// the engine fails with it.
     pub fn poisoned(&self) -> Option<InternalError> {
@@ -599,6 +616,8 @@ mod poison_tests {
                     hash_buckets: &mut buckets,
                     table_chunks: &mut chunks,
                     seqs: &mut seqs,
+                    events: &mut [],
+                    event_parents: &mut [],
                 },
                 requests: &mut requests,
                 id_buckets: &mut id_buckets,

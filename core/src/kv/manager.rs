@@ -4,6 +4,7 @@
 //! found inconsistent is reported as [`KvError::Internal`] (the manager can then no longer be
 //! trusted). Caller mistakes keep their own [`KvError`] variants.
 
+use super::events::{EventLog, KvEvent, KvEventStats};
 use super::{
     ChunkList, ChunkPool, HashChain, HashIndex, KvConfig, KvConfigError, KvError, KvInitError,
     KvStorage, TABLE_CHUNK_LEN, Tier, chunk_list::chunks_for, list::Links, list::List,
@@ -28,6 +29,14 @@ pub struct BlockSlot {
     chain_next: u32,
     ref_count: u32,
     flags: u8,
+}
+
+impl BlockSlot {
+    /// What a cached block is found by, as `(namespace, hash)` (for the event log).
+    #[inline]
+    fn key(&self) -> (u64, u64) {
+        (self.namespace, self.hash)
+    }
 }
 
 impl Default for BlockSlot {
@@ -122,6 +131,19 @@ pub struct SeqInfo {
     pub num_blocks: u32,
     /// Tokens its table covers.
     pub num_tokens: u32,
+}
+
+/// A cached block, as [`BlockManager::cached_blocks`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CachedBlock {
+    /// Which pool the block is in.
+    pub tier: Tier,
+    /// The block's index in its tier.
+    pub block: u32,
+    /// The prefix-cache namespace of its hash.
+    pub namespace: u64,
+    /// Its hash.
+    pub hash: u64,
 }
 
 /// Block counts of one tier. `free_uncached + free_cached + in_use == total`.
@@ -259,6 +281,8 @@ struct BlockPool<'a> {
     device_cached: List,
     host_free: List,
     events: Events,
+    /// KV events for routers (off when its ring is empty).
+    log: EventLog<'a>,
 }
 
 impl BlockPool<'_> {
@@ -287,6 +311,7 @@ impl BlockPool<'_> {
                     .pop_front(self.blocks)?
                     .or_broken("device block allocated beyond the checked supply")?;
                 self.index.remove(self.blocks, b)?;
+                self.log.removed(b, true, block(self.blocks, b)?.key());
                 block_mut(self.blocks, b)?.flags &= !HASHED;
                 self.events.evictions = self.events.evictions.saturating_add(1);
                 b
@@ -325,6 +350,7 @@ impl BlockPool<'_> {
                 self.device_free.push_back(self.blocks, b)
             }
         } else {
+            self.log.removed(b, slot.flags & HASHED != 0, slot.key());
             slot.flags &= !HASHED;
             self.host_free.push_back(self.blocks, b)
         }
@@ -345,13 +371,21 @@ impl BlockPool<'_> {
         Ok(())
     }
 
-    /// Gives device block `b` the hash `hash` in `namespace` and indexes it.
+    /// Gives device block `b` the hash `hash` in `namespace` and indexes it; `parent` is the
+    /// hash before it, for the event log.
     #[inline]
-    fn register(&mut self, b: u32, namespace: u64, hash: u64) -> Result<(), InternalError> {
+    fn register(
+        &mut self,
+        b: u32,
+        namespace: u64,
+        hash: u64,
+        parent: Option<u64>,
+    ) -> Result<(), InternalError> {
         let slot = block_mut(self.blocks, b)?;
         slot.hash = hash;
         slot.namespace = namespace;
         slot.flags |= HASHED;
+        self.log.stored(b, (namespace, hash), parent);
         self.index.insert(self.blocks, b)
     }
 
@@ -409,6 +443,8 @@ impl<'a> BlockManager<'a> {
         let hash_buckets = take("hash_buckets", storage.hash_buckets, layout.hash_buckets)?;
         let table_chunks = take("table_chunks", storage.table_chunks, layout.table_chunks)?;
         let seqs = take("seqs", storage.seqs, layout.seqs)?;
+        let ring = take("events", storage.events, layout.events)?;
+        let parents = take("event_parents", storage.event_parents, layout.event_parents)?;
         // Validated: device + host blocks and the sequence count stay below the NIL sentinel.
         let too_many = KvInitError::Config(KvConfigError::TooManyBlocks);
         let total = u32::try_from(blocks.len()).map_err(|_| too_many)?;
@@ -455,6 +491,7 @@ impl<'a> BlockManager<'a> {
                 device_cached: List::EMPTY,
                 host_free,
                 events: Events::default(),
+                log: EventLog::new(ring, parents, device, total, config.block_size),
             },
             tables: ChunkPool::new(table_chunks),
             seqs,
@@ -861,7 +898,8 @@ impl<'a> BlockManager<'a> {
         if !self.config.prefix_caching || self.pool.find(s.namespace, hash)?.is_some() {
             return Ok(false);
         }
-        self.pool.register(b, s.namespace, hash)?;
+        self.pool
+            .register(b, s.namespace, hash, self.parent_hash(&s, block)?)?;
         Ok(true)
     }
 
@@ -954,6 +992,8 @@ impl<'a> BlockManager<'a> {
             dst.hash = src.hash;
             dst.namespace = src.namespace;
             dst.flags = src.flags & HASHED;
+            pool.log
+                .copied(dev, host, src.flags & HASHED != 0, src.key());
             *pairs
                 .next()
                 .or_broken("swap-out buffer shorter than checked")? = BlockPair {
@@ -1024,7 +1064,7 @@ impl<'a> BlockManager<'a> {
                         .checked_add(1)
                         .or_broken("more swap-in copies than table entries")?;
                     if hashed && prefix_caching {
-                        pool.register(b, slot.namespace, slot.hash)?;
+                        pool.register(b, slot.namespace, slot.hash, pool.log.parent(host))?;
                     }
                     b
                 }
@@ -1069,6 +1109,59 @@ impl<'a> BlockManager<'a> {
             Ok(())
         })?;
         Ok(count as usize)
+    }
+
+    /// Moves recorded KV events into `out`, oldest first, and returns how many were written
+    /// (at most `out.len()`; what does not fit stays for the next call). Call it after each
+    /// step and publish what it returns. With [`KvConfig::event_capacity`] 0 it always returns
+    /// 0. After an overflow, the first event is an `AllCleared` marker followed by a snapshot
+    /// of every cached block (see [`crate::kv::events`] for the protocol).
+    pub fn drain_events(&mut self, out: &mut [KvEvent]) -> usize {
+        let blocks = &*self.pool.blocks;
+        self.pool.log.drain(out, |b| {
+            blocks
+                .get(b as usize)
+                .filter(|s| s.flags & HASHED != 0)
+                .map(BlockSlot::key)
+        })
+    }
+
+    /// Counters of the KV event stream (see [`BlockManager::drain_events`]).
+    pub fn event_stats(&self) -> KvEventStats {
+        self.pool.log.stats()
+    }
+
+    /// Every block whose content is cached now, device blocks first, in block order: hashed
+    /// device blocks (in use or free-cached: what a prefix lookup can find) and hashed host
+    /// blocks (copies of swapped-out sequences). Read only; the view a KV-event subscriber
+    /// must hold after applying every drained event, and a snapshot to resync one from.
+    pub fn cached_blocks(&self) -> impl Iterator<Item = CachedBlock> + '_ {
+        let device = self.pool.device_blocks;
+        (0u32..)
+            .zip(self.pool.blocks.iter())
+            .filter(|(_, s)| s.flags & HASHED != 0)
+            .map(move |(b, s)| {
+                let (tier, block) = match b.checked_sub(device) {
+                    Some(h) => (Tier::Host, h),
+                    None => (Tier::Device, b),
+                };
+                CachedBlock {
+                    tier,
+                    block,
+                    namespace: s.namespace,
+                    hash: s.hash,
+                }
+            })
+    }
+
+    /// The hash of the block before logical block `block` of `s`, if that block is cached
+    /// (for the event log; not looked up when events are off).
+    fn parent_hash(&self, s: &SeqSlot, block: u32) -> Result<Option<u64>, InternalError> {
+        let Some(prev) = block.checked_sub(1).filter(|_| self.pool.log.enabled()) else {
+            return Ok(None);
+        };
+        let p = self.pool.slot(self.tables.get(&s.table, prev)?)?;
+        Ok((p.flags & HASHED != 0 && p.namespace == s.namespace).then_some(p.hash))
     }
 
     /// Block counts per tier and event counters.
@@ -1242,6 +1335,8 @@ mod tests {
                 hash_buckets: &mut buckets,
                 table_chunks: &mut chunks,
                 seqs: &mut seqs,
+                events: &mut [],
+                event_parents: &mut [],
             },
         )
         .unwrap();

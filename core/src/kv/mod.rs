@@ -32,17 +32,19 @@ Nothing here panics. A broken internal invariant (a bug in augur) is reported as
 */
 
 mod chunk_list;
+pub mod events;
 mod hash_index;
 mod list;
 mod manager;
 
 pub use chunk_list::Chunk;
 pub(crate) use chunk_list::{ChunkList, ChunkPool};
+pub use events::{KvEvent, KvEventKind, KvEventStats};
 pub(crate) use hash_index::{HashChain, HashIndex, bucket_count};
 pub(crate) use list::{Links, List};
 pub use manager::{
-    AppendOutcome, BlockManager, BlockPair, BlockSlot, KvCounters, PrefixMatch, SeqHandle, SeqInfo,
-    SeqSlot, TierCounts,
+    AppendOutcome, BlockManager, BlockPair, BlockSlot, CachedBlock, KvCounters, PrefixMatch,
+    SeqHandle, SeqInfo, SeqSlot, TierCounts,
 };
 
 use crate::internal::InternalError;
@@ -63,7 +65,7 @@ pub const fn table_chunks_for(entries: u32) -> u32 {
 pub type TableChunk = Chunk<u32, TABLE_CHUNK_LEN>;
 
 /// Which memory a block lives in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Tier {
     /// GPU memory: where the model reads KV.
     #[default]
@@ -89,6 +91,9 @@ pub struct KvConfig {
     pub table_chunks: u32,
     /// Whether full blocks are indexed by hash for reuse.
     pub prefix_caching: bool,
+    /// Entries of the KV event ring ([`events`]); 0 (the default) records no events and
+    /// costs nothing.
+    pub event_capacity: u32,
 }
 
 /// Why a [`KvConfig`] was rejected; each variant names the field.
@@ -138,19 +143,28 @@ pub struct KvLayout {
     pub table_chunks: usize,
     /// Length of [`KvStorage::seqs`].
     pub seqs: usize,
+    /// Length of [`KvStorage::events`]: the event capacity.
+    pub events: usize,
+    /// Length of [`KvStorage::event_parents`]: one per block with events on, else 0.
+    pub event_parents: usize,
 }
 
-/// Bytes per element of the four storage slices, in [`KvLayout`] field order.
-const ELEMENT_BYTES: [u64; 4] = [
+/// Storage slices of a block manager.
+const SLICES: usize = 6;
+
+/// Bytes per element of the storage slices, in [`KvLayout`] field order.
+const ELEMENT_BYTES: [u64; SLICES] = [
     size_of::<BlockSlot>() as u64,
     size_of::<u32>() as u64,
     size_of::<TableChunk>() as u64,
     size_of::<SeqSlot>() as u64,
+    size_of::<KvEvent>() as u64,
+    size_of::<Option<u64>>() as u64,
 ];
 
 /// The total bytes of slices of `counts` elements ([`KvLayout`] field order), if it is at
 /// most `limit`.
-fn bytes_within(counts: [u64; 4], limit: u64) -> Option<u64> {
+fn bytes_within(counts: [u64; SLICES], limit: u64) -> Option<u64> {
     let mut total = 0u64;
     for (n, size) in counts.iter().zip(ELEMENT_BYTES) {
         total = total.checked_add(n.checked_mul(size)?)?;
@@ -171,8 +185,15 @@ impl KvLayout {
     /// ([`KvConfigError::TooLarge`]); for a hand-built layout whose total does not fit, it
     /// saturates at `usize::MAX`.
     pub fn bytes(&self) -> usize {
-        let counts = [self.blocks, self.hash_buckets, self.table_chunks, self.seqs]
-            .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let counts = [
+            self.blocks,
+            self.hash_buckets,
+            self.table_chunks,
+            self.seqs,
+            self.events,
+            self.event_parents,
+        ]
+        .map(|n| u64::try_from(n).unwrap_or(u64::MAX));
         bytes_within(counts, USIZE_MAX)
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(usize::MAX)
@@ -199,6 +220,7 @@ impl KvConfig {
                 chunks as u32
             },
             prefix_caching: true,
+            event_capacity: 0,
         }
     }
 
@@ -229,7 +251,14 @@ impl KvConfig {
     /// The storage this configuration needs. Fails with [`KvConfigError::TooLarge`] when an
     /// element count or the total byte count ([`KvLayout::bytes`]) overflows `usize`.
     pub fn layout(&self) -> Result<KvLayout, KvConfigError> {
-        let [blocks, hash_buckets, table_chunks, seqs] = self
+        let [
+            blocks,
+            hash_buckets,
+            table_chunks,
+            seqs,
+            events,
+            event_parents,
+        ] = self
             .layout_within(USIZE_MAX)?
             .map(|n| usize::try_from(n).map_err(|_| KvConfigError::TooLarge));
         Ok(KvLayout {
@@ -237,19 +266,24 @@ impl KvConfig {
             hash_buckets: hash_buckets?,
             table_chunks: table_chunks?,
             seqs: seqs?,
+            events: events?,
+            event_parents: event_parents?,
         })
     }
 
     /// [`KvConfig::layout`]'s element counts for an address space of `usize_max` bytes
     /// ([`KvLayout`] field order): every count and the byte total must be at most
     /// `usize_max`. Tests pass `u32::MAX` to model a 32-bit target on a 64-bit host.
-    pub(crate) fn layout_within(&self, usize_max: u64) -> Result<[u64; 4], KvConfigError> {
+    pub(crate) fn layout_within(&self, usize_max: u64) -> Result<[u64; SLICES], KvConfigError> {
         self.validate()?;
+        let blocks = u64::from(self.device_blocks).saturating_add(u64::from(self.host_blocks));
         let counts = [
-            u64::from(self.device_blocks).saturating_add(u64::from(self.host_blocks)),
+            blocks,
             u64::try_from(bucket_count(self.device_blocks)).unwrap_or(u64::MAX),
             u64::from(self.table_chunks),
             u64::from(self.max_seqs),
+            u64::from(self.event_capacity),
+            if self.event_capacity > 0 { blocks } else { 0 },
         ];
         if counts.iter().any(|&n| n > usize_max) {
             return Err(KvConfigError::TooLarge);
@@ -271,6 +305,11 @@ pub struct KvStorage<'a> {
     pub table_chunks: &'a mut [TableChunk],
     /// Sequence slots.
     pub seqs: &'a mut [SeqSlot],
+    /// The KV event ring ([`KvLayout::events`] entries; empty with events off).
+    pub events: &'a mut [KvEvent],
+    /// The parent hash of each cached block, for event snapshots ([`KvLayout::event_parents`]
+    /// entries; empty with events off).
+    pub event_parents: &'a mut [Option<u64>],
 }
 
 /// Why a [`BlockManager`] could not be built.

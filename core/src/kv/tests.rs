@@ -12,6 +12,8 @@ struct Store {
     buckets: Vec<u32>,
     chunks: Vec<TableChunk>,
     seqs: Vec<SeqSlot>,
+    events: Vec<KvEvent>,
+    parents: Vec<Option<u64>>,
 }
 
 impl Store {
@@ -22,6 +24,8 @@ impl Store {
             buckets: vec![0; l.hash_buckets],
             chunks: vec![TableChunk::default(); l.table_chunks],
             seqs: vec![SeqSlot::default(); l.seqs],
+            events: vec![KvEvent::default(); l.events],
+            parents: vec![None; l.event_parents],
         }
     }
     fn manager(&mut self, cfg: KvConfig) -> BlockManager<'_> {
@@ -32,6 +36,8 @@ impl Store {
                 hash_buckets: &mut self.buckets,
                 table_chunks: &mut self.chunks,
                 seqs: &mut self.seqs,
+                events: &mut self.events,
+                event_parents: &mut self.parents,
             },
         )
         .unwrap()
@@ -92,6 +98,8 @@ fn test_storage_too_small_is_reported() {
             hash_buckets: &mut s.buckets,
             table_chunks: &mut s.chunks,
             seqs: &mut s.seqs,
+            events: &mut s.events,
+            event_parents: &mut s.parents,
         },
     )
     .unwrap_err();
@@ -454,7 +462,7 @@ fn test_layout_refuses_storage_beyond_the_address_space() {
         let l = big.layout().unwrap();
         assert_eq!(l.bytes() as u64, total);
         assert_eq!(
-            [l.blocks, l.hash_buckets, l.table_chunks, l.seqs].map(|n| n as u64),
+            [l.blocks, l.hash_buckets, l.table_chunks, l.seqs, 0, 0].map(|n| n as u64),
             counts
         );
     }
@@ -478,7 +486,9 @@ fn test_layout_refuses_storage_beyond_the_address_space() {
         }
     }
     assert!(fits(lo).is_ok() && fits(lo + 1) == Err(KvConfigError::TooLarge));
-    let [b, h, c, s] = fits(lo).unwrap();
+    let [b, h, c, s, 0, 0] = fits(lo).unwrap() else {
+        panic!("events are off")
+    };
     let bytes = b * per_block + h * 4 + c * 64 + s * core::mem::size_of::<SeqSlot>() as u64;
     assert!(bytes <= u32::MAX as u64 && bytes + per_block > u32::MAX as u64 - 64 * 1024 * 1024);
     // A small configuration has the same layout under both models.
@@ -486,7 +496,7 @@ fn test_layout_refuses_storage_beyond_the_address_space() {
     let l = small.layout().unwrap();
     assert_eq!(
         small.layout_within(u32::MAX as u64).unwrap(),
-        [l.blocks, l.hash_buckets, l.table_chunks, l.seqs].map(|n| n as u64)
+        [l.blocks, l.hash_buckets, l.table_chunks, l.seqs, 0, 0].map(|n| n as u64)
     );
     // Validation still comes first.
     assert_eq!(
@@ -506,6 +516,8 @@ fn test_layout_bytes_saturates_instead_of_overflowing() {
         hash_buckets: usize::MAX,
         table_chunks: 1,
         seqs: 1,
+        events: 0,
+        event_parents: 0,
     };
     assert_eq!(absurd.bytes(), usize::MAX);
     let one = KvLayout {
@@ -513,6 +525,8 @@ fn test_layout_bytes_saturates_instead_of_overflowing() {
         hash_buckets: 2,
         table_chunks: 1,
         seqs: 1,
+        events: 0,
+        event_parents: 0,
     };
     assert_eq!(
         one.bytes(),
@@ -566,4 +580,305 @@ fn test_chunks_to_grow_and_table_chunks_for_match_what_append_takes() {
         m.free_seq(s).unwrap();
         assert_eq!(m.chunks_to_grow(s, 10), Err(KvError::StaleHandle));
     }
+}
+
+/// A subscriber's view: the cached blocks as `(tier, block, namespace, hash)`, rebuilt only from
+/// drained events, checking the stream's sequence numbers on the way.
+#[derive(Default)]
+struct Replay {
+    view: std::collections::BTreeSet<CachedBlock>,
+    next_seq: u64,
+}
+
+impl Replay {
+    fn apply(&mut self, events: &[KvEvent]) {
+        for e in events {
+            assert_eq!(e.seq, self.next_seq, "sequence numbers are contiguous");
+            self.next_seq += 1;
+            match e.kind {
+                KvEventKind::Stored {
+                    hash,
+                    tier,
+                    block,
+                    namespace,
+                    tokens,
+                    block_size,
+                    ..
+                } => {
+                    assert_eq!(tokens, block_size);
+                    let new = self.view.insert(CachedBlock {
+                        tier,
+                        block,
+                        namespace,
+                        hash,
+                    });
+                    assert!(new, "stored twice: {e:?}");
+                }
+                KvEventKind::Removed {
+                    hash,
+                    tier,
+                    block,
+                    namespace,
+                } => {
+                    let had = self.view.remove(&CachedBlock {
+                        tier,
+                        block,
+                        namespace,
+                        hash,
+                    });
+                    assert!(had, "removed what was not stored: {e:?}");
+                }
+                KvEventKind::AllCleared => self.view.clear(),
+            }
+        }
+    }
+    /// Drains `m` through a buffer of `buf` events until it is empty.
+    fn drain(&mut self, m: &mut BlockManager<'_>, buf: usize) -> Vec<KvEvent> {
+        let mut all = Vec::new();
+        let mut out = vec![KvEvent::default(); buf];
+        loop {
+            let n = m.drain_events(&mut out);
+            self.apply(&out[..n]);
+            all.extend_from_slice(&out[..n]);
+            if n < buf {
+                return all;
+            }
+        }
+    }
+    fn matches(&self, m: &BlockManager<'_>) -> bool {
+        let truth: std::collections::BTreeSet<CachedBlock> = m.cached_blocks().collect();
+        truth == self.view
+    }
+}
+
+fn with_events(mut cfg: KvConfig, cap: u32) -> KvConfig {
+    cfg.event_capacity = cap;
+    cfg
+}
+
+#[test]
+fn test_events_are_off_by_default_and_cost_no_storage() {
+    let cfg = KvConfig::new(4, 8, 4, 4);
+    let l = cfg.layout().unwrap();
+    assert_eq!((l.events, l.event_parents), (0, 0));
+    let on = with_events(cfg, 5).layout().unwrap();
+    assert_eq!((on.events, on.event_parents), (5, 12));
+    assert!(on.bytes() > l.bytes());
+    let mut s = Store::new(&cfg);
+    let mut m = s.manager(cfg);
+    let a = m.create_seq().unwrap();
+    m.append_tokens(a, 8).unwrap();
+    assert!(m.set_block_hash(a, 0, 7).unwrap());
+    let mut out = [KvEvent::default(); 4];
+    assert_eq!(m.drain_events(&mut out), 0);
+    assert_eq!(m.event_stats(), KvEventStats::default());
+    // The oracle still sees the cached block.
+    assert_eq!(m.cached_blocks().count(), 1);
+}
+
+#[test]
+fn test_stored_on_hash_removed_on_eviction_not_on_free() {
+    let cfg = with_events(KvConfig::new(4, 4, 0, 4), 16);
+    let mut s = Store::new(&cfg);
+    let mut m = s.manager(cfg);
+    let mut r = Replay::default();
+    let a = m.create_seq_in(9).unwrap();
+    m.append_tokens(a, 10).unwrap();
+    assert!(m.set_block_hash(a, 0, 100).unwrap());
+    assert!(m.set_block_hash(a, 1, 101).unwrap());
+    assert_eq!(m.set_block_hash(a, 1, 101), Ok(false), "no second event");
+    let ev = r.drain(&mut m, 8);
+    let t = table(&m, a);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [
+            KvEventKind::Stored {
+                hash: 100,
+                parent: None,
+                tokens: 4,
+                block_size: 4,
+                tier: Tier::Device,
+                block: t[0],
+                namespace: 9,
+            },
+            KvEventKind::Stored {
+                hash: 101,
+                parent: Some(100),
+                tokens: 4,
+                block_size: 4,
+                tier: Tier::Device,
+                block: t[1],
+                namespace: 9,
+            },
+        ]
+    );
+    // Freed, the blocks stay cached: no event.
+    m.free_seq(a).unwrap();
+    assert!(r.drain(&mut m, 8).is_empty());
+    assert!(r.matches(&m));
+    // A prefix hit and a fork share cached blocks: no event either.
+    let b = m.create_seq_in(9).unwrap();
+    assert_eq!(m.attach_prefix(b, &[100, 101]).unwrap(), 2);
+    let c = m.fork(b).unwrap();
+    assert!(r.drain(&mut m, 8).is_empty());
+    m.free_seq(b).unwrap();
+    m.free_seq(c).unwrap();
+    // Four fresh blocks: the two uncached ones, then both cached ones are evicted, the tail
+    // (freed first) first.
+    let d = m.create_seq().unwrap();
+    m.append_tokens(d, 16).unwrap();
+    let ev = r.drain(&mut m, 8);
+    let removed: Vec<u64> = ev
+        .iter()
+        .map(|e| match e.kind {
+            KvEventKind::Removed { hash, tier, .. } => {
+                assert_eq!(tier, Tier::Device);
+                hash
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(removed, [101, 100]);
+    assert_eq!(ev[0].seq, 2);
+    assert!(r.matches(&m));
+    assert_eq!(m.cached_blocks().count(), 0);
+    assert_eq!(m.event_stats().delivered, 4);
+}
+
+#[test]
+fn test_swaps_store_and_remove_host_copies() {
+    let cfg = with_events(KvConfig::new(4, 4, 4, 4), 32);
+    let mut s = Store::new(&cfg);
+    let mut m = s.manager(cfg);
+    let mut r = Replay::default();
+    let a = m.create_seq().unwrap();
+    m.append_tokens(a, 9).unwrap();
+    m.set_block_hash(a, 0, 1).unwrap();
+    m.set_block_hash(a, 1, 2).unwrap();
+    r.drain(&mut m, 4);
+    let mut pairs = [BlockPair::default(); 4];
+    assert_eq!(m.swap_out(a, &mut pairs).unwrap(), 3);
+    let ev = r.drain(&mut m, 4);
+    // Two hashed blocks copied to the host (the partial one carries no hash); the device
+    // copies stay cached.
+    let host: Vec<(u64, Option<u64>)> = ev
+        .iter()
+        .map(|e| match e.kind {
+            KvEventKind::Stored {
+                hash,
+                parent,
+                tier: Tier::Host,
+                ..
+            } => (hash, parent),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(host, [(2, Some(1)), (1, None)], "tail first");
+    assert!(r.matches(&m));
+    assert_eq!(m.cached_blocks().count(), 4);
+    // Swap in takes both hashed blocks back from the device cache: the host copies go.
+    m.swap_in(a, &mut pairs).unwrap();
+    let ev = r.drain(&mut m, 4);
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| matches!(
+        e.kind,
+        KvEventKind::Removed {
+            tier: Tier::Host,
+            ..
+        }
+    )));
+    assert!(r.matches(&m));
+    // Out again, and evict the device copies: the swap in copies and stores them anew.
+    m.swap_out(a, &mut pairs).unwrap();
+    let e = m.create_seq().unwrap();
+    m.append_tokens(e, 16).unwrap();
+    m.free_seq(e).unwrap();
+    r.drain(&mut m, 4);
+    assert!(r.matches(&m));
+    assert_eq!(
+        m.cached_blocks().filter(|c| c.tier == Tier::Device).count(),
+        0
+    );
+    m.swap_in(a, &mut pairs).unwrap();
+    let ev = r.drain(&mut m, 3);
+    let stored: Vec<(u64, Option<u64>)> = ev
+        .iter()
+        .filter_map(|e| match e.kind {
+            KvEventKind::Stored {
+                hash,
+                parent,
+                tier: Tier::Device,
+                ..
+            } => Some((hash, parent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [(2, Some(1)), (1, None)],
+        "parents survive the round trip"
+    );
+    assert!(r.matches(&m));
+    audit(&m);
+}
+
+#[test]
+fn test_overflow_sends_a_marker_and_a_snapshot() {
+    let cfg = with_events(KvConfig::new(2, 8, 0, 4), 2);
+    let mut s = Store::new(&cfg);
+    let mut m = s.manager(cfg);
+    let mut r = Replay::default();
+    let a = m.create_seq().unwrap();
+    m.append_tokens(a, 8).unwrap();
+    for (i, h) in [10, 11, 12].into_iter().enumerate() {
+        m.set_block_hash(a, i as u32, h).unwrap();
+    }
+    // Three events into a ring of two: all three lost, one resync.
+    let st = m.event_stats();
+    assert_eq!((st.dropped, st.resyncs, st.pending), (3, 1, 0));
+    assert!(st.resyncing);
+    // Nothing is recorded until the marker is drained.
+    m.set_block_hash(a, 3, 13).unwrap();
+    assert_eq!(m.event_stats().dropped, 4);
+    // Drained two at a time: the marker, then the snapshot, with a change in between.
+    let mut out = [KvEvent::default(); 2];
+    let n = m.drain_events(&mut out);
+    assert_eq!(n, 2);
+    assert_eq!(out[0].kind, KvEventKind::AllCleared);
+    assert!(matches!(
+        out[1].kind,
+        KvEventKind::Stored {
+            hash: 10,
+            parent: None,
+            ..
+        }
+    ));
+    r.apply(&out[..n]);
+    // A block the snapshot has passed (10's) is recorded; the others are left to it.
+    m.free_seq(a).unwrap();
+    let b = m.create_seq().unwrap();
+    m.append_tokens(b, 16).unwrap(); // evicts all four cached blocks
+    let c = m.create_seq().unwrap();
+    m.free_seq(b).unwrap();
+    m.append_tokens(c, 2).unwrap();
+    m.set_block_hash(c, 0, 20).unwrap();
+    r.drain(&mut m, 2);
+    assert!(r.matches(&m), "exact again once the snapshot is done");
+    assert!(!m.event_stats().resyncing);
+    // And live events flow again.
+    m.append_tokens(c, 2).unwrap();
+    m.set_block_hash(c, 1, 21).unwrap();
+    let ev = r.drain(&mut m, 2);
+    assert!(matches!(
+        ev[..],
+        [KvEvent {
+            kind: KvEventKind::Stored {
+                hash: 21,
+                parent: Some(20),
+                ..
+            },
+            ..
+        }]
+    ));
+    assert!(r.matches(&m));
 }

@@ -1,0 +1,173 @@
+//! Writing a cluster run: the cluster row and one row per replica, with `simulate`'s field
+//! names ([`crate::report::SUMMARY_FIELDS`]) plus the cluster's own.
+//!
+//! - JSON: one object: the [`RunLabel`] fields, `router`, `replicas`, `replica` (`null` for
+//!   the cluster), the summary fields, [`CLUSTER_FIELDS`], and `per_replica`: an array of
+//!   objects with `replica`, `requests_routed`, `tokens_routed` and the summary fields.
+//! - CSV: the header [`csv_header`], a cluster row (`replica` = `all`) and one row per
+//!   replica; the cluster-only columns are empty on replica rows.
+//! - Table: the per-replica and cluster rows as `augur demo`'s comparison table, then the
+//!   cluster's imbalance and prefix hit rate.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::ClusterOutcome;
+use crate::report::{self, Format, LabeledSummary, RunLabel, SUMMARY_FIELDS, reasons_cell};
+
+/// The cluster-only columns, after the summary fields.
+pub const CLUSTER_FIELDS: [&str; 5] = [
+    "requests_routed",
+    "tokens_routed",
+    "load_imbalance_requests",
+    "load_imbalance_tokens",
+    "cluster_prefix_hit_rate",
+];
+
+/// The CSV header: label fields, `router`, `replicas`, `replica`, summary fields, cluster
+/// fields.
+pub fn csv_header() -> Vec<&'static str> {
+    let mut h: Vec<&str> = RunLabel::FIELDS.to_vec();
+    h.extend(["router", "replicas", "replica"]);
+    h.extend(SUMMARY_FIELDS);
+    h.extend(CLUSTER_FIELDS);
+    h
+}
+
+#[derive(Serialize)]
+struct ReplicaJson {
+    replica: usize,
+    requests_routed: u64,
+    tokens_routed: u64,
+    #[serde(flatten)]
+    summary: LabeledSummaryNoLabel,
+}
+
+#[derive(Serialize)]
+struct LabeledSummaryNoLabel {
+    #[serde(flatten)]
+    summary: crate::metrics::Summary,
+    requests_rejected_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+struct ClusterJson<'a> {
+    #[serde(flatten)]
+    run: LabeledSummary,
+    router: &'a str,
+    replicas: u64,
+    replica: Option<usize>,
+    load_imbalance_requests: f64,
+    load_imbalance_tokens: f64,
+    cluster_prefix_hit_rate: f64,
+    kv_events: u64,
+    per_replica: Vec<ReplicaJson>,
+}
+
+/// Writes a cluster run in `format`.
+pub fn write_cluster(
+    w: &mut impl Write,
+    label: &RunLabel,
+    o: &ClusterOutcome,
+    format: Format,
+) -> anyhow::Result<()> {
+    let st = &o.stats;
+    match format {
+        Format::Json => {
+            let record = ClusterJson {
+                run: LabeledSummary::new(label, &o.summary),
+                router: &st.router,
+                replicas: st.replicas,
+                replica: None,
+                load_imbalance_requests: st.load_imbalance_requests,
+                load_imbalance_tokens: st.load_imbalance_tokens,
+                cluster_prefix_hit_rate: st.cluster_prefix_hit_rate,
+                kv_events: st.kv_events,
+                per_replica: o
+                    .replicas
+                    .iter()
+                    .map(|r| ReplicaJson {
+                        replica: r.replica,
+                        requests_routed: r.requests_routed,
+                        tokens_routed: r.tokens_routed,
+                        summary: LabeledSummaryNoLabel {
+                            summary: r.summary.clone(),
+                            requests_rejected_by_reason: r
+                                .summary
+                                .requests_rejected_by_reason
+                                .clone(),
+                        },
+                    })
+                    .collect(),
+            };
+            serde_json::to_writer(&mut *w, &record)?;
+            writeln!(w)?;
+        }
+        Format::Csv => {
+            let mut wtr = csv::WriterBuilder::new().has_headers(false).from_writer(w);
+            wtr.write_record(csv_header())?;
+            let routed: u64 = o.replicas.iter().map(|r| r.requests_routed).sum();
+            let tokens: u64 = o.replicas.iter().map(|r| r.tokens_routed).sum();
+            wtr.serialize((
+                label,
+                &st.router,
+                st.replicas,
+                "all",
+                &o.summary,
+                reasons_cell(&o.summary),
+                routed,
+                tokens,
+                st.load_imbalance_requests,
+                st.load_imbalance_tokens,
+                st.cluster_prefix_hit_rate,
+            ))?;
+            for r in &o.replicas {
+                wtr.serialize((
+                    label,
+                    &st.router,
+                    st.replicas,
+                    r.replica.to_string(),
+                    &r.summary,
+                    reasons_cell(&r.summary),
+                    r.requests_routed,
+                    r.tokens_routed,
+                    None::<f64>,
+                    None::<f64>,
+                    None::<f64>,
+                ))?;
+            }
+            wtr.flush()?;
+        }
+        Format::Table => {
+            let mut rows: Vec<(RunLabel, crate::metrics::Summary)> = o
+                .replicas
+                .iter()
+                .map(|r| {
+                    let mut l = label.clone();
+                    l.policy = format!("replica {}", r.replica);
+                    (l, r.summary.clone())
+                })
+                .collect();
+            let mut l = label.clone();
+            l.policy = "cluster".into();
+            rows.push((l, o.summary.clone()));
+            writeln!(
+                w,
+                "{} on {} replicas ({} / {}), trace {}",
+                st.router, st.replicas, label.policy, label.predictor, label.trace
+            )?;
+            report::write_comparison_table(w, &rows)?;
+            writeln!(
+                w,
+                "load imbalance (max/mean routed): {:.3} by tokens, {:.3} by requests; \
+                 cluster prefix hit rate {:.1}%; {} KV events delivered to the router",
+                st.load_imbalance_tokens,
+                st.load_imbalance_requests,
+                st.cluster_prefix_hit_rate * 100.0,
+                st.kv_events
+            )?;
+        }
+    }
+    Ok(())
+}
