@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use augur::core::engine::{EngineConfig, EntryResult, PauseMode, PreemptionMode, RequestDesc};
-use augur::core::kv::BlockPair;
+use augur::core::kv::{BlockPair, KvEvent, KvEventKind, Tier};
 use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
 
@@ -23,6 +23,10 @@ const N_REQ: usize = 240;
 const MAX_LIVE: u32 = 24;
 const MAX_STEPS: u64 = 6000;
 const BLOCK: u32 = 4;
+const DEVICE_BLOCKS: u32 = 40;
+const HOST_BLOCKS: u32 = 24;
+const EVENT_RING: u32 = 10;
+const EVENT_CHUNK: usize = 8;
 
 /// 64-bit LCG (Knuth's MMIX constants); the high bits are used. The same as the C file's.
 struct Lcg(u64);
@@ -53,6 +57,69 @@ fn pairs(line: &mut String, name: &str, p: &[BlockPair]) {
     line.push(']');
 }
 
+/// The KV-event subscriber's view, replayed from the drained events alone: the hash each
+/// (tier, block) caches. The C file keeps the same view with the same checks.
+struct Replay {
+    device: Vec<Option<u64>>,
+    host: Vec<Option<u64>>,
+    next_seq: u64,
+}
+
+impl Replay {
+    fn pool(&mut self, tier: Tier) -> &mut [Option<u64>] {
+        match tier {
+            Tier::Device => &mut self.device,
+            Tier::Host => &mut self.host,
+        }
+    }
+
+    fn apply(&mut self, line: &mut String, ev: &KvEvent) -> Result<(), String> {
+        if ev.seq != self.next_seq {
+            return Err(format!(
+                "event seq {} where {} was due",
+                ev.seq, self.next_seq
+            ));
+        }
+        self.next_seq += 1;
+        let tier_char = |t: Tier| if t == Tier::Device { 'd' } else { 'h' };
+        match ev.kind {
+            KvEventKind::AllCleared => {
+                line.push_str(" C");
+                self.device.fill(None);
+                self.host.fill(None);
+            }
+            KvEventKind::Stored {
+                hash,
+                parent,
+                tokens,
+                block_size,
+                tier,
+                block,
+                ..
+            } => {
+                let _ = write!(line, " S{}{block}:{hash}", tier_char(tier));
+                if let Some(p) = parent {
+                    let _ = write!(line, "<{p}");
+                }
+                match self.pool(tier).get_mut(block as usize) {
+                    Some(s @ None) if tokens == BLOCK && block_size == BLOCK => *s = Some(hash),
+                    _ => return Err(format!("bad Stored event {ev:?}")),
+                }
+            }
+            KvEventKind::Removed {
+                hash, tier, block, ..
+            } => {
+                let _ = write!(line, " R{}{block}:{hash}", tier_char(tier));
+                match self.pool(tier).get_mut(block as usize) {
+                    Some(s) if *s == Some(hash) => *s = None,
+                    _ => return Err(format!("bad Removed event {ev:?}")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let Some(seed) = std::env::args().nth(1).and_then(|s| s.parse::<u64>().ok()) else {
         eprintln!("usage: serving_loop SEED");
@@ -70,8 +137,9 @@ fn main() -> ExitCode {
 fn run(seed: u64) -> Result<(), String> {
     let mut lcg = Lcg(seed);
     // `augur_config_default` is `EngineConfig::new`; the C file changes the same fields.
-    let mut cfg = EngineConfig::new(BLOCK, 40, MAX_LIVE);
-    cfg.host_blocks = 24;
+    let mut cfg = EngineConfig::new(BLOCK, DEVICE_BLOCKS, MAX_LIVE);
+    cfg.host_blocks = HOST_BLOCKS;
+    cfg.kv_event_capacity = EVENT_RING;
     cfg.max_running = 8;
     cfg.token_budget = 48;
     cfg.prefill_chunk = 16;
@@ -93,6 +161,12 @@ fn run(seed: u64) -> Result<(), String> {
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let mut line = String::new();
+    let mut replay = Replay {
+        device: vec![None; DEVICE_BLOCKS as usize],
+        host: vec![None; HOST_BLOCKS as usize],
+        next_seq: 0,
+    };
+    let mut events = [KvEvent::default(); EVENT_CHUNK];
 
     let mut t = 1u64;
     while t <= MAX_STEPS && done < N_REQ {
@@ -316,6 +390,18 @@ fn run(seed: u64) -> Result<(), String> {
             s.kv.swapped_out_blocks,
             s.kv.swapped_in_blocks
         );
+        // KV events, drained in small chunks until one comes back short.
+        line.push_str(" ev=[");
+        loop {
+            let n = e.drain_kv_events(&mut events);
+            for ev in &events[..n] {
+                replay.apply(&mut line, ev)?;
+            }
+            if n < EVENT_CHUNK {
+                break;
+            }
+        }
+        line.push(']');
         writeln!(out, "{line}").map_err(|err| err.to_string())?;
         t += 1;
     }
@@ -325,6 +411,18 @@ fn run(seed: u64) -> Result<(), String> {
     }
     if s.kv.device.in_use != 0 || s.kv.host.in_use != 0 {
         return Err("blocks still in use after the last request".into());
+    }
+    // With nothing in use, every cached block is a free cached one: the replayed view must
+    // count exactly what the engine's gauges say.
+    let es = e.kv_event_stats();
+    let cached = |pool: &[Option<u64>]| pool.iter().filter(|h| h.is_some()).count() as u32;
+    if es.pending != 0 || es.resyncing || es.delivered != replay.next_seq {
+        return Err(format!("event stream not drained: {es:?}"));
+    }
+    if cached(&replay.device) != s.kv.device.free_cached
+        || cached(&replay.host) != s.kv.host.free_cached
+    {
+        return Err("the replayed KV events disagree with the engine's cached-block gauges".into());
     }
     writeln!(
         out,
@@ -339,6 +437,15 @@ fn run(seed: u64) -> Result<(), String> {
         s.kv.swapped_in_blocks,
         s.kv.cow_copies,
         s.prefix_hit_tokens
+    )
+    .map_err(|err| err.to_string())?;
+    writeln!(
+        out,
+        "events delivered={} dropped={} resyncs={} cached_device={}",
+        es.delivered,
+        es.dropped,
+        es.resyncs,
+        cached(&replay.device)
     )
     .map_err(|err| err.to_string())?;
     out.flush().map_err(|err| err.to_string())

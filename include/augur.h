@@ -226,6 +226,16 @@
 // KV in host memory (block ids are host ids).
 #define AUGUR_TIER_HOST 2
 
+// `augur_kv_event.kind`: a block became cached (vLLM's `BlockStored`).
+#define AUGUR_KV_EVENT_STORED 0
+
+// A cached block is gone (vLLM's `BlockRemoved`).
+#define AUGUR_KV_EVENT_REMOVED 1
+
+// Forget every block this engine reported; the events that follow rebuild the view (vLLM's
+// `AllBlocksCleared`; sent after the ring overflowed, followed by a snapshot).
+#define AUGUR_KV_EVENT_ALL_CLEARED 2
+
 #if defined(AUGUR_FEATURE_CUDA)
 // A CUDA backend with its KV pools (opaque to C): made by `augur_cuda_new`, destroyed by
 // `augur_cuda_free`.
@@ -331,6 +341,9 @@ typedef struct augur_config {
   double vtc_output_weight;
   // Block hashes stored across live requests; 0 = a default from the pool sizes.
   uint32_t hash_capacity;
+  // KV events kept between drains (`augur_drain_kv_events`); 0 (the default) records none
+  // and costs nothing.
+  uint32_t kv_event_capacity;
   // Reserved; must be 0.
   uint32_t reserved;
 } augur_config;
@@ -558,6 +571,46 @@ typedef struct augur_stats {
   // Blocks copied host to device.
   uint64_t kv_swapped_in_blocks;
 } augur_stats;
+
+// One KV event, for a cluster router (the Rust `KvEvent`, flattened; augur-core's
+// `kv::events` module documents when each kind is recorded and how overflow resyncs).
+typedef struct augur_kv_event {
+  // Position in the stream: 0 for the first event drained, then one more per event.
+  uint64_t seq;
+  // `AUGUR_KV_EVENT_*`.
+  uint32_t kind;
+  // `AUGUR_TIER_DEVICE` or `AUGUR_TIER_HOST`; `AUGUR_TIER_NONE` for `ALL_CLEARED`.
+  uint32_t tier;
+  // The block's hash (0 for `ALL_CLEARED`).
+  uint64_t hash;
+  // Stored only: the hash of the block before it in its sequence, if `has_parent`.
+  uint64_t parent_hash;
+  // Stored only: 1 if `parent_hash` is set (0 for a sequence's first block).
+  uint32_t has_parent;
+  // The block's index in its tier.
+  uint32_t block;
+  // Stored only: tokens the block holds (always `block_size`: only full blocks are cached).
+  uint32_t tokens;
+  // Stored only: tokens per block.
+  uint32_t block_size;
+  // The prefix-cache namespace (tenant, LoRA adapter, cache salt) of the hash.
+  uint64_t namespace_id;
+} augur_kv_event;
+
+// Counters of the KV event stream (the Rust `KvEventStats`).
+typedef struct augur_kv_event_stats {
+  // Events delivered by drains (the next event's sequence number).
+  uint64_t delivered;
+  // Events never delivered one by one (overflow, or superseded by a snapshot); each loss
+  // is made good by the resync that follows.
+  uint64_t dropped;
+  // Overflows (each one leads to an `ALL_CLEARED` marker and a snapshot).
+  uint64_t resyncs;
+  // Events waiting to be drained.
+  uint32_t pending;
+  // 1 while a resync (marker or snapshot) is still to be delivered.
+  uint32_t resyncing;
+} augur_kv_event_stats;
 
 // A snapshot of one request.
 typedef struct augur_request_info {
@@ -868,6 +921,32 @@ augur_status augur_last_finished(struct augur_engine *engine,
 // # Safety
 // `engine` must be NULL or a live engine pointer; `out` NULL or writable.
 augur_status augur_engine_stats(struct augur_engine *engine, struct augur_stats *out);
+
+// Moves up to `cap` KV events recorded since the last drain into `out`, oldest first, and
+// writes how many to `*written` (blocks stored, removed, all cleared: what a cluster router
+// such as Dynamo's KV router or llm-d's indexer learns a replica's prefix cache from). Call
+// it after each `augur_schedule` and `augur_complete` until `*written < cap`; what does not
+// fit stays for the next call. Each event's `seq` is one more than the last one's, so a
+// transport can detect its own gaps; the engine's overflow is never silent (an
+// `AUGUR_KV_EVENT_ALL_CLEARED` marker and a snapshot follow, `augur_engine_kv_event_stats`
+// counts it: `augur_engine_kv_event_stats`). Always 0 events with `augur_config.kv_event_capacity` 0. The events are in
+// augur's own layout: encoding them for vLLM's wire format is the publisher's job (the
+// Rust crate `augur`'s `events` module, or the server's own code).
+//
+// # Safety
+// `engine` must be NULL or a live engine pointer; `out` NULL (with `cap` 0) or `cap`
+// writable `augur_kv_event`s; `written` NULL or writable.
+augur_status augur_drain_kv_events(struct augur_engine *engine,
+                                   struct augur_kv_event *out,
+                                   size_t cap,
+                                   size_t *written);
+
+// Counters of the KV event stream: delivered, dropped, resyncs, pending.
+//
+// # Safety
+// `engine` must be NULL or a live engine pointer; `out` NULL or writable.
+augur_status augur_engine_kv_event_stats(struct augur_engine *engine,
+                                         struct augur_kv_event_stats *out);
 
 // A snapshot of one request.
 //

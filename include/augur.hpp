@@ -358,6 +358,19 @@ public:
         detail::check(augur_engine_stats(e_, &s), "augur_engine_stats", e_);
         return s;
     }
+    /// KV events since the last drain, for a cluster router: moves up to `out.size()` into
+    /// `out` and returns how many; call until it returns less than `out.size()`.
+    std::size_t drain_kv_events(Span<augur_kv_event> out) {
+        std::size_t n = 0;
+        detail::check(augur_drain_kv_events(e_, out.data(), out.size(), &n),
+                      "augur_drain_kv_events", e_);
+        return n;
+    }
+    augur_kv_event_stats kv_event_stats() const {
+        augur_kv_event_stats s;
+        detail::check(augur_engine_kv_event_stats(e_, &s), "augur_engine_kv_event_stats", e_);
+        return s;
+    }
     augur_request_info info(augur_request r) const {
         augur_request_info i;
         detail::check(augur_request_get_info(e_, r, &i), "augur_request_get_info", e_);

@@ -22,6 +22,7 @@
 // Exits 1 on any mismatch, after printing what differs; prints a summary line otherwise.
 #include "augur.hpp"
 
+#include <array>
 #include <algorithm>
 #include <cinttypes>
 #include <cstdint>
@@ -96,7 +97,7 @@ struct Req {
 
 struct Counters {
     std::uint64_t content_checks = 0, mirror_checks = 0, swap_out = 0, swap_in = 0, copies = 0,
-                  preempted = 0, finished = 0, aborted = 0, dropped = 0, pauses = 0;
+                  preempted = 0, finished = 0, aborted = 0, dropped = 0, pauses = 0, kv_events = 0;
 };
 
 struct Options {
@@ -202,6 +203,7 @@ int main(int argc, char** argv) {
 
     augur::Config cfg = augur::Config::defaults(BLOCK, DEVICE_BLOCKS, MAX_REQUESTS);
     cfg.host_blocks = HOST_BLOCKS;
+    cfg.kv_event_capacity = 16;  // small enough to overflow now and then
     cfg.max_running = 8;
     cfg.token_budget = 64;
     cfg.prefill_chunk = 16;
@@ -433,6 +435,18 @@ int main(int argc, char** argv) {
             FAIL_IF(tab != r.mirror, "step %" PRIu64 ": request %" PRIu64 " mirror has %zu entries, engine %zu",
                     t, r.id, r.mirror.size(), tab.size());
         }
+        // KV events, as a server hands them to its publisher: in sequence, without gaps.
+        std::array<augur_kv_event, 8> events;
+        std::size_t got;
+        do {
+            got = engine.drain_kv_events(augur::Span<augur_kv_event>(events.data(), events.size()));
+            for (std::size_t k = 0; k < got; k++) {
+                FAIL_IF(events[k].seq != n.kv_events, "event seq %" PRIu64 " where %" PRIu64 " was due",
+                        events[k].seq, n.kv_events);
+                n.kv_events++;
+            }
+        } while (got == events.size());
+        FAIL_IF(engine.kv_event_stats().delivered != n.kv_events, "event stats disagree");
         if (failures) break;
     }
 
@@ -440,9 +454,10 @@ int main(int argc, char** argv) {
     std::printf("mock_server: steps=%" PRIu64 " finished=%" PRIu64 " aborted=%" PRIu64
                 " dropped=%" PRIu64 " preemptions=%" PRIu64 " swap_out=%" PRIu64 " swap_in=%" PRIu64
                 " copies=%" PRIu64 " pauses=%" PRIu64 " prefix_hit_tokens=%" PRIu64
-                " content_checks=%" PRIu64 " mirror_checks=%" PRIu64 " failures=%d\n",
+                " content_checks=%" PRIu64 " mirror_checks=%" PRIu64 " kv_events=%" PRIu64
+                " failures=%d\n",
                 t - 1, n.finished, n.aborted, n.dropped, n.preempted, n.swap_out, n.swap_in, n.copies,
-                n.pauses, st.prefix_hit_tokens, n.content_checks, n.mirror_checks, failures);
+                n.pauses, st.prefix_hit_tokens, n.content_checks, n.mirror_checks, n.kv_events, failures);
     engine = augur::Engine();  // free before the region goes
     if (region) ::operator delete(region, std::align_val_t(cfg.layout().align));
     return failures ? 1 : 0;

@@ -135,6 +135,8 @@ pub struct Reached {
     pub refused_results: u64,
     /// Mirrors compared with the engine's tables.
     pub mirror_checks: u64,
+    /// KV events drained and replayed.
+    pub kv_events: u64,
 }
 
 macro_rules! ensure {
@@ -207,6 +209,7 @@ fn config(b: &mut Bytes<'_>) -> augur_config {
     c.policy.fair_share = u32::from(b.chance(40));
     c.max_draft_tokens = b.range(0, 3);
     c.hash_capacity = b.range(0, 64);
+    c.kv_event_capacity = if b.bool() { b.range(1, 24) } else { 0 };
     c.prefix_caching = u32::from(b.bool());
     c.max_preemptions_per_step = b.range(1, 4);
     // Now and then a field no valid configuration has.
@@ -261,7 +264,17 @@ struct Host {
     now: u64,
     /// The latest time a call was accepted at: earlier times may be refused.
     latest: u64,
+    /// The KV-event subscriber's view, replayed from drained events alone.
+    events: EventReplay,
     reached: Reached,
+}
+
+/// What a router keeps of one engine's prefix cache: the hash each (tier, block) caches, and
+/// the sequence number the next event must carry.
+#[derive(Default)]
+struct EventReplay {
+    cached: HashMap<(u32, u32), u64>,
+    next_seq: u64,
 }
 
 /// Runs one decoded sequence; `Err` names the broken contract.
@@ -364,6 +377,7 @@ fn run_into(data: &[u8], limits: &Limits, reached: &mut Reached) -> Checked {
         orphaned: false,
         now: 0,
         latest: 0,
+        events: EventReplay::default(),
         reached: Reached::default(),
     };
     let outcome = (|| {
@@ -387,6 +401,7 @@ fn run_into(data: &[u8], limits: &Limits, reached: &mut Reached) -> Checked {
     reached.drafts += r.drafts;
     reached.refused_results += r.refused_results;
     reached.mirror_checks += r.mirror_checks;
+    reached.kv_events += r.kv_events;
     drop(region);
     outcome
 }
@@ -542,7 +557,8 @@ impl Host {
             }
             8..=10 => self.schedule(b),
             11..=13 => self.complete(b),
-            14 => self.short_table(b),
+            14 if b.bool() => self.short_table(b),
+            14 => self.drain_events(b),
             _ => self.bad_engine_calls(b),
         }
     }
@@ -976,6 +992,84 @@ impl Host {
     }
 
     /// A block table into a buffer one entry short: refused, nothing written.
+    /// Drains KV events into a buffer of random size and replays them: sequence numbers
+    /// without gaps, a block stored only while not cached, removed only while cached with the
+    /// same hash, every block in its pool; nothing at all with events off.
+    fn drain_events(&mut self, b: &mut Bytes<'_>) -> Checked {
+        let e = self.engine;
+        let cap = b.range(0, 8) as usize;
+        let mut buf = vec![augur_kv_event::default(); cap];
+        let mut n = usize::MAX;
+        let out = if cap == 0 && b.bool() {
+            core::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
+        };
+        // SAFETY: `out` is NULL with `cap` 0, or holds `cap` events.
+        let s = unsafe { augur_drain_kv_events(e, out, cap, &mut n) };
+        check_status(e, "drain_kv_events", s)?;
+        if s != AUGUR_OK {
+            return Ok(());
+        }
+        ensure!(n <= cap, "drained {n} events into room for {cap}");
+        ensure!(
+            n == 0 || self.cfg.kv_event_capacity > 0,
+            "events drained with events off"
+        );
+        let bs = self.cfg.block_size;
+        for ev in &buf[..n] {
+            let r = &mut self.events;
+            ensure!(
+                ev.seq == r.next_seq,
+                "event seq {} where {} was due",
+                ev.seq,
+                r.next_seq
+            );
+            r.next_seq += 1;
+            self.reached.kv_events += 1;
+            if ev.kind == AUGUR_KV_EVENT_ALL_CLEARED {
+                r.cached.clear();
+                continue;
+            }
+            let pool = match ev.tier {
+                AUGUR_TIER_DEVICE => self.cfg.device_blocks,
+                AUGUR_TIER_HOST => self.cfg.host_blocks,
+                t => return Err(format!("event tier {t}: {ev:?}")),
+            };
+            ensure!(ev.block < pool, "event block outside its pool: {ev:?}");
+            let key = (ev.tier, ev.block);
+            match ev.kind {
+                AUGUR_KV_EVENT_STORED => {
+                    ensure!(
+                        ev.tokens == bs && ev.block_size == bs,
+                        "stored block not full: {ev:?}"
+                    );
+                    let before = r.cached.insert(key, ev.hash);
+                    ensure!(before.is_none(), "stored a block already cached: {ev:?}");
+                }
+                AUGUR_KV_EVENT_REMOVED => {
+                    let before = r.cached.remove(&key);
+                    ensure!(
+                        before == Some(ev.hash),
+                        "removed {ev:?}, which the replay holds as {before:?}"
+                    );
+                }
+                k => return Err(format!("event kind {k}: {ev:?}")),
+            }
+        }
+        let mut st = augur_kv_event_stats::default();
+        // SAFETY: valid pointers.
+        let s = unsafe { augur_engine_kv_event_stats(e, &mut st) };
+        ensure!(s == AUGUR_OK, "kv event stats: {s}");
+        ensure!(
+            st.delivered == self.events.next_seq,
+            "stats say {} events delivered, the host got {}",
+            st.delivered,
+            self.events.next_seq
+        );
+        Ok(())
+    }
+
     fn short_table(&mut self, b: &mut Bytes<'_>) -> Checked {
         let e = self.engine;
         let (h, _) = self.pick(b);

@@ -665,6 +665,78 @@ pub unsafe extern "C" fn augur_engine_stats(
     })
 }
 
+/// Moves up to `cap` KV events recorded since the last drain into `out`, oldest first, and
+/// writes how many to `*written` (blocks stored, removed, all cleared: what a cluster router
+/// such as Dynamo's KV router or llm-d's indexer learns a replica's prefix cache from). Call
+/// it after each `augur_schedule` and `augur_complete` until `*written < cap`; what does not
+/// fit stays for the next call. Each event's `seq` is one more than the last one's, so a
+/// transport can detect its own gaps; the engine's overflow is never silent (an
+/// `AUGUR_KV_EVENT_ALL_CLEARED` marker and a snapshot follow, `augur_engine_kv_event_stats`
+/// counts it: `augur_engine_kv_event_stats`). Always 0 events with `augur_config.kv_event_capacity` 0. The events are in
+/// augur's own layout: encoding them for vLLM's wire format is the publisher's job (the
+/// Rust crate `augur`'s `events` module, or the server's own code).
+///
+/// # Safety
+/// `engine` must be NULL or a live engine pointer; `out` NULL (with `cap` 0) or `cap`
+/// writable `augur_kv_event`s; `written` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn augur_drain_kv_events(
+    engine: *mut augur_engine,
+    out: *mut augur_kv_event,
+    cap: usize,
+    written: *mut usize,
+) -> augur_status {
+    with_engine(engine, |e| {
+        // SAFETY: the caller's contract.
+        let w = unsafe { ptr::output(written, "written") }?;
+        ptr::check_out(out, cap, "out")?;
+        // Drained through a small buffer of core events, converted as they come: the C
+        // layout differs from the Rust enum, and the engine allocates nothing.
+        let mut chunk = [augur_core::kv::KvEvent::default(); 64];
+        let mut n = 0;
+        while n < cap {
+            let want = (cap - n).min(chunk.len());
+            let got = e.engine.drain_kv_events(&mut chunk[..want]);
+            for (i, ev) in chunk[..got].iter().enumerate() {
+                // SAFETY: `n + i < cap`, and `out` holds `cap` writable, aligned
+                // `augur_kv_event`s (checked non-NULL and aligned above, the length by the
+                // caller's contract); `write` reads nothing from the destination.
+                unsafe { out.add(n + i).write(augur_kv_event::from_core(ev)) };
+            }
+            n += got;
+            if got < want {
+                break;
+            }
+        }
+        w.write(n);
+        Ok(())
+    })
+}
+
+/// Counters of the KV event stream: delivered, dropped, resyncs, pending.
+///
+/// # Safety
+/// `engine` must be NULL or a live engine pointer; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn augur_engine_kv_event_stats(
+    engine: *mut augur_engine,
+    out: *mut augur_kv_event_stats,
+) -> augur_status {
+    with_engine(engine, |e| {
+        // SAFETY: the caller's contract.
+        let o = unsafe { ptr::output(out, "out") }?;
+        let s = e.engine.kv_event_stats();
+        o.write(augur_kv_event_stats {
+            delivered: s.delivered,
+            dropped: s.dropped,
+            resyncs: s.resyncs,
+            pending: s.pending,
+            resyncing: u32::from(s.resyncing),
+        });
+        Ok(())
+    })
+}
+
 fn info_of(v: &RequestView) -> augur_request_info {
     augur_request_info {
         external_id: v.external_id,

@@ -383,21 +383,9 @@ fn prompt_hashes_can_follow_the_request() {
         );
     }
     let p = plan(e, 1).unwrap();
-    let results: Vec<augur_entry_result> = entries(&p)
-        .iter()
-        .map(|en| augur_entry_result {
-            tokens: u32::from(en.samples),
-            flags: 0,
-            pause_duration_us: 0,
-            filled_block_hash: 0,
-        })
-        .collect();
-    // SAFETY: one result per entry; valid pointers.
+    complete_all(e, &p, 2);
+    // SAFETY: valid pointers.
     unsafe {
-        assert_eq!(
-            augur_complete(e, results.as_ptr(), results.len(), 2),
-            AUGUR_OK
-        );
         assert_eq!(
             augur_set_prompt_block_hashes(e, a, hashes.as_ptr(), 2, 2),
             AUGUR_E_WRONG_STATE
@@ -416,6 +404,135 @@ fn prompt_hashes_can_follow_the_request() {
         st.prefix_hit_tokens, 8,
         "both full prompt blocks of request 1 are hit"
     );
+    // SAFETY: an engine from `augur_engine_new`.
+    unsafe { augur_engine_free(e) };
+}
+
+/// Completes every entry of `p`, one token for each that samples.
+fn complete_all(e: *mut augur_engine, p: &augur_plan, now: u64) {
+    let results: Vec<augur_entry_result> = entries(p)
+        .iter()
+        .map(|en| augur_entry_result {
+            tokens: u32::from(en.samples),
+            flags: 0,
+            pause_duration_us: 0,
+            filled_block_hash: 0,
+        })
+        .collect();
+    // SAFETY: one result per entry; valid pointers.
+    let s = unsafe { augur_complete(e, results.as_ptr(), results.len(), now) };
+    assert_eq!(s, AUGUR_OK);
+}
+
+fn drain(e: *mut augur_engine, cap: usize) -> Result<Vec<augur_kv_event>, augur_status> {
+    let mut out = vec![augur_kv_event::default(); cap];
+    let mut n = usize::MAX;
+    // SAFETY: `out` holds `cap` events; `n` is writable.
+    match unsafe { augur_drain_kv_events(e, out.as_mut_ptr(), cap, &mut n) } {
+        AUGUR_OK => {
+            assert!(n <= cap);
+            out.truncate(n);
+            Ok(out)
+        }
+        s => {
+            assert_eq!(n, usize::MAX, "`written` is untouched on failure");
+            Err(s)
+        }
+    }
+}
+
+fn event_stats(e: *mut augur_engine) -> augur_kv_event_stats {
+    let mut st = augur_kv_event_stats::default();
+    // SAFETY: valid pointers.
+    assert_eq!(unsafe { augur_engine_kv_event_stats(e, &mut st) }, AUGUR_OK);
+    st
+}
+
+#[test]
+fn kv_events_reach_c_with_their_hashes_parents_and_sequence() {
+    let mut c = config();
+    c.kv_event_capacity = 16;
+    let e = new_engine(&c);
+    let hashes = [11u64, 12];
+    let mut d = desc(1, 9);
+    d.prompt_block_hashes = hashes.as_ptr();
+    d.prompt_block_hashes_len = 2;
+    d.cache_salt = 5;
+    add(e, &d, 0).unwrap();
+    let p = plan(e, 1).unwrap();
+    complete_all(e, &p, 2);
+
+    // Bad arguments are refused and drain nothing.
+    let mut n = usize::MAX;
+    let mut one = augur_kv_event::default();
+    // SAFETY: the pointers are valid or NULL, as each case says.
+    unsafe {
+        assert_eq!(
+            augur_drain_kv_events(null_mut(), &mut one, 1, &mut n),
+            AUGUR_E_NULL_POINTER
+        );
+        assert_eq!(
+            augur_drain_kv_events(e, &mut one, 1, null_mut()),
+            AUGUR_E_NULL_POINTER
+        );
+        assert!(last_error(e).contains("written"), "{}", last_error(e));
+        assert_eq!(
+            augur_drain_kv_events(e, null_mut(), 1, &mut n),
+            AUGUR_E_NULL_POINTER
+        );
+        assert!(last_error(e).contains("out"), "{}", last_error(e));
+        let misaligned = (&raw mut one).cast::<u8>().add(1).cast::<augur_kv_event>();
+        assert_eq!(
+            augur_drain_kv_events(e, misaligned, 1, &mut n),
+            AUGUR_E_INVALID_ARGUMENT
+        );
+        assert_eq!(n, usize::MAX);
+        assert_eq!(
+            augur_engine_kv_event_stats(e, null_mut()),
+            AUGUR_E_NULL_POINTER
+        );
+        // NULL with room for none drains none.
+        assert_eq!(augur_drain_kv_events(e, null_mut(), 0, &mut n), AUGUR_OK);
+        assert_eq!(n, 0);
+    }
+    let before = event_stats(e);
+    assert_eq!(
+        before.delivered, 0,
+        "nothing was drained by the refused calls"
+    );
+
+    // The prompt's two full blocks are cached once their prefill is computed: the first
+    // without a parent, the second chained to it, both in the request's namespace.
+    let mut events = drain(e, 1).unwrap();
+    events.extend(drain(e, 16).unwrap());
+    assert_eq!(events.len(), 2, "{events:?}");
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(ev.seq, i as u64);
+        assert_eq!(ev.kind, AUGUR_KV_EVENT_STORED);
+        assert_eq!(ev.tier, AUGUR_TIER_DEVICE);
+        assert_eq!((ev.tokens, ev.block_size), (4, 4));
+        assert_eq!(ev.hash, hashes[i]);
+        assert!(ev.block < c.device_blocks);
+    }
+    assert_eq!((events[0].has_parent, events[1].has_parent), (0, 1));
+    assert_eq!(events[1].parent_hash, 11);
+    assert_eq!(events[0].namespace_id, events[1].namespace_id);
+    let st = event_stats(e);
+    assert_eq!(
+        (st.delivered, st.pending, st.dropped, st.resyncs),
+        (2, 0, 0, 0)
+    );
+    assert!(drain(e, 4).unwrap().is_empty());
+    // SAFETY: an engine from `augur_engine_new`.
+    unsafe { augur_engine_free(e) };
+
+    // Off (the default): nothing is recorded.
+    let e = new_engine(&config());
+    add(e, &d, 0).unwrap();
+    let p = plan(e, 1).unwrap();
+    complete_all(e, &p, 2);
+    assert!(drain(e, 4).unwrap().is_empty());
+    assert_eq!(event_stats(e).delivered, 0);
     // SAFETY: an engine from `augur_engine_new`.
     unsafe { augur_engine_free(e) };
 }
@@ -492,6 +609,7 @@ mod random_calls {
             total.drafts += r.drafts;
             total.refused_results += r.refused_results;
             total.mirror_checks += r.mirror_checks;
+            total.kv_events += r.kv_events;
         }
         eprintln!("{total:?}");
         let Reached {
@@ -507,6 +625,7 @@ mod random_calls {
             drafts,
             refused_results,
             mirror_checks,
+            kv_events,
         } = total;
         for (what, n, at_least) in [
             ("region engines", region_engines, 50),
@@ -521,6 +640,7 @@ mod random_calls {
             ("steps with drafts", drafts, 50),
             ("refused result batches", refused_results, 300),
             ("mirror checks", mirror_checks, 2000),
+            ("KV events replayed", kv_events, 100),
         ] {
             assert!(
                 n >= at_least,

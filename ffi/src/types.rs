@@ -18,7 +18,7 @@ use augur_core::engine::{
     AdmissionMode, CostWeights, Dropped, EngineConfig, EntryResult, Finished, PauseMode,
     Preemption, PreemptionMode, ScheduledEntry,
 };
-use augur_core::kv::BlockPair;
+use augur_core::kv::{BlockPair, KvEvent, KvEventKind, Tier};
 use augur_core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind};
 
 use super::status::{AUGUR_E_INVALID_CONFIG, augur_status};
@@ -181,6 +181,9 @@ pub struct augur_config {
     pub vtc_output_weight: f64,
     /// Block hashes stored across live requests; 0 = a default from the pool sizes.
     pub hash_capacity: u32,
+    /// KV events kept between drains (`augur_drain_kv_events`); 0 (the default) records none
+    /// and costs nothing.
+    pub kv_event_capacity: u32,
     /// Reserved; must be 0.
     pub reserved: u32,
 }
@@ -360,6 +363,7 @@ impl augur_config {
             vtc_input_weight: c.vtc_input_weight,
             vtc_output_weight: c.vtc_output_weight,
             hash_capacity: c.hash_capacity,
+            kv_event_capacity: c.kv_event_capacity,
             reserved: 0,
         }
     }
@@ -415,6 +419,7 @@ impl augur_config {
         c.vtc_input_weight = self.vtc_input_weight;
         c.vtc_output_weight = self.vtc_output_weight;
         c.hash_capacity = self.hash_capacity;
+        c.kv_event_capacity = self.kv_event_capacity;
         Ok(c)
     }
 }
@@ -751,6 +756,112 @@ pub struct augur_stats {
     pub kv_swapped_out_blocks: u64,
     /// Blocks copied host to device.
     pub kv_swapped_in_blocks: u64,
+}
+
+// ----- KV events -----
+
+/// `augur_kv_event.kind`: a block became cached (vLLM's `BlockStored`).
+pub const AUGUR_KV_EVENT_STORED: u32 = 0;
+/// A cached block is gone (vLLM's `BlockRemoved`).
+pub const AUGUR_KV_EVENT_REMOVED: u32 = 1;
+/// Forget every block this engine reported; the events that follow rebuild the view (vLLM's
+/// `AllBlocksCleared`; sent after the ring overflowed, followed by a snapshot).
+pub const AUGUR_KV_EVENT_ALL_CLEARED: u32 = 2;
+
+/// One KV event, for a cluster router (the Rust `KvEvent`, flattened; augur-core's
+/// `kv::events` module documents when each kind is recorded and how overflow resyncs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct augur_kv_event {
+    /// Position in the stream: 0 for the first event drained, then one more per event.
+    pub seq: u64,
+    /// `AUGUR_KV_EVENT_*`.
+    pub kind: u32,
+    /// `AUGUR_TIER_DEVICE` or `AUGUR_TIER_HOST`; `AUGUR_TIER_NONE` for `ALL_CLEARED`.
+    pub tier: u32,
+    /// The block's hash (0 for `ALL_CLEARED`).
+    pub hash: u64,
+    /// Stored only: the hash of the block before it in its sequence, if `has_parent`.
+    pub parent_hash: u64,
+    /// Stored only: 1 if `parent_hash` is set (0 for a sequence's first block).
+    pub has_parent: u32,
+    /// The block's index in its tier.
+    pub block: u32,
+    /// Stored only: tokens the block holds (always `block_size`: only full blocks are cached).
+    pub tokens: u32,
+    /// Stored only: tokens per block.
+    pub block_size: u32,
+    /// The prefix-cache namespace (tenant, LoRA adapter, cache salt) of the hash.
+    pub namespace_id: u64,
+}
+
+impl augur_kv_event {
+    /// The C form of `e`.
+    pub(crate) fn from_core(e: &KvEvent) -> Self {
+        let tier_of = |t: Tier| match t {
+            Tier::Device => AUGUR_TIER_DEVICE,
+            Tier::Host => AUGUR_TIER_HOST,
+        };
+        let mut c = augur_kv_event {
+            seq: e.seq,
+            ..Self::default()
+        };
+        match e.kind {
+            KvEventKind::Stored {
+                hash,
+                parent,
+                tokens,
+                block_size,
+                tier,
+                block,
+                namespace,
+            } => {
+                c.kind = AUGUR_KV_EVENT_STORED;
+                c.tier = tier_of(tier);
+                c.hash = hash;
+                c.parent_hash = parent.unwrap_or(0);
+                c.has_parent = u32::from(parent.is_some());
+                c.block = block;
+                c.tokens = tokens;
+                c.block_size = block_size;
+                c.namespace_id = namespace;
+            }
+            KvEventKind::Removed {
+                hash,
+                tier,
+                block,
+                namespace,
+            } => {
+                c.kind = AUGUR_KV_EVENT_REMOVED;
+                c.tier = tier_of(tier);
+                c.hash = hash;
+                c.block = block;
+                c.namespace_id = namespace;
+            }
+            KvEventKind::AllCleared => {
+                c.kind = AUGUR_KV_EVENT_ALL_CLEARED;
+                c.tier = AUGUR_TIER_NONE;
+            }
+        }
+        c
+    }
+}
+
+/// Counters of the KV event stream (the Rust `KvEventStats`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct augur_kv_event_stats {
+    /// Events delivered by drains (the next event's sequence number).
+    pub delivered: u64,
+    /// Events never delivered one by one (overflow, or superseded by a snapshot); each loss
+    /// is made good by the resync that follows.
+    pub dropped: u64,
+    /// Overflows (each one leads to an `ALL_CLEARED` marker and a snapshot).
+    pub resyncs: u64,
+    /// Events waiting to be drained.
+    pub pending: u32,
+    /// 1 while a resync (marker or snapshot) is still to be delivered.
+    pub resyncing: u32,
 }
 
 // ----- layout equality of the plan views with the core's types -----

@@ -198,6 +198,19 @@ static void null_pointers(void) {
     EXPECT(e, augur_last_plan(e, NULL), AUGUR_E_NULL_POINTER, "out");
     EXPECT(NULL, augur_engine_stats(NULL, &st), AUGUR_E_NULL_POINTER, NONE);
     EXPECT(e, augur_engine_stats(e, NULL), AUGUR_E_NULL_POINTER, "out");
+    {
+        augur_kv_event ev[2];
+        augur_kv_event_stats es;
+        size_t w = 7;
+        EXPECT(NULL, augur_drain_kv_events(NULL, ev, 2, &w), AUGUR_E_NULL_POINTER, NONE);
+        EXPECT(e, augur_drain_kv_events(e, NULL, 2, &w), AUGUR_E_NULL_POINTER, "out");
+        EXPECT(e, augur_drain_kv_events(e, ev, 2, NULL), AUGUR_E_NULL_POINTER, "written");
+        CHECK(e, w == 7); /* untouched on failure */
+        OK(e, augur_drain_kv_events(e, NULL, 0, &w)); /* NULL with room for none */
+        CHECK(e, w == 0);
+        EXPECT(NULL, augur_engine_kv_event_stats(NULL, &es), AUGUR_E_NULL_POINTER, NONE);
+        EXPECT(e, augur_engine_kv_event_stats(e, NULL), AUGUR_E_NULL_POINTER, "out");
+    }
     EXPECT(NULL, augur_request_get_info(NULL, h, &info), AUGUR_E_NULL_POINTER, NONE);
     EXPECT(e, augur_request_get_info(e, h, NULL), AUGUR_E_NULL_POINTER, "out");
     EXPECT(NULL, augur_last_finished(NULL, &fin, &n), AUGUR_E_NULL_POINTER, NONE);

@@ -56,6 +56,47 @@ static uint32_t generated_of[N_REQ + 1];
 static int pause_used[N_REQ + 1];
 static uint64_t resume_at[N_REQ + 1];
 
+/* The KV-event subscriber's view, replayed from the drained events alone (what a cluster router
+ * keeps per replica): the hash each (tier, block) caches. A Stored event must name a block not
+ * already cached, a Removed event one that is, with the same hash. */
+enum { DEVICE_BLOCKS = 40, HOST_BLOCKS = 24, EVENT_RING = 10, EVENT_CHUNK = 8 };
+static int cached_dev[DEVICE_BLOCKS], cached_host[HOST_BLOCKS];
+static uint64_t hash_dev[DEVICE_BLOCKS], hash_host[HOST_BLOCKS];
+static uint64_t next_event_seq;
+
+static int replay_event(const augur_kv_event *ev) {
+    if (ev->seq != next_event_seq++) return 0;
+    if (ev->kind == AUGUR_KV_EVENT_ALL_CLEARED) {
+        printf(" C");
+        memset(cached_dev, 0, sizeof cached_dev);
+        memset(cached_host, 0, sizeof cached_host);
+        return ev->tier == AUGUR_TIER_NONE;
+    }
+    int dev = ev->tier == AUGUR_TIER_DEVICE;
+    if (!dev && ev->tier != AUGUR_TIER_HOST) return 0;
+    if (ev->block >= (dev ? DEVICE_BLOCKS : HOST_BLOCKS)) return 0;
+    int *cached = dev ? &cached_dev[ev->block] : &cached_host[ev->block];
+    uint64_t *hash = dev ? &hash_dev[ev->block] : &hash_host[ev->block];
+    if (ev->kind == AUGUR_KV_EVENT_STORED) {
+        printf(" S%c%" PRIu32 ":%" PRIu64, dev ? 'd' : 'h', ev->block, ev->hash);
+        if (ev->has_parent) printf("<%" PRIu64, ev->parent_hash);
+        if (*cached || ev->tokens != BLOCK || ev->block_size != BLOCK) return 0;
+        *cached = 1;
+        *hash = ev->hash;
+        return 1;
+    }
+    printf(" R%c%" PRIu32 ":%" PRIu64, dev ? 'd' : 'h', ev->block, ev->hash);
+    if (ev->kind != AUGUR_KV_EVENT_REMOVED || !*cached || *hash != ev->hash) return 0;
+    *cached = 0;
+    return 1;
+}
+
+static uint32_t count_cached(const int *cached, size_t n) {
+    uint32_t c = 0;
+    for (size_t i = 0; i < n; i++) c += (uint32_t)cached[i];
+    return c;
+}
+
 static void print_pairs(const char *name, const augur_block_pair *p, size_t n) {
     printf(" %s=[", name);
     for (size_t i = 0; i < n; i++) printf("%s%" PRIu32 ">%" PRIu32, i ? "," : "", p[i].src, p[i].dst);
@@ -70,8 +111,9 @@ int main(int argc, char **argv) {
     lcg_state = strtoull(argv[1], NULL, 10);
 
     augur_config cfg;
-    CHECK_OK(NULL, augur_config_default(&cfg, BLOCK, 40, MAX_LIVE));
-    cfg.host_blocks = 24;
+    CHECK_OK(NULL, augur_config_default(&cfg, BLOCK, DEVICE_BLOCKS, MAX_LIVE));
+    cfg.host_blocks = HOST_BLOCKS;
+    cfg.kv_event_capacity = EVENT_RING;
     cfg.max_running = 8;
     cfg.token_budget = 48;
     cfg.prefill_chunk = 16;
@@ -247,13 +289,32 @@ int main(int argc, char **argv) {
                st.device_blocks_free, st.device_blocks_cached, st.device_blocks_in_use);
         printf(" host=%" PRIu32 "/%" PRIu32 "/%" PRIu32 "/%" PRIu32, st.host_blocks_total,
                st.host_blocks_free, st.host_blocks_cached, st.host_blocks_in_use);
-        printf(" kv=%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
+        printf(" kv=%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64,
                st.kv_prefix_hit_blocks, st.kv_evictions, st.kv_cow_copies,
                st.kv_swapped_out_blocks, st.kv_swapped_in_blocks);
+
+        /* KV events, drained in small chunks until one comes back short. */
+        augur_kv_event events[EVENT_CHUNK];
+        size_t ne;
+        printf(" ev=[");
+        do {
+            ne = SIZE_MAX;
+            CHECK_OK(e, augur_drain_kv_events(e, events, EVENT_CHUNK, &ne));
+            CHECK(e, ne <= EVENT_CHUNK);
+            for (size_t k = 0; k < ne; k++) CHECK(e, replay_event(&events[k]));
+        } while (ne == EVENT_CHUNK);
+        printf("]\n");
     }
     CHECK(e, done == N_REQ);
     CHECK(e, live == 0);
     CHECK(e, st.device_blocks_in_use == 0 && st.host_blocks_in_use == 0);
+    /* With nothing in use, every cached block is a free cached one: the replayed view must
+     * count exactly what the engine's gauges say. */
+    augur_kv_event_stats es;
+    CHECK_OK(e, augur_engine_kv_event_stats(e, &es));
+    CHECK(e, es.pending == 0 && es.resyncing == 0 && es.delivered == next_event_seq);
+    CHECK(e, count_cached(cached_dev, DEVICE_BLOCKS) == st.device_blocks_cached);
+    CHECK(e, count_cached(cached_host, HOST_BLOCKS) == st.host_blocks_cached);
     printf("summary steps=%" PRIu64 " finished=%" PRIu64 " aborted=%" PRIu64 " dropped=%" PRIu64
            " preemptions=%" PRIu64 " swapped_out_blocks=%" PRIu64 " swapped_in_blocks=%" PRIu64
            " pauses=%" PRIu64 " resumes=%" PRIu64 " cow_copies=%" PRIu64 " prefix_hit_tokens=%" PRIu64
@@ -262,6 +323,9 @@ int main(int argc, char **argv) {
            st.preemptions_recompute + st.preemptions_swap + st.preemptions_keep,
            st.kv_swapped_out_blocks, st.kv_swapped_in_blocks, pauses, resumes, st.kv_cow_copies,
            st.prefix_hit_tokens);
+    printf("events delivered=%" PRIu64 " dropped=%" PRIu64 " resyncs=%" PRIu64
+           " cached_device=%" PRIu32 "\n",
+           es.delivered, es.dropped, es.resyncs, count_cached(cached_dev, DEVICE_BLOCKS));
     augur_engine_free(e);
     return 0;
 }
