@@ -432,11 +432,12 @@ pub struct PolicyOpts {
     #[arg(long, value_name = "US", value_parser = parse_nonneg)]
     pub time_prefill_us: Option<f64>,
     /// sprpt-time, trail-time: µs of service per decode step [default: from the cost model, a
-    /// 32-request decode iteration at 1 token of context divided by 32].
+    /// decode iteration of B requests at 1 token of context divided by B, B the saturating
+    /// batch min(max running, KV tokens / mean(prompt + output/2))].
     #[arg(long, value_name = "US", value_parser = parse_nonneg)]
     pub time_decode_us: Option<f64>,
     /// sprpt-time, trail-time: µs of service per decode step per context token [default: from
-    /// the cost model, the growth of that iteration per context token, divided by 32].
+    /// the cost model, the growth of that iteration per context token, divided by B].
     #[arg(long, value_name = "US", value_parser = parse_nonneg)]
     pub time_context_us: Option<f64>,
     /// slack, edf: deadline of every request, seconds after its arrival (traces carry none)

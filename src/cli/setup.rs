@@ -204,7 +204,7 @@ impl Setup {
 
     /// The policy named `name` with the resolved parameters.
     pub fn policy(&self, name: PolicyName) -> Policy {
-        build_policy(name, &self.policy, &self.cost)
+        build_policy(name, &self.policy, &self.cost, self.saturating_batch())
     }
 
     /// The simulator configuration for one run; checks the engine configuration against the
@@ -425,7 +425,9 @@ fn flag_of(field: &str) -> Option<(&'static str, &'static str)> {
 
 /// Builds a policy from its name and parameters. Parameters of other policies are ignored;
 /// out-of-range values are caught by the engine's validation, which names them.
-pub fn build_policy(name: PolicyName, p: &PolicyOpts, cost: &CostModel) -> Policy {
+/// sprpt-time and trail-time price a decode step at a batch of `time_batch` requests (see
+/// [`service_costs`]).
+pub fn build_policy(name: PolicyName, p: &PolicyOpts, cost: &CostModel, time_batch: u32) -> Policy {
     let kind = match name {
         PolicyName::Fcfs | PolicyName::Fair => PolicyKind::Fcfs,
         PolicyName::Priority => PolicyKind::Priority,
@@ -435,10 +437,10 @@ pub fn build_policy(name: PolicyName, p: &PolicyOpts, cost: &CostModel) -> Polic
         PolicyName::Trail => PolicyKind::Trail {
             cutoff: p.trail_cutoff.unwrap_or(DEFAULT_TRAIL_CUTOFF),
         },
-        PolicyName::SprptTime => PolicyKind::SprptTime(time_costs_of(p, cost)),
+        PolicyName::SprptTime => PolicyKind::SprptTime(time_costs_of(p, cost, time_batch)),
         PolicyName::TrailTime => PolicyKind::TrailTime {
             cutoff: p.trail_cutoff.unwrap_or(DEFAULT_TRAIL_CUTOFF),
-            costs: time_costs_of(p, cost),
+            costs: time_costs_of(p, cost, time_batch),
         },
         PolicyName::Las => PolicyKind::Las,
         PolicyName::Mlfq => {
@@ -502,7 +504,8 @@ fn per_token_costs_us(cost: &CostModel) -> (f64, f64) {
     (decode, cost.iteration_time_us(&prefill) / 2048.0)
 }
 
-/// The batch at which sprpt-time and trail-time price a decode step by default.
+/// The batch at which sprpt-time and trail-time price a decode step where there is no trace
+/// to size it from (`augur demo`); elsewhere it is [`Setup::saturating_batch`].
 pub const TIME_RANK_BATCH: u32 = 32;
 
 /// Context (tokens) between the two decode iterations whose difference prices a context token.
@@ -529,9 +532,9 @@ pub fn service_costs(cost: &CostModel, batch: u32) -> TimeCosts {
 }
 
 /// sprpt-time's and trail-time's costs: the flags where given, else [`service_costs`] at
-/// [`TIME_RANK_BATCH`].
-fn time_costs_of(p: &PolicyOpts, cost: &CostModel) -> TimeCosts {
-    let d = service_costs(cost, TIME_RANK_BATCH);
+/// `batch`.
+fn time_costs_of(p: &PolicyOpts, cost: &CostModel, batch: u32) -> TimeCosts {
+    let d = service_costs(cost, batch);
     TimeCosts {
         prefill_us_per_token: p.time_prefill_us.unwrap_or(d.prefill_us_per_token),
         decode_us_per_token: p.time_decode_us.unwrap_or(d.decode_us_per_token),
@@ -573,6 +576,34 @@ impl std::fmt::Display for LoadScale {
 }
 
 impl Setup {
+    /// The batch at which a replica saturates on this trace: min(max running,
+    /// ⌊KV tokens / mean(prompt + output/2)⌋), at least 1 (max running alone when the KV
+    /// capacity cannot be derived; running the simulation reports that error).
+    pub fn saturating_batch(&self) -> u32 {
+        let max_running = self.engine.max_running.max(1);
+        let t = &self.trace;
+        let block_size = self.engine.block_size;
+        let blocks = match self.kv_blocks {
+            Some(b) => b,
+            None => match self.cost.kv_capacity_blocks(block_size) {
+                Ok(b) => b,
+                Err(_) => return max_running,
+            },
+        };
+        if t.is_empty() {
+            return max_running;
+        }
+        let kv_tokens = f64::from(blocks) * f64::from(block_size);
+        let mean_context = t
+            .requests
+            .iter()
+            .map(|r| f64::from(r.prompt_tokens) + 0.5 * f64::from(r.output_tokens))
+            .sum::<f64>()
+            / t.len() as f64;
+        let by_kv = (kv_tokens / mean_context.max(1.0)).floor().max(1.0);
+        f64::from(max_running).min(by_kv) as u32
+    }
+
     /// The rate scale that makes the trace's offered work `rho` of one replica's capacity.
     ///
     /// The capacity model: a replica runs `B` requests at once, `B` = min(max running,
@@ -597,24 +628,7 @@ impl Setup {
                  has no load to scale; use --rate-scale"
             )));
         }
-        let block_size = self.engine.block_size;
-        let blocks = match self.kv_blocks {
-            Some(b) => b,
-            None => self
-                .cost
-                .kv_capacity_blocks(block_size)
-                .map_err(|e| usage(e.context("--load: KV capacity")))?,
-        };
-        let kv_tokens = f64::from(blocks) * f64::from(block_size);
-        let n = t.len() as f64;
-        let mean_context = t
-            .requests
-            .iter()
-            .map(|r| f64::from(r.prompt_tokens) + 0.5 * f64::from(r.output_tokens))
-            .sum::<f64>()
-            / n;
-        let by_kv = (kv_tokens / mean_context.max(1.0)).floor().max(1.0);
-        let batch = (f64::from(self.engine.max_running.max(1))).min(by_kv) as u32;
+        let batch = self.saturating_batch();
         let c = service_costs(&self.cost, batch);
         let work_us: f64 = t
             .requests
