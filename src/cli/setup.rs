@@ -531,6 +531,19 @@ pub fn service_costs(cost: &CostModel, batch: u32) -> TimeCosts {
     }
 }
 
+/// The prefill attention cost per (token, earlier token) pair, µs: (a 2,048-token prefill chunk
+/// after 4,096 cached tokens − the same chunk after none) / (2,048 × 4,096). Prefilling `x`
+/// tokens costs about `q·x²/2` on top of `p·x`: for Mooncake's longest prompts (85k tokens at
+/// p99) this term is larger than the linear one.
+fn prefill_pair_us(cost: &CostModel) -> f64 {
+    let mut fresh = BatchShape::new();
+    fresh.add(2048, 0);
+    let mut late = BatchShape::new();
+    late.add(2048, CONTEXT_PROBE_TOKENS);
+    let d = cost.iteration_time_us(&late) - cost.iteration_time_us(&fresh);
+    (d / (2048.0 * f64::from(CONTEXT_PROBE_TOKENS))).max(0.0)
+}
+
 /// sprpt-time's and trail-time's costs: the flags where given, else [`service_costs`] at
 /// `batch`.
 fn time_costs_of(p: &PolicyOpts, cost: &CostModel, batch: u32) -> TimeCosts {
@@ -609,8 +622,9 @@ impl Setup {
     /// The capacity model: a replica runs `B` requests at once, `B` = min(max running,
     /// ⌊KV tokens / mean(prompt + output/2)⌋) (the batch at which the KV cache or the batch
     /// limit saturates), and a request's work is its service time at that batch,
-    /// `s = p·prompt + n·(d_B + c_B·(prompt + n/2))` with `n` its output tokens and `p`,
-    /// `d_B`, `c_B` from [`service_costs`] at batch `B` (prefix-cache hits not subtracted). A
+    /// `s = prompt·(p + q·prompt/2) + n·(d_B + c_B·(prompt + n/2))` with `n` its output tokens,
+    /// `p`, `d_B`, `c_B` from [`service_costs`] at batch `B` and `q` the prefill attention cost
+    /// per token pair (prefix-cache hits not subtracted). A
     /// replica serves one second of work per second, so the trace's load is Σs / duration and
     /// the rate scale is `rho` / that.
     pub fn load_scale(&self, rho: f64) -> CliResult<LoadScale> {
@@ -630,13 +644,14 @@ impl Setup {
         }
         let batch = self.saturating_batch();
         let c = service_costs(&self.cost, batch);
+        let q = prefill_pair_us(&self.cost);
         let work_us: f64 = t
             .requests
             .iter()
             .map(|r| {
                 let x = f64::from(r.prompt_tokens);
                 let out = f64::from(r.output_tokens);
-                x * c.prefill_us_per_token
+                x * (c.prefill_us_per_token + q * x * 0.5)
                     + out * (c.decode_us_per_token + c.context_us_per_token * (x + out * 0.5))
             })
             .sum();
