@@ -109,6 +109,13 @@
 // Earliest deadline first.
 #define AUGUR_POLICY_EDF 11
 
+// SPRPT keyed on predicted remaining service time (µs, prefill included); parameters
+// `time_*`.
+#define AUGUR_POLICY_SPRPT_TIME 12
+
+// TRAIL keyed on predicted remaining service time; parameters `trail_cutoff`, `time_*`.
+#define AUGUR_POLICY_TRAIL_TIME 13
+
 // `augur_policy.overrun`: remaining = predicted − generated may go negative.
 #define AUGUR_OVERRUN_NEGATIVE 0
 
@@ -286,6 +293,12 @@ typedef struct augur_policy {
   double slack_decode_us_per_token;
   // Slack: predicted µs per prompt token still to prefill.
   double slack_prefill_us_per_token;
+  // SPRPT-time / TRAIL-time: µs of service per prompt token still to prefill.
+  double time_prefill_us_per_token;
+  // SPRPT-time / TRAIL-time: µs of service per decode step.
+  double time_decode_us_per_token;
+  // SPRPT-time / TRAIL-time: µs of service per decode step per token of context.
+  double time_context_us_per_token;
 } augur_policy;
 
 // Everything that shapes an engine; the fields mean what the Rust `EngineConfig` fields of

@@ -212,6 +212,8 @@ fn simulate_runs_every_policy() {
         "slack",
         "edf",
         "fair",
+        "sprpt-time",
+        "trail-time",
     ] {
         let out = ok(&[
             "simulate",
@@ -615,4 +617,68 @@ fn invalid_engine_values_name_the_field() {
 #[test]
 fn example_config_exists() {
     assert!(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/augur.toml")).exists());
+}
+
+fn load_rate_scale(trace: &str, load: &str) -> f64 {
+    let o = augur(&[
+        "simulate",
+        "--trace",
+        trace,
+        "--policy",
+        "sprpt-time",
+        "--load",
+        load,
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-> rate scale"), "{}", stderr(&o));
+    json(&stdout(&o))["rate_scale"].as_f64().unwrap()
+}
+
+#[test]
+fn load_is_linear_and_the_same_on_a_faster_trace() {
+    let slow = "synthetic:n=60,rate=20,seed=1";
+    let fast = "synthetic:n=60,rate=40,seed=1";
+    let a = load_rate_scale(slow, "0.5");
+    let b = load_rate_scale(slow, "1");
+    assert!((b / a - 2.0).abs() < 1e-12, "{a} {b}");
+    // The same requests arriving twice as fast need half the rate scale for the same load
+    // (arrivals are rounded to whole µs, hence the tolerance).
+    let c = load_rate_scale(fast, "1");
+    assert!((b / c - 2.0).abs() < 1e-3, "{b} {c}");
+}
+
+#[test]
+fn load_rejects_bad_values_and_rate_flags() {
+    for bad in ["0", "-1", "inf", "nan", "x"] {
+        fails(&["simulate", "--load", bad], "--load");
+        fails(&["cluster", "--load", bad], "--load");
+    }
+    fails(
+        &["simulate", "--load", "1", "--rate-scale", "2"],
+        "cannot be used with",
+    );
+    fails(
+        &["cluster", "--load", "1", "--rate-scale", "2"],
+        "cannot be used with",
+    );
+    fails(
+        &[
+            "sweep",
+            "--policies",
+            "fcfs",
+            "--out",
+            "/nonexistent-augur",
+            "--loads",
+            "1",
+            "--rate-scales",
+            "2",
+        ],
+        "cannot be used with",
+    );
+    fails(
+        &["simulate", "--trace", "synthetic:n=1,rate=1", "--load", "1"],
+        "span no time",
+    );
 }

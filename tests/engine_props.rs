@@ -61,7 +61,7 @@ use augur::core::engine::{
     RequestError, RequestHandle, RequestState, RequestView, ResultErrorKind, ScheduleError,
     ScheduledEntry, StepResult,
 };
-use augur::core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind};
+use augur::core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind, TimeCosts};
 use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
 use engine_support::kv_oracle::{KvOracle, OracleStats};
@@ -100,7 +100,24 @@ fn policy_kind() -> impl Strategy<Value = PolicyKind> {
             prefill_us_per_token: p,
         }),
         Just(PolicyKind::Edf),
+        time_costs().prop_map(PolicyKind::SprptTime),
+        (0.0..2.0f64, time_costs())
+            .prop_map(|(cutoff, costs)| PolicyKind::TrailTime { cutoff, costs }),
     ]
+}
+
+/// Per-token costs for the time-keyed ranks; zero coefficients included (they tie ranks).
+fn time_costs() -> impl Strategy<Value = TimeCosts> {
+    (
+        prop_oneof![Just(0.0), 0.0..200.0f64],
+        prop_oneof![Just(0.0), 0.0..2000.0f64],
+        prop_oneof![Just(0.0), 0.0..5.0f64],
+    )
+        .prop_map(|(p, d, c)| TimeCosts {
+            prefill_us_per_token: p,
+            decode_us_per_token: d,
+            context_us_per_token: c,
+        })
 }
 
 fn policy() -> impl Strategy<Value = Policy> {

@@ -9,7 +9,7 @@ use augur::core::engine::{
     ResultErrorKind, ScheduleError, StepResult,
 };
 use augur::core::kv::Tier;
-use augur::core::policy::{MlfqParams, Policy, PolicyKind};
+use augur::core::policy::{MlfqParams, Policy, PolicyKind, TimeCosts};
 use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
 use engine_support::{Driver, req};
@@ -585,6 +585,31 @@ fn every_policy_orders_requests_by_its_rank() {
         prefill_us_per_token: 0.0,
     };
     assert_eq!(first_run_order(p(slack)), vec![4, 2, 1, 3]);
+    // sprpt-time at 100 µs per prompt token still to prefill (all but the last prompt token,
+    // which the first decode step computes) and 1 µs per decode step: 1 → 39·100 + 50 = 3950,
+    // 2 → 3·100 + 200 = 500, 3 → 19·100 + 5 = 1905, 4 → 7·100 + 20 = 720. The long prompts
+    // go behind the long outputs, unlike sprpt's order.
+    let time = |p: f64, c: f64| TimeCosts {
+        prefill_us_per_token: p,
+        decode_us_per_token: 1.0,
+        context_us_per_token: c,
+    };
+    assert_eq!(
+        first_run_order(p(PolicyKind::SprptTime(time(100.0, 0.0)))),
+        vec![2, 4, 3, 1]
+    );
+    assert_eq!(
+        first_run_order(p(PolicyKind::TrailTime {
+            cutoff: 0.8,
+            costs: time(100.0, 0.0)
+        })),
+        vec![2, 4, 3, 1]
+    );
+    // No prefill cost: remaining decode time orders as sprpt does.
+    assert_eq!(
+        first_run_order(p(PolicyKind::SprptTime(time(0.0, 0.0)))),
+        vec![3, 4, 1, 2]
+    );
     // Short (≤ 30) first, then by arrival.
     assert_eq!(
         first_run_order(p(PolicyKind::OneBit {

@@ -45,6 +45,48 @@ impl Default for MlfqParams {
     }
 }
 
+/// Per-token service costs for the time-keyed ranks ([`PolicyKind::SprptTime`],
+/// [`PolicyKind::TrailTime`]): plain numbers, in µs, measured or derived by the caller (the
+/// simulator derives them from its cost model), so that the core needs no cost model.
+///
+/// A request with `u` prompt tokens still to prefill, context `x` (prompt + generated) and `r`
+/// predicted remaining output tokens has predicted remaining service time
+///
+/// `T = u·prefill_us_per_token + r·(decode_us_per_token + context_us_per_token·(x + r/2))`
+///
+/// The decode term is the closed form of the per-step cost summed over the remaining steps,
+/// Σ_{k<r} (d + c·(x + k)) = r·d + c·(r·x + r(r−1)/2), taken in its continuous form
+/// `r·(d + c·(x + r/2))` (the same shape as [`PolicyKind::MemoryTime`]; it differs from the
+/// discrete sum by `c·r/2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TimeCosts {
+    /// µs of service per prompt token still to prefill.
+    pub prefill_us_per_token: f64,
+    /// µs of service per decode step, independent of context.
+    pub decode_us_per_token: f64,
+    /// µs of service per decode step per token of context (the KV read).
+    pub context_us_per_token: f64,
+}
+
+impl TimeCosts {
+    /// Predicted remaining service time in µs: see [`TimeCosts`]. `prefill_left`, `context`
+    /// and `remaining` below 0 (or NaN) count as 0.
+    #[inline]
+    pub fn remaining_us(&self, prefill_left: f64, context: f64, remaining: f64) -> f64 {
+        let u = prefill_left.max(0.0);
+        let x = context.max(0.0);
+        let r = remaining.max(0.0);
+        u * self.prefill_us_per_token
+            + r * (self.decode_us_per_token + self.context_us_per_token * (x + r * 0.5))
+    }
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        finite_nonneg(self.prefill_us_per_token, "time.prefill_us_per_token")?;
+        finite_nonneg(self.decode_us_per_token, "time.decode_us_per_token")?;
+        finite_nonneg(self.context_us_per_token, "time.context_us_per_token")
+    }
+}
+
 /// The rank function of a policy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PolicyKind {
@@ -65,6 +107,18 @@ pub enum PolicyKind {
     Trail {
         /// Fraction of the initial prediction after which the request is not preemptible.
         cutoff: f64,
+    },
+    /// SPRPT keyed on time: rank = predicted remaining service time in µs, prefill included
+    /// ([`TimeCosts::remaining_us`]). Preemptive.
+    SprptTime(TimeCosts),
+    /// TRAIL keyed on time: ranked as [`PolicyKind::SprptTime`], with TRAIL's limited
+    /// preemption (a request that has generated `cutoff` × its initial prediction or more can
+    /// no longer be preempted).
+    TrailTime {
+        /// Fraction of the initial prediction after which the request is not preemptible.
+        cutoff: f64,
+        /// The per-token costs of the rank.
+        costs: TimeCosts,
     },
     /// Least attained service (foreground-background): rank = tokens generated.
     Las,
@@ -202,6 +256,11 @@ impl Policy {
         }
         match self.kind {
             PolicyKind::Trail { cutoff } => finite_nonneg(cutoff, "cutoff")?,
+            PolicyKind::SprptTime(costs) => costs.validate()?,
+            PolicyKind::TrailTime { cutoff, costs } => {
+                finite_nonneg(cutoff, "cutoff")?;
+                costs.validate()?;
+            }
             PolicyKind::Mlfq(p) => {
                 if !(p.base_quantum.is_finite() && p.base_quantum >= 1.0) {
                     return Err(PolicyError("base_quantum"));
@@ -242,10 +301,11 @@ impl Policy {
     }
 
     /// Whether a running request may be preempted at all (for rank or for memory). Only TRAIL
-    /// protects requests: past `cutoff` × their initial prediction they run to completion.
+    /// (and TRAIL-time) protects requests: past `cutoff` × their initial prediction they run to
+    /// completion.
     pub fn preemptible(&self, r: &RankInput) -> bool {
         match self.kind {
-            PolicyKind::Trail { cutoff } => {
+            PolicyKind::Trail { cutoff } | PolicyKind::TrailTime { cutoff, .. } => {
                 let initial = r
                     .initial_prediction
                     .or(r.max_output)
@@ -324,6 +384,9 @@ impl Policy {
                 .or(r.max_output)
                 .unwrap_or(self.fallback_prediction),
             PolicyKind::Sprpt | PolicyKind::Trail { .. } => remaining(),
+            PolicyKind::SprptTime(costs) | PolicyKind::TrailTime { costs, .. } => {
+                costs.remaining_us(r.prefill_left, r.prompt + r.attained, remaining())
+            }
             PolicyKind::Las => r.attained,
             PolicyKind::Mlfq(p) => mlfq_level(&p, r.prompt, r.attained) as f64,
             PolicyKind::OneBit { threshold, .. } => {
@@ -514,6 +577,18 @@ pub const POLICIES: &[PolicyInfo] = &[
         rank: "predicted total − generated",
         preemption: "as sprpt, but never once generated ≥ cutoff × initial prediction",
         parameters: "cutoff (default 0.8)",
+    },
+    PolicyInfo {
+        name: "sprpt-time",
+        rank: "predicted remaining service time, µs: prefill left × p + r × (d + c × (context + r/2))",
+        preemption: "when a waiting request ranks better by more than the margin",
+        parameters: "µs per prefill token p, per decode step d, per context token per step c; overrun rule",
+    },
+    PolicyInfo {
+        name: "trail-time",
+        rank: "as sprpt-time",
+        preemption: "as sprpt-time, but never once generated ≥ cutoff × initial prediction",
+        parameters: "cutoff (default 0.8), p, d, c as sprpt-time",
     },
     PolicyInfo {
         name: "las",
@@ -777,6 +852,131 @@ mod tests {
         assert_eq!(edf.rank(&r), 3.0);
     }
 
+    fn costs(p: f64, d: f64, c: f64) -> TimeCosts {
+        TimeCosts {
+            prefill_us_per_token: p,
+            decode_us_per_token: d,
+            context_us_per_token: c,
+        }
+    }
+
+    #[test]
+    fn test_time_rank_hand_computed() {
+        // 300 prompt tokens of which 200 still to prefill, 40 generated of a predicted 100:
+        // r = 60, context 340. T = 200·2 + 60·(10 + 0.5·(340 + 30)) = 400 + 60·195 = 12,100.
+        let r = RankInput {
+            prompt: 300.0,
+            attained: 40.0,
+            prefill_left: 200.0,
+            predicted_total: Some(100.0),
+            initial_prediction: Some(100.0),
+            ..RankInput::default()
+        };
+        let k = costs(2.0, 10.0, 0.5);
+        assert_eq!(Policy::new(PolicyKind::SprptTime(k)).rank(&r), 12_100.0);
+        let trail = Policy::new(PolicyKind::TrailTime {
+            cutoff: 0.8,
+            costs: k,
+        });
+        assert_eq!(trail.rank(&r), 12_100.0);
+        // Zero costs rank everything alike; decode-only costs order as SPRPT does.
+        assert_eq!(
+            Policy::new(PolicyKind::SprptTime(TimeCosts::default())).rank(&r),
+            0.0
+        );
+        assert_eq!(
+            Policy::new(PolicyKind::SprptTime(costs(0.0, 1.0, 0.0))).rank(&r),
+            Policy::new(PolicyKind::Sprpt).rank(&r)
+        );
+        // Overrun under Clamp: no decode left, only the prefill term.
+        let over = RankInput {
+            attained: 150.0,
+            ..r
+        };
+        assert_eq!(Policy::new(PolicyKind::SprptTime(k)).rank(&over), 400.0);
+    }
+
+    #[test]
+    fn test_time_rank_puts_long_prompts_behind_exactly_when_the_formula_says() {
+        // A: long prompt (8,000 to prefill), 10 output tokens. B: short prompt (100), 500 out.
+        let a = RankInput {
+            prompt: 8000.0,
+            prefill_left: 8000.0,
+            predicted_total: Some(10.0),
+            initial_prediction: Some(10.0),
+            ..RankInput::default()
+        };
+        let b = RankInput {
+            arrival_s: 1.0,
+            prompt: 100.0,
+            prefill_left: 100.0,
+            predicted_total: Some(500.0),
+            initial_prediction: Some(500.0),
+            ..RankInput::default()
+        };
+        // Output-length SPRPT always serves A first.
+        let sprpt = Policy::new(PolicyKind::Sprpt);
+        assert!(sprpt.key(&a, 0) < sprpt.key(&b, 1));
+        let d = 20.0;
+        let c = 0.01;
+        for p in [0.0, 0.5, 1.0, 1.2, 1.25, 1.3, 2.0, 5.0] {
+            let time_a = 8000.0 * p + 10.0 * (d + c * (8000.0 + 5.0));
+            let time_b = 100.0 * p + 500.0 * (d + c * (100.0 + 250.0));
+            let pol = Policy::new(PolicyKind::SprptTime(costs(p, d, c)));
+            let a_first = pol.key(&a, 0) < pol.key(&b, 1);
+            assert_eq!(a_first, time_a < time_b, "p = {p}: {time_a} vs {time_b}");
+        }
+        // The crossing is inside the range tried: both orders occur.
+        let at = |p| Policy::new(PolicyKind::SprptTime(costs(p, d, c)));
+        assert!(at(0.5).key(&a, 0) < at(0.5).key(&b, 1));
+        assert!(at(2.0).key(&a, 0) > at(2.0).key(&b, 1));
+    }
+
+    #[test]
+    fn test_trail_time_keeps_trails_cutoff() {
+        let t = Policy::new(PolicyKind::TrailTime {
+            cutoff: 0.5,
+            costs: costs(1.0, 1.0, 0.0),
+        });
+        assert!(t.preemptible(&req(49.0, 100.0)));
+        assert!(!t.preemptible(&req(50.0, 100.0)));
+        assert!(t.preempts_for_rank());
+        assert!(
+            Policy::new(PolicyKind::SprptTime(costs(1.0, 1.0, 0.0))).preemptible(&req(1e9, 1.0))
+        );
+    }
+
+    #[test]
+    fn test_time_costs_are_validated() {
+        for (bad, field) in [
+            (costs(f64::NAN, 0.0, 0.0), "time.prefill_us_per_token"),
+            (costs(0.0, -1.0, 0.0), "time.decode_us_per_token"),
+            (costs(0.0, 0.0, f64::INFINITY), "time.context_us_per_token"),
+        ] {
+            assert_eq!(
+                Policy::new(PolicyKind::SprptTime(bad)).validate(),
+                Err(PolicyError(field))
+            );
+            let trail = PolicyKind::TrailTime {
+                cutoff: 0.8,
+                costs: bad,
+            };
+            assert_eq!(Policy::new(trail).validate(), Err(PolicyError(field)));
+        }
+        let bad_cutoff = PolicyKind::TrailTime {
+            cutoff: -0.1,
+            costs: costs(1.0, 1.0, 1.0),
+        };
+        assert_eq!(
+            Policy::new(bad_cutoff).validate(),
+            Err(PolicyError("cutoff"))
+        );
+        assert_eq!(
+            Policy::new(PolicyKind::SprptTime(costs(1.0, 2.0, 3.0))).validate(),
+            Ok(())
+        );
+    }
+
     #[test]
     fn test_validation_names_fields() {
         let mut p = Policy::new(PolicyKind::Trail { cutoff: f64::NAN });
@@ -789,6 +989,6 @@ mod tests {
         assert_eq!(p.validate(), Err(PolicyError("overrun.factor")));
         p.overrun = OverrunRule::Clamp;
         assert_eq!(p.validate(), Ok(()));
-        assert_eq!(POLICIES.len(), 14);
+        assert_eq!(POLICIES.len(), 16);
     }
 }

@@ -205,7 +205,15 @@ fn config(b: &mut Bytes<'_>) -> augur_config {
     c.preemption = b.range(0, 2);
     c.pause = b.range(0, 3);
     c.admission = b.range(0, 1);
-    c.policy.kind = b.range(0, AUGUR_POLICY_EDF);
+    c.policy.kind = b.range(0, AUGUR_POLICY_TRAIL_TIME);
+    if matches!(
+        c.policy.kind,
+        AUGUR_POLICY_SPRPT_TIME | AUGUR_POLICY_TRAIL_TIME
+    ) {
+        c.policy.time_prefill_us_per_token = f64::from(b.range(0, 100)) / 10.0;
+        c.policy.time_decode_us_per_token = f64::from(b.range(0, 100)) / 10.0;
+        c.policy.time_context_us_per_token = f64::from(b.range(0, 10)) / 100.0;
+    }
     c.policy.fair_share = u32::from(b.chance(40));
     c.max_draft_tokens = b.range(0, 3);
     c.hash_capacity = b.range(0, 64);

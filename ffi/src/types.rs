@@ -19,7 +19,7 @@ use augur_core::engine::{
     Preemption, PreemptionMode, ScheduledEntry,
 };
 use augur_core::kv::{BlockPair, KvEvent, KvEventKind, Tier};
-use augur_core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind};
+use augur_core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind, TimeCosts};
 
 use super::status::{AUGUR_E_INVALID_CONFIG, augur_status};
 
@@ -52,6 +52,11 @@ pub const AUGUR_POLICY_MEMORY_TIME: u32 = 9;
 pub const AUGUR_POLICY_SLACK: u32 = 10;
 /// Earliest deadline first.
 pub const AUGUR_POLICY_EDF: u32 = 11;
+/// SPRPT keyed on predicted remaining service time (µs, prefill included); parameters
+/// `time_*`.
+pub const AUGUR_POLICY_SPRPT_TIME: u32 = 12;
+/// TRAIL keyed on predicted remaining service time; parameters `trail_cutoff`, `time_*`.
+pub const AUGUR_POLICY_TRAIL_TIME: u32 = 13;
 
 /// `augur_policy.overrun`: remaining = predicted − generated may go negative.
 pub const AUGUR_OVERRUN_NEGATIVE: u32 = 0;
@@ -124,6 +129,12 @@ pub struct augur_policy {
     pub slack_decode_us_per_token: f64,
     /// Slack: predicted µs per prompt token still to prefill.
     pub slack_prefill_us_per_token: f64,
+    /// SPRPT-time / TRAIL-time: µs of service per prompt token still to prefill.
+    pub time_prefill_us_per_token: f64,
+    /// SPRPT-time / TRAIL-time: µs of service per decode step.
+    pub time_decode_us_per_token: f64,
+    /// SPRPT-time / TRAIL-time: µs of service per decode step per token of context.
+    pub time_context_us_per_token: f64,
 }
 
 /// Everything that shapes an engine; the fields mean what the Rust `EngineConfig` fields of
@@ -210,6 +221,10 @@ impl augur_policy {
             PolicyKind::Mlfq(m) => m,
             _ => MlfqParams::default(),
         };
+        let time = match p.kind {
+            PolicyKind::SprptTime(c) | PolicyKind::TrailTime { costs: c, .. } => c,
+            _ => TimeCosts::default(),
+        };
         let (kind, trail_cutoff, one_bit_threshold, one_bit_preemptive, slack) = match p.kind {
             PolicyKind::Fcfs => (AUGUR_POLICY_FCFS, 0.0, 0.0, 0, (0.0, 0.0)),
             PolicyKind::Priority => (AUGUR_POLICY_PRIORITY, 0.0, 0.0, 0, (0.0, 0.0)),
@@ -241,6 +256,10 @@ impl augur_policy {
                 (decode_us_per_token, prefill_us_per_token),
             ),
             PolicyKind::Edf => (AUGUR_POLICY_EDF, 0.0, 0.0, 0, (0.0, 0.0)),
+            PolicyKind::SprptTime(_) => (AUGUR_POLICY_SPRPT_TIME, 0.0, 0.0, 0, (0.0, 0.0)),
+            PolicyKind::TrailTime { cutoff, .. } => {
+                (AUGUR_POLICY_TRAIL_TIME, cutoff, 0.0, 0, (0.0, 0.0))
+            }
         };
         let (overrun, overrun_factor) = match p.overrun {
             OverrunRule::Negative => (AUGUR_OVERRUN_NEGATIVE, 0.0),
@@ -265,6 +284,17 @@ impl augur_policy {
             one_bit_preemptive,
             slack_decode_us_per_token: slack.0,
             slack_prefill_us_per_token: slack.1,
+            time_prefill_us_per_token: time.prefill_us_per_token,
+            time_decode_us_per_token: time.decode_us_per_token,
+            time_context_us_per_token: time.context_us_per_token,
+        }
+    }
+
+    fn time_costs(&self) -> TimeCosts {
+        TimeCosts {
+            prefill_us_per_token: self.time_prefill_us_per_token,
+            decode_us_per_token: self.time_decode_us_per_token,
+            context_us_per_token: self.time_context_us_per_token,
         }
     }
 
@@ -297,6 +327,11 @@ impl augur_policy {
                 prefill_us_per_token: self.slack_prefill_us_per_token,
             },
             AUGUR_POLICY_EDF => PolicyKind::Edf,
+            AUGUR_POLICY_SPRPT_TIME => PolicyKind::SprptTime(self.time_costs()),
+            AUGUR_POLICY_TRAIL_TIME => PolicyKind::TrailTime {
+                cutoff: self.trail_cutoff,
+                costs: self.time_costs(),
+            },
             _ => return Err(ConfigFieldError("policy.kind")),
         };
         let overrun = match self.overrun {

@@ -27,8 +27,7 @@ const LOAD_MEANING: &str = "a multiplier on the trace's arrival rate (--rate-sca
 /// Find the highest load at which each policy meets an SLO for a fraction of requests
 ///
 /// Load here is a rate multiplier on the trace: the arrival rate scale of `augur simulate
-/// --rate-scale` (arrival times divided by X), not a utilisation ρ, until a cost-model-based
-/// --load exists. For each policy the search simulates the trace at --max-scale, then at
+/// --rate-scale` (arrival times divided by X), not the utilisation ρ of simulate's and sweep's --load. For each policy the search simulates the trace at --max-scale, then at
 /// --min-scale, then bisects between them (geometrically, at the midpoint √(lo·hi)) until
 /// hi/lo ≤ 1 + --tolerance, and reports the highest scale that met the SLO. A request meets
 /// the SLO when it completes with TTFT ≤ --slo-ttft and TPOT ≤ --slo-tpot (each bound given);

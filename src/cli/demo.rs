@@ -20,7 +20,7 @@ use clap::Args;
 
 use super::options::{DEFAULT_GPU, DEFAULT_MODEL, PolicyName, PolicyOpts};
 use super::runner::{Job, default_threads, run_all};
-use super::setup::{build_policy, scaled};
+use super::setup::{TIME_RANK_BATCH, build_policy, scaled};
 use super::{CliResult, Failure, usage};
 
 /// The demo's arrival-rate factor over the workload's 5 req/s.
@@ -84,7 +84,7 @@ pub fn run(a: &DemoArgs) -> CliResult {
         .into_iter()
         .map(|(name, predictor)| {
             let mut engine = EngineConfig::new(16, 1, 1);
-            engine.policy = build_policy(name, &params, &cost);
+            engine.policy = build_policy(name, &params, &cost, TIME_RANK_BATCH);
             Job {
                 label: RunLabel {
                     policy: name.to_string(),

@@ -39,6 +39,11 @@ pub enum PolicyName {
     Sprpt,
     /// SPRPT that stops preempting past `--trail-cutoff` × the initial prediction.
     Trail,
+    /// SPRPT on predicted remaining service time (prefill included), from the cost model.
+    SprptTime,
+    /// TRAIL on predicted remaining service time: sprpt-time that stops preempting past
+    /// `--trail-cutoff` × the initial prediction.
+    TrailTime,
     /// Least attained service.
     Las,
     /// Skip-join multi-level feedback queue (FastServe).
@@ -65,6 +70,8 @@ impl PolicyName {
             PolicyName::Pspjf => "pspjf",
             PolicyName::Sprpt => "sprpt",
             PolicyName::Trail => "trail",
+            PolicyName::SprptTime => "sprpt-time",
+            PolicyName::TrailTime => "trail-time",
             PolicyName::Las => "las",
             PolicyName::Mlfq => "mlfq",
             PolicyName::Onebit => "onebit",
@@ -210,6 +217,18 @@ pub fn parse_rate_scale(s: &str) -> Result<f64, String> {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
         Ok(x) => Err(format!(
             "the rate scale must be finite and > 0, got {}",
+            compact(x)
+        )),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// Parses a load ρ (`--load`, `--loads`): finite and > 0.
+pub fn parse_load(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) => Err(format!(
+            "the load must be finite and > 0, got {}",
             compact(x)
         )),
         Err(_) => Err(format!("`{s}` is not a number")),
@@ -408,6 +427,19 @@ pub struct PolicyOpts {
     /// slack: predicted µs per prompt token still to prefill [default: from the cost model].
     #[arg(long, value_name = "US", value_parser = parse_nonneg)]
     pub slack_prefill_us: Option<f64>,
+    /// sprpt-time, trail-time: µs of service per prompt token still to prefill [default: from
+    /// the cost model, a 2,048-token prefill's time per token].
+    #[arg(long, value_name = "US", value_parser = parse_nonneg)]
+    pub time_prefill_us: Option<f64>,
+    /// sprpt-time, trail-time: µs of service per decode step [default: from the cost model, a
+    /// decode iteration of B requests at 1 token of context divided by B, B the saturating
+    /// batch min(max running, KV tokens / mean(prompt + output/2))].
+    #[arg(long, value_name = "US", value_parser = parse_nonneg)]
+    pub time_decode_us: Option<f64>,
+    /// sprpt-time, trail-time: µs of service per decode step per context token [default: from
+    /// the cost model, the growth of that iteration per context token, divided by B].
+    #[arg(long, value_name = "US", value_parser = parse_nonneg)]
+    pub time_context_us: Option<f64>,
     /// slack, edf: deadline of every request, seconds after its arrival (traces carry none)
     /// [default: 30].
     #[arg(long, value_name = "S", value_parser = parse_nonneg)]
@@ -420,7 +452,8 @@ impl PolicyOpts {
         let mut out = PolicyOpts::default();
         layer!(self, lower, out; name, aging, overrun, trail_cutoff, onebit_threshold,
             mlfq_quantum, mlfq_growth, mlfq_levels, mlfq_prefill_weight, slack_decode_us,
-            slack_prefill_us, default_deadline_s);
+            slack_prefill_us, time_prefill_us, time_decode_us, time_context_us,
+            default_deadline_s);
         out.fair_share = self.fair_share || lower.fair_share;
         out.onebit_nonpreemptive = self.onebit_nonpreemptive || lower.onebit_nonpreemptive;
         out

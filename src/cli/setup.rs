@@ -6,7 +6,7 @@
 use anyhow::anyhow;
 use augur::core::engine::{EngineConfig, EngineConfigError};
 use augur::core::kv::KvConfigError;
-use augur::core::policy::{MlfqParams, Policy, PolicyKind};
+use augur::core::policy::{MlfqParams, Policy, PolicyKind, TimeCosts};
 use augur::cost::{BatchShape, CostKind, CostModel};
 use augur::metrics::Slo;
 use augur::predict::{Predictor, PredictorSpec};
@@ -204,7 +204,7 @@ impl Setup {
 
     /// The policy named `name` with the resolved parameters.
     pub fn policy(&self, name: PolicyName) -> Policy {
-        build_policy(name, &self.policy, &self.cost)
+        build_policy(name, &self.policy, &self.cost, self.saturating_batch())
     }
 
     /// The simulator configuration for one run; checks the engine configuration against the
@@ -416,13 +416,18 @@ fn flag_of(field: &str) -> Option<(&'static str, &'static str)> {
         "threshold" => ("onebit-threshold", "a finite number ≥ 0"),
         "decode_us_per_token" => ("slack-decode-us", "a finite number ≥ 0"),
         "prefill_us_per_token" => ("slack-prefill-us", "a finite number ≥ 0"),
+        "time.prefill_us_per_token" => ("time-prefill-us", "a finite number ≥ 0"),
+        "time.decode_us_per_token" => ("time-decode-us", "a finite number ≥ 0"),
+        "time.context_us_per_token" => ("time-context-us", "a finite number ≥ 0"),
         _ => return None,
     })
 }
 
 /// Builds a policy from its name and parameters. Parameters of other policies are ignored;
 /// out-of-range values are caught by the engine's validation, which names them.
-pub fn build_policy(name: PolicyName, p: &PolicyOpts, cost: &CostModel) -> Policy {
+/// sprpt-time and trail-time price a decode step at a batch of `time_batch` requests (see
+/// [`service_costs`]).
+pub fn build_policy(name: PolicyName, p: &PolicyOpts, cost: &CostModel, time_batch: u32) -> Policy {
     let kind = match name {
         PolicyName::Fcfs | PolicyName::Fair => PolicyKind::Fcfs,
         PolicyName::Priority => PolicyKind::Priority,
@@ -431,6 +436,11 @@ pub fn build_policy(name: PolicyName, p: &PolicyOpts, cost: &CostModel) -> Polic
         PolicyName::Sprpt => PolicyKind::Sprpt,
         PolicyName::Trail => PolicyKind::Trail {
             cutoff: p.trail_cutoff.unwrap_or(DEFAULT_TRAIL_CUTOFF),
+        },
+        PolicyName::SprptTime => PolicyKind::SprptTime(time_costs_of(p, cost, time_batch)),
+        PolicyName::TrailTime => PolicyKind::TrailTime {
+            cutoff: p.trail_cutoff.unwrap_or(DEFAULT_TRAIL_CUTOFF),
+            costs: time_costs_of(p, cost, time_batch),
         },
         PolicyName::Las => PolicyKind::Las,
         PolicyName::Mlfq => {
@@ -492,4 +502,173 @@ fn per_token_costs_us(cost: &CostModel) -> (f64, f64) {
     let mut prefill = BatchShape::new();
     prefill.add(2048, 0);
     (decode, cost.iteration_time_us(&prefill) / 2048.0)
+}
+
+/// The batch at which sprpt-time and trail-time price a decode step where there is no trace
+/// to size it from (`augur demo`); elsewhere it is [`Setup::saturating_batch`].
+pub const TIME_RANK_BATCH: u32 = 32;
+
+/// Context (tokens) between the two decode iterations whose difference prices a context token.
+const CONTEXT_PROBE_TOKENS: u32 = 4096;
+
+/// Per-token service costs from the cost model, with a decode batch of `batch` requests (the
+/// server is shared, so a request's share of a decode iteration is 1/`batch` of it):
+/// - prefill: the time of one 2,048-token prefill iteration / 2,048;
+/// - decode: the time of a `batch`-request decode iteration at 1 token of context / `batch`;
+/// - context: (the same iteration at 1 + 4,096 tokens of context − at 1) / (`batch` × 4,096),
+///   the KV read per context token per step.
+pub fn service_costs(cost: &CostModel, batch: u32) -> TimeCosts {
+    let b = batch.max(1);
+    let mut prefill = BatchShape::new();
+    prefill.add(2048, 0);
+    let short = cost.iteration_time_us(&BatchShape::uniform_decode(b, 1));
+    let long = cost.iteration_time_us(&BatchShape::uniform_decode(b, 1 + CONTEXT_PROBE_TOKENS));
+    let b = f64::from(b);
+    TimeCosts {
+        prefill_us_per_token: cost.iteration_time_us(&prefill) / 2048.0,
+        decode_us_per_token: short / b,
+        context_us_per_token: ((long - short) / (b * f64::from(CONTEXT_PROBE_TOKENS))).max(0.0),
+    }
+}
+
+/// The prefill attention cost per (token, earlier token) pair, µs: (a 2,048-token prefill chunk
+/// after 4,096 cached tokens − the same chunk after none) / (2,048 × 4,096). Prefilling `x`
+/// tokens costs about `q·x²/2` on top of `p·x`: for Mooncake's longest prompts (85k tokens at
+/// p99) this term is larger than the linear one.
+fn prefill_pair_us(cost: &CostModel) -> f64 {
+    let mut fresh = BatchShape::new();
+    fresh.add(2048, 0);
+    let mut late = BatchShape::new();
+    late.add(2048, CONTEXT_PROBE_TOKENS);
+    let d = cost.iteration_time_us(&late) - cost.iteration_time_us(&fresh);
+    (d / (2048.0 * f64::from(CONTEXT_PROBE_TOKENS))).max(0.0)
+}
+
+/// sprpt-time's and trail-time's costs: the flags where given, else [`service_costs`] at
+/// `batch`.
+fn time_costs_of(p: &PolicyOpts, cost: &CostModel, batch: u32) -> TimeCosts {
+    let d = service_costs(cost, batch);
+    TimeCosts {
+        prefill_us_per_token: p.time_prefill_us.unwrap_or(d.prefill_us_per_token),
+        decode_us_per_token: p.time_decode_us.unwrap_or(d.decode_us_per_token),
+        context_us_per_token: p.time_context_us.unwrap_or(d.context_us_per_token),
+    }
+}
+
+/// How `--load RHO` maps to a rate scale on one trace (see [`Setup::load_scale`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadScale {
+    /// The load asked for.
+    pub load: f64,
+    /// The rate scale that gives it.
+    pub rate_scale: f64,
+    /// The trace's own offered load (at rate scale 1).
+    pub trace_load: f64,
+    /// The saturating batch the capacity is computed at.
+    pub batch: u32,
+    /// The offered work, seconds of one replica at that batch.
+    pub work_s: f64,
+    /// The trace's span (first to last arrival), seconds.
+    pub duration_s: f64,
+}
+
+impl std::fmt::Display for LoadScale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--load {}: {:.1} s of work at a saturating batch of {} over {:.1} s of arrivals \
+             (the trace's own load {:.3}) -> rate scale {:.4}",
+            augur::report::compact(self.load),
+            self.work_s,
+            self.batch,
+            self.duration_s,
+            self.trace_load,
+            self.rate_scale
+        )
+    }
+}
+
+impl Setup {
+    /// The batch at which a replica saturates on this trace: min(max running,
+    /// ⌊KV tokens / mean(prompt + output/2)⌋), at least 1 (max running alone when the KV
+    /// capacity cannot be derived; running the simulation reports that error).
+    pub fn saturating_batch(&self) -> u32 {
+        let max_running = self.engine.max_running.max(1);
+        let t = &self.trace;
+        let block_size = self.engine.block_size;
+        let blocks = match self.kv_blocks {
+            Some(b) => b,
+            None => match self.cost.kv_capacity_blocks(block_size) {
+                Ok(b) => b,
+                Err(_) => return max_running,
+            },
+        };
+        if t.is_empty() {
+            return max_running;
+        }
+        let kv_tokens = f64::from(blocks) * f64::from(block_size);
+        let mean_context = t
+            .requests
+            .iter()
+            .map(|r| f64::from(r.prompt_tokens) + 0.5 * f64::from(r.output_tokens))
+            .sum::<f64>()
+            / t.len() as f64;
+        let by_kv = (kv_tokens / mean_context.max(1.0)).floor().max(1.0);
+        f64::from(max_running).min(by_kv) as u32
+    }
+
+    /// The rate scale that makes the trace's offered work `rho` of one replica's capacity.
+    ///
+    /// The capacity model: a replica runs `B` requests at once, `B` = min(max running,
+    /// ⌊KV tokens / mean(prompt + output/2)⌋) (the batch at which the KV cache or the batch
+    /// limit saturates), and a request's work is its service time at that batch,
+    /// `s = prompt·(p + q·prompt/2) + n·(d_B + c_B·(prompt + n/2))` with `n` its output tokens,
+    /// `p`, `d_B`, `c_B` from [`service_costs`] at batch `B` and `q` the prefill attention cost
+    /// per token pair (prefix-cache hits not subtracted). A
+    /// replica serves one second of work per second, so the trace's load is Σs / duration and
+    /// the rate scale is `rho` / that.
+    pub fn load_scale(&self, rho: f64) -> CliResult<LoadScale> {
+        if !(rho.is_finite() && rho > 0.0) {
+            return Err(usage(anyhow!(
+                "--load must be finite and > 0, got {}",
+                augur::report::compact(rho)
+            )));
+        }
+        let t = &self.trace;
+        let duration_s = t.duration_us() as f64 * 1e-6;
+        if t.len() < 2 || duration_s <= 0.0 {
+            return Err(usage(anyhow!(
+                "--load: the trace's arrivals span no time (one request, or all at once), so it \
+                 has no load to scale; use --rate-scale"
+            )));
+        }
+        let batch = self.saturating_batch();
+        let c = service_costs(&self.cost, batch);
+        let q = prefill_pair_us(&self.cost);
+        let work_us: f64 = t
+            .requests
+            .iter()
+            .map(|r| {
+                let x = f64::from(r.prompt_tokens);
+                let out = f64::from(r.output_tokens);
+                x * (c.prefill_us_per_token + q * x * 0.5)
+                    + out * (c.decode_us_per_token + c.context_us_per_token * (x + out * 0.5))
+            })
+            .sum();
+        let work_s = work_us * 1e-6;
+        let trace_load = work_s / duration_s;
+        if !(trace_load.is_finite() && trace_load > 0.0) {
+            return Err(usage(anyhow!(
+                "--load: the trace's offered work is {work_s} s, so no rate scale gives a load"
+            )));
+        }
+        Ok(LoadScale {
+            load: rho,
+            rate_scale: rho / trace_load,
+            trace_load,
+            batch,
+            work_s,
+            duration_s,
+        })
+    }
 }

@@ -11,7 +11,7 @@ use augur::sim::simulate_with_timeline;
 use augur::timeline::{Timeline, TimelineMeta};
 use clap::Args;
 
-use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
+use super::options::{CommonOpts, PolicyName, parse_load, parse_predictor, parse_rate_scale};
 use super::runner::simulate_one;
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure, usage};
@@ -67,6 +67,11 @@ pub struct SimulateArgs {
     /// Multiply the trace's arrival rate by X (> 0).
     #[arg(long, value_name = "X", default_value = "1", value_parser = parse_rate_scale)]
     pub rate_scale: f64,
+    /// Scale arrivals so that the offered work is RHO (> 0) of one replica's capacity under the
+    /// cost model (see README, "Load"); prints the rate scale it used on stderr. Conflicts with
+    /// --rate-scale.
+    #[arg(long, value_name = "RHO", value_parser = parse_load, conflicts_with = "rate_scale")]
+    pub load: Option<f64>,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -89,17 +94,25 @@ pub struct SimulateArgs {
 
 /// Runs `augur simulate`.
 pub fn run(a: &SimulateArgs) -> CliResult {
-    let copies = usize::from(a.rate_scale != 1.0);
+    let copies = usize::from(a.rate_scale != 1.0 || a.load.is_some());
     let setup = Setup::new(&a.common, copies, 1)?;
     let name = a.policy.or(setup.policy.name).unwrap_or(PolicyName::Sprpt);
     let probe = setup.sim_config(setup.policy(name), a.predictor, &setup.trace)?;
     setup.check_memory(&probe, copies, 1)?;
-    let trace = scaled(&setup.trace, a.rate_scale)?;
+    let rate_scale = match a.load {
+        Some(rho) => {
+            let l = setup.load_scale(rho)?;
+            eprintln!("{l}");
+            l.rate_scale
+        }
+        None => a.rate_scale,
+    };
+    let trace = scaled(&setup.trace, rate_scale)?;
     let cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
     let label = RunLabel {
         policy: policy_label(name, &setup.policy),
         predictor: a.predictor.to_string(),
-        rate_scale: a.rate_scale,
+        rate_scale,
         trace: trace.name.clone(),
     };
     let outcome = match &a.timeline {
@@ -125,7 +138,7 @@ pub fn run(a: &SimulateArgs) -> CliResult {
             let meta = TimelineMeta {
                 policy: label.policy.clone(),
                 predictor: label.predictor.clone(),
-                rate_scale: a.rate_scale,
+                rate_scale,
                 trace: trace.name.clone(),
                 requests: n,
             };

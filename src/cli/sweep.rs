@@ -9,7 +9,7 @@ use augur::predict::PredictorSpec;
 use augur::report::{self, Metric, RunLabel, compact};
 use clap::Args;
 
-use super::options::{CommonOpts, PolicyName, parse_predictor, parse_rate_scale};
+use super::options::{CommonOpts, PolicyName, parse_load, parse_predictor, parse_rate_scale};
 use super::runner::{Job, default_threads, run_all};
 use super::setup::{Setup, policy_label, scaled};
 use super::{CliResult, Failure};
@@ -36,6 +36,13 @@ pub struct SweepArgs {
     #[arg(long, value_name = "X,...", value_delimiter = ',', default_value = "1",
           value_parser = parse_rate_scale)]
     pub rate_scales: Vec<f64>,
+    /// Loads ρ, comma-separated (each > 0), instead of --rate-scales: each is turned into the
+    /// rate scale that makes the offered work ρ of one replica's capacity under the cost model
+    /// (see README, "Load"; the mapping is printed on stderr, and the runs are labelled by the
+    /// rate scale).
+    #[arg(long, value_name = "RHO,...", value_delimiter = ',', value_parser = parse_load,
+          conflicts_with = "rate_scales")]
+    pub loads: Vec<f64>,
     /// Predictor specs, comma-separated (see `augur policies`).
     #[arg(
         long,
@@ -64,20 +71,35 @@ fn rate_tag(x: f64) -> String {
 /// Runs `augur sweep`.
 pub fn run(a: &SweepArgs) -> CliResult {
     let threads = a.threads.unwrap_or_else(default_threads).max(1);
-    let runs = a.policies.len() * a.rate_scales.len() * a.predictors.len();
+    let axis = if a.loads.is_empty() {
+        a.rate_scales.len()
+    } else {
+        a.loads.len()
+    };
+    let runs = a.policies.len() * axis * a.predictors.len();
     let concurrent = threads.min(runs.max(1));
-    let setup = Setup::new(&a.common, a.rate_scales.len(), concurrent)?;
+    let setup = Setup::new(&a.common, axis, concurrent)?;
+    let rate_scales: Vec<f64> = if a.loads.is_empty() {
+        a.rate_scales.clone()
+    } else {
+        let mut v = Vec::new();
+        for &rho in &a.loads {
+            let l = setup.load_scale(rho)?;
+            eprintln!("{l}");
+            v.push(l.rate_scale);
+        }
+        v
+    };
     if let (Some(&name), Some(&predictor)) = (a.policies.first(), a.predictors.first()) {
         let probe = setup.sim_config(setup.policy(name), predictor, &setup.trace)?;
-        setup.check_memory(&probe, a.rate_scales.len(), concurrent)?;
+        setup.check_memory(&probe, rate_scales.len(), concurrent)?;
     }
-    let traces = a
-        .rate_scales
+    let traces = rate_scales
         .iter()
         .map(|&x| scaled(&setup.trace, x))
         .collect::<CliResult<Vec<_>>>()?;
     let mut jobs = Vec::new();
-    for (ri, &rate) in a.rate_scales.iter().enumerate() {
+    for (ri, &rate) in rate_scales.iter().enumerate() {
         for &name in &a.policies {
             for &predictor in &a.predictors {
                 let trace = &traces[ri];
@@ -104,7 +126,7 @@ pub fn run(a: &SweepArgs) -> CliResult {
         "latency_p99.svg".to_owned(),
     ];
     names.extend(
-        a.rate_scales
+        rate_scales
             .iter()
             .map(|&x| format!("cdf_{}.svg", rate_tag(x))),
     );
@@ -124,7 +146,7 @@ pub fn run(a: &SweepArgs) -> CliResult {
     report::plot_latency_vs_load(a.out.join("latency_mean.svg"), &rows, Metric::MeanE2e)?;
     report::plot_latency_vs_load(a.out.join("latency_p99.svg"), &rows, Metric::P99E2e)?;
     let mut written = Vec::new();
-    for &rate in &a.rate_scales {
+    for &rate in &rate_scales {
         let tag = rate_tag(rate);
         if written.contains(&tag) {
             continue;
