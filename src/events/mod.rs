@@ -99,20 +99,27 @@ fn event(out: &mut Vec<u8>, ev: &KvEvent) -> Result<(), ValueWriteError<std::io:
     Ok(())
 }
 
+fn batch(
+    out: &mut Vec<u8>,
+    events: &[KvEvent],
+    ts: f64,
+    dp_rank: u32,
+) -> Result<(), ValueWriteError<std::io::Error>> {
+    encode::write_array_len(out, 3)?;
+    encode::write_f64(out, ts)?;
+    encode::write_array_len(out, u32::try_from(events.len()).unwrap_or(u32::MAX))?;
+    for ev in events {
+        event(out, ev)?;
+    }
+    encode::write_uint(out, u64::from(dp_rank))?;
+    Ok(())
+}
+
 /// Encodes one batch `[ts, [events], dp_rank]` (see the [module docs](self)); `ts` is seconds.
 pub fn encode_batch(events: &[KvEvent], ts: f64, dp_rank: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + events.len() * 32);
     // Writing into a Vec cannot fail; an error here would be an rmp bug.
-    let r: Result<(), ValueWriteError<std::io::Error>> = (|| {
-        encode::write_array_len(&mut out, 3)?;
-        encode::write_f64(&mut out, ts)?;
-        encode::write_array_len(&mut out, u32::try_from(events.len()).unwrap_or(u32::MAX))?;
-        for ev in events {
-            event(&mut out, ev)?;
-        }
-        encode::write_uint(&mut out, u64::from(dp_rank))?;
-        Ok(())
-    })();
+    let r = batch(&mut out, events, ts, dp_rank);
     debug_assert!(r.is_ok());
     out
 }
