@@ -183,4 +183,36 @@ mod tests {
         want.push(0x00);
         assert_eq!(got, want);
     }
+
+    // Round trip: decode with rmp's generic readers, field by field, as a router would.
+    #[test]
+    fn stored_round_trip() {
+        use rmp::decode;
+        let e = ev(KvEventKind::Stored {
+            hash: u64::MAX,
+            parent: Some(41),
+            tokens: 32,
+            block_size: 32,
+            tier: Tier::Host,
+            block: 9,
+            namespace: 5,
+        });
+        let bytes = encode_batch(&[e], 2.25, 1);
+        let mut r = &bytes[..];
+        assert_eq!(decode::read_array_len(&mut r).ok(), Some(3));
+        assert_eq!(decode::read_f64(&mut r).ok(), Some(2.25));
+        assert_eq!(decode::read_array_len(&mut r).ok(), Some(1));
+        assert_eq!(decode::read_array_len(&mut r).ok(), Some(7));
+        let mut buf = [0u8; 32];
+        assert_eq!(decode::read_str(&mut r, &mut buf).ok(), Some("BlockStored"));
+        assert_eq!(decode::read_array_len(&mut r).ok(), Some(1));
+        assert_eq!(decode::read_int::<u64, _>(&mut r).ok(), Some(u64::MAX));
+        assert_eq!(decode::read_int::<u64, _>(&mut r).ok(), Some(41));
+        assert_eq!(decode::read_array_len(&mut r).ok(), Some(0));
+        assert_eq!(decode::read_int::<u32, _>(&mut r).ok(), Some(32));
+        assert_eq!(decode::read_int::<u64, _>(&mut r).ok(), Some(5));
+        assert_eq!(decode::read_str(&mut r, &mut buf).ok(), Some("CPU"));
+        assert_eq!(decode::read_int::<u32, _>(&mut r).ok(), Some(1));
+        assert!(r.is_empty());
+    }
 }
