@@ -6,6 +6,7 @@ pub use augur_core as core;
 
 pub mod cluster;
 pub mod cost;
+pub mod events;
 pub mod metrics;
 pub mod mg1;
 pub mod predict;
