@@ -11,7 +11,8 @@
 //! batch is the array `[ts, [events...], data_parallel_rank]`. [`encode_batch`] writes:
 //!
 //! - batch: `[ts: float64, [event...], dp_rank: uint]`
-//! - `["BlockStored", [hash], parent_hash | nil, token_ids, block_size, lora_id | nil, medium]`
+//! - `["BlockStored", [hash], parent_hash | nil, token_ids, block_size, lora_id | nil, medium, lora_name]`
+//!   (`lora_name` always nil)
 //! - `["BlockRemoved", [hash], medium]`
 //! - `["AllBlocksCleared"]`
 //!
@@ -24,17 +25,18 @@
 //! always the empty list. A router that keys on block hashes (Dynamo does) is unaffected; one
 //! that recomputes hashes from token ids cannot use augur's events.
 //!
-//! Which vLLM this follows: the seven-element `BlockStored` (tag + six fields, `medium` last)
-//! is the layout the brief names for Dynamo's ZMQ decoder. The vLLM source checked with the
-//! code search (vllm-project/vllm, `vllm/distributed/kv_events.py` at commit
-//! `0181ea3173e53eea8cf04a86891488e3dc89bb34`) has the same first six fields in the same order,
-//! then adds `lora_name: str | None` as a *required* field after `medium`, and optional
-//! `extra_keys`, `group_idx`, `kv_cache_spec_kind`, `kv_cache_spec_sliding_window` (omitted
-//! when default); `BlockRemoved` there adds an optional `group_idx`. A strict msgspec decoder
-//! built from that newer commit would reject our seven-element `BlockStored` for lacking
-//! `lora_name`. NOT YET DONE: the exact vLLM release of the seven-element form was not
-//! pinned down, and no option for the newer eight-element form exists yet.
-//!
+//! # Which vLLM release
+//! `BlockStored` grew over vLLM's releases, always at the end: five fields (`block_hashes` to
+//! `lora_id`, the form of the subscriber example that early Dynamo/llm-d copies declare), then
+//! `medium`, then `lora_name` as a *required* field (vllm-project/vllm
+//! `vllm/distributed/kv_events.py` at commit `0181ea3173e53eea8cf04a86891488e3dc89bb34`, which
+//! also has optional `extra_keys`, `group_idx`, `kv_cache_spec_*`, omitted when default, and an
+//! optional `group_idx` on `BlockRemoved`). A msgspec `array_like` decoder ignores trailing
+//! elements it does not declare but rejects an array shorter than its required fields, so
+//! augur writes the eight-element form, up to `lora_name`: the one layout that decodes under
+//! all three declarations. `tests/interop/kv_events_decode.py` declares the three forms with
+//! msgspec exactly as vLLM does and decodes augur's bytes with each (`tests/kv_events_interop.rs`).
+
 //! Encoding uses the `rmp` crate's low-level writers (no hand-written msgpack markers).
 //! The ZMQ publisher (multipart `topic`, 8-byte big-endian sequence number, payload, as
 //! vLLM's `ZmqEventPublisher` sends) is not written yet.
@@ -65,7 +67,7 @@ fn event(out: &mut Vec<u8>, ev: &KvEvent) -> Result<(), ValueWriteError<std::io:
             block: _,
             namespace,
         } => {
-            encode::write_array_len(out, 7)?;
+            encode::write_array_len(out, 8)?;
             encode::write_str(out, "BlockStored")?;
             encode::write_array_len(out, 1)?;
             encode::write_uint(out, hash)?;
@@ -83,6 +85,7 @@ fn event(out: &mut Vec<u8>, ev: &KvEvent) -> Result<(), ValueWriteError<std::io:
                 encode::write_uint(out, namespace)?;
             }
             encode::write_str(out, medium(tier))?;
+            nil(out)?; // lora_name
         }
         KvEventKind::Removed { hash, tier, .. } => {
             encode::write_array_len(out, 3)?;
@@ -155,7 +158,7 @@ mod tests {
         });
         let got = encode_batch(&[e], 1.5, 2);
         // 1.5 as f64 = 0x3FF8000000000000
-        let mut want = vec![0x93, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x91, 0x97, 0xab];
+        let mut want = vec![0x93, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x91, 0x98, 0xab];
         want.extend_from_slice(b"BlockStored");
         want.extend_from_slice(&[0x91, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0]); // [uint64]
         want.push(0xc0); // parent nil
@@ -163,6 +166,7 @@ mod tests {
         want.push(0x10); // block_size 16
         want.push(0xc0); // lora_id nil
         want.extend_from_slice(&[0xa3, b'G', b'P', b'U']);
+        want.push(0xc0); // lora_name nil
         want.push(0x02); // dp_rank
         assert_eq!(got, want);
     }
@@ -202,7 +206,7 @@ mod tests {
         assert_eq!(decode::read_array_len(&mut r).ok(), Some(3));
         assert_eq!(decode::read_f64(&mut r).ok(), Some(2.25));
         assert_eq!(decode::read_array_len(&mut r).ok(), Some(1));
-        assert_eq!(decode::read_array_len(&mut r).ok(), Some(7));
+        assert_eq!(decode::read_array_len(&mut r).ok(), Some(8));
         let mut buf = [0u8; 32];
         assert_eq!(decode::read_str(&mut r, &mut buf).ok(), Some("BlockStored"));
         assert_eq!(decode::read_array_len(&mut r).ok(), Some(1));
@@ -212,6 +216,7 @@ mod tests {
         assert_eq!(decode::read_int::<u32, _>(&mut r).ok(), Some(32));
         assert_eq!(decode::read_int::<u64, _>(&mut r).ok(), Some(5));
         assert_eq!(decode::read_str(&mut r, &mut buf).ok(), Some("CPU"));
+        assert!(decode::read_nil(&mut r).is_ok());
         assert_eq!(decode::read_int::<u32, _>(&mut r).ok(), Some(1));
         assert!(r.is_empty());
     }
