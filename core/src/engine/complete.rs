@@ -224,13 +224,14 @@ impl<'a> Engine<'a> {
         // only means this block is not indexed.
         if to > from {
             let list = r.hashes;
-            for (b, h) in (0u32..)
-                .zip(self.hashes.iter(&list).map_while(Result::ok))
-                .skip(from as usize)
-                .take(to.saturating_sub(from) as usize)
-            {
-                let _ = self.kv.set_block_hash(seq, b, h);
-            }
+            // Only the window `from..to`: walking a long prompt's list from its head on every
+            // chunk made chunked prefill quadratic in the prompt's blocks. A broken list ends
+            // the window early, as a missing hash does.
+            let (hashes, kv) = (&self.hashes, &mut self.kv);
+            let _ = hashes.for_each_in(&list, from, to, |b, h| {
+                let _ = kv.set_block_hash(seq, b, h);
+                Ok(())
+            });
         }
         if let Some(h) = res.filled_block_hash {
             let b = to.saturating_sub(1);

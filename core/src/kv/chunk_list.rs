@@ -332,17 +332,31 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
         &self,
         list: &ChunkList,
         start: u32,
+        f: impl FnMut(u32, T) -> Result<(), InternalError>,
+    ) -> Result<(), InternalError> {
+        self.for_each_in(list, start, list.len, f)
+    }
+
+    /// Visits items `start..end` (`end` capped at `len`) in order, stopping at the first
+    /// error of `f`. Costs `start / N` chunk hops to get there, then one step per item: a
+    /// window late in a long list is not walked from its head item by item.
+    pub(crate) fn for_each_in(
+        &self,
+        list: &ChunkList,
+        start: u32,
+        end: u32,
         mut f: impl FnMut(u32, T) -> Result<(), InternalError>,
     ) -> Result<(), InternalError> {
-        if start >= list.len {
+        let end = end.min(list.len);
+        if start >= end {
             return Ok(());
         }
         let mut c = self.locate(list, start)?;
         let mut i = start;
-        while i < list.len {
+        while i < end {
             let chunk = self.chunk(c)?;
             for item in chunk.items.iter().skip(Self::offset(i)) {
-                if i >= list.len {
+                if i >= end {
                     break;
                 }
                 f(i, *item)?;
@@ -467,6 +481,18 @@ mod tests {
         })
         .unwrap();
         assert_eq!((tail, n), ([4, 5, 46], 3));
+        // Windows: inside, past the end (capped), empty.
+        for (start, end, want) in [(3u32, 5u32, &[3u32, 4][..]), (5, 99, &[5, 46]), (3, 3, &[])] {
+            let (mut got, mut m) = ([0u32; 4], 0);
+            pool.for_each_in(&a, start, end, |i, v| {
+                assert!(i >= start && i < end);
+                got[m] = v;
+                m += 1;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(&got[..m], want, "window {start}..{end}");
+        }
         let mut rev = [0u32; 7];
         let mut k = 0;
         pool.for_each_rev_mut(&a, |v| {
