@@ -182,6 +182,7 @@ fn run<W: Write>(
     let mut buffers = EngineBuffers::new(&ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = buffers.engine(ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut replicas = vec![Replica::new(engine)];
+    replicas[0].set_peaks(&cfg.cost);
     let mut shared = Shared::new(trace, cfg);
     let mut frontend = Frontend::single();
     run_replicas(&mut shared, &mut replicas, &mut frontend, &mut tl)?;

@@ -39,7 +39,10 @@ fn parse_timeline_max(s: &str) -> Result<u64, String> {
 /// p99_tpot_s, throughput_output_tokens_per_s, preemptions_recompute, preemptions_swap,
 /// preemptions_keep,
 /// recomputed_tokens, prefix_hit_rate, kv_utilization_mean, simulated_s, wall_s,
-/// goodput_req_per_s, slo_attainment, requests_rejected_by_reason); CSV has the same columns
+/// goodput_req_per_s, slo_attainment, the utilisation figures mfu_busy, mfu,
+/// hbm_bw_util_busy, hbm_bw_util, busy_fraction, compute_bound_steps, memory_bound_steps,
+/// overhead_bound_steps, compute_bound_time, memory_bound_time, overhead_bound_time (see
+/// README, "What planners look at"), requests_rejected_by_reason); CSV has the same columns
 /// (the last as a JSON-encoded cell). Latencies are null (empty in CSV, `-` in the table)
 /// when no request completed.
 ///
