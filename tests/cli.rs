@@ -865,3 +865,60 @@ fn utilisation_is_a_fraction_in_every_summary() {
     );
     assert!(table.contains("steps bound by"), "{table}");
 }
+
+#[test]
+fn uniform_tenants_with_identical_workloads_are_served_fairly() {
+    let trace = "synthetic:n=400,rate=40,prompt=const:256,output=const:64,seed=2";
+    let run = |seed: &str| {
+        json(&ok(&[
+            "simulate",
+            "--trace",
+            trace,
+            "--tenants",
+            "uniform:4",
+            "--fair-share",
+            "--seed",
+            seed,
+            "--format",
+            "json",
+        ]))
+    };
+    let m = run("5");
+    // The summary keys are all there, plus `tenants`.
+    let mut want: BTreeSet<String> = JSON_KEYS.iter().map(|s| s.to_string()).collect();
+    want.insert("tenants".into());
+    assert_eq!(keys(&m), want);
+    let t = m["tenants"].as_object().unwrap();
+    let per = t["per_tenant"].as_array().unwrap();
+    assert_eq!(per.len(), 4);
+    let requests: u64 = per.iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, 400);
+    // Identical requests spread evenly: equal shares give an index of 1, and the binomial
+    // spread of 400 requests over 4 tenants (sd ≈ 8.7 of 100) keeps it above 0.98.
+    for k in [
+        "jain_index_tokens",
+        "jain_index_normalized",
+        "jain_index_latency",
+    ] {
+        let j = t[k].as_f64().unwrap();
+        assert!(j > 0.98 && j <= 1.0 + 1e-12, "{k} = {j}");
+    }
+    // Deterministic for the seed.
+    assert_eq!(run("5")["tenants"], m["tenants"]);
+}
+
+#[test]
+fn bad_tenant_specs_are_usage_errors() {
+    for spec in [
+        "zipf:x",
+        "uniform:0",
+        "zipf:4:-1",
+        "pareto:3",
+        "uniform:99999",
+    ] {
+        fails(
+            &["simulate", "--trace", SMALL, "--tenants", spec],
+            "--tenants",
+        );
+    }
+}
