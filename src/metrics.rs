@@ -18,6 +18,10 @@
 //! | throughput | Σ `output_tokens` of completed requests / `simulated_s` | |
 //! | prefix hit rate | `prefix_hit_tokens / prompt_tokens_scheduled` | |
 //! | KV utilization | `kv_utilization_sum / kv_utilization_samples` | |
+//! | MFU (busy) | Σ iteration FLOPs / Σ (peak FLOP/s × iteration time) | iterations |
+//! | MFU | Σ iteration FLOPs / (peak FLOP/s × `simulated_s`), peaks summed over replicas | |
+//! | HBM bandwidth utilisation | the same with HBM bytes and the peak bandwidth | |
+//! | bound shares | iterations (or their busy time) by [`crate::cost::IterationCost::bound`] / all | iterations |
 //!
 //! Percentiles use linear interpolation between closest ranks, numpy's default
 //! (see [`percentile`]).
@@ -117,6 +121,58 @@ pub struct RunCounters {
     pub wall_s: f64,
     /// KV blocks swapped out to host memory.
     pub swapped_blocks: u64,
+    /// Model iterations run.
+    #[serde(default)]
+    pub steps: u64,
+    /// Σ over iterations of their time (swaps included), µs: the time the replica was busy.
+    #[serde(default)]
+    pub busy_us: f64,
+    /// Σ over iterations of their FLOPs (over all GPUs of the replica), from the cost model.
+    #[serde(default)]
+    pub flops: f64,
+    /// Σ over iterations of their HBM bytes (over all GPUs), from the cost model.
+    #[serde(default)]
+    pub hbm_bytes: f64,
+    /// Σ over iterations of peak FLOP/s × the iteration's time in s: the FLOPs the replica's
+    /// GPUs could have done while busy (the denominator of [`Summary::mfu_busy`]).
+    #[serde(default)]
+    pub flops_capacity_busy: f64,
+    /// Σ over iterations of peak HBM bandwidth × the iteration's time in s.
+    #[serde(default)]
+    pub hbm_capacity_busy: f64,
+    /// The replicas' peak FLOP/s, summed over replicas (the makespan denominator of
+    /// [`Summary::mfu`] is this times `simulated_s`).
+    #[serde(default)]
+    pub peak_flops: f64,
+    /// The replicas' peak HBM bandwidth, bytes/s, summed over replicas.
+    #[serde(default)]
+    pub peak_hbm_bytes_per_s: f64,
+    /// Iterations whose time was mostly compute-bound kernels, mostly memory-bound kernels,
+    /// or mostly overhead (see [`crate::cost::IterationCost::bound`]).
+    #[serde(default)]
+    pub steps_by_bound: [u64; 3],
+    /// Busy time (µs) of the iterations in each class of `steps_by_bound`.
+    #[serde(default)]
+    pub busy_us_by_bound: [f64; 3],
+}
+
+impl RunCounters {
+    /// Adds `c`'s utilisation counters (steps, busy time, FLOPs, bytes, capacities, peaks and
+    /// bound classes) into these.
+    pub fn add_utilisation(&mut self, c: &RunCounters) {
+        self.steps += c.steps;
+        self.busy_us += c.busy_us;
+        self.flops += c.flops;
+        self.hbm_bytes += c.hbm_bytes;
+        self.flops_capacity_busy += c.flops_capacity_busy;
+        self.hbm_capacity_busy += c.hbm_capacity_busy;
+        self.peak_flops += c.peak_flops;
+        self.peak_hbm_bytes_per_s += c.peak_hbm_bytes_per_s;
+        for k in 0..3 {
+            self.steps_by_bound[k] += c.steps_by_bound[k];
+            self.busy_us_by_bound[k] += c.busy_us_by_bound[k];
+        }
+    }
 }
 
 /// Service-level objectives for goodput; each given bound must hold for a request to count.
@@ -209,6 +265,42 @@ pub struct Summary {
     /// Fraction of completed requests meeting the SLO (0 when none completed); `None` without
     /// an SLO.
     pub slo_attainment: Option<f64>,
+    /// Model FLOPs utilisation over busy time: Σ iteration FLOPs / Σ (peak FLOP/s × iteration
+    /// time), from the cost model (0 with no iteration).
+    #[serde(default)]
+    pub mfu_busy: f64,
+    /// Model FLOPs utilisation over the makespan: Σ FLOPs / (peak FLOP/s × `simulated_s`),
+    /// summed over replicas.
+    #[serde(default)]
+    pub mfu: f64,
+    /// HBM bandwidth utilisation over busy time: Σ bytes / Σ (peak bandwidth × iteration time).
+    #[serde(default)]
+    pub hbm_bw_util_busy: f64,
+    /// HBM bandwidth utilisation over the makespan.
+    #[serde(default)]
+    pub hbm_bw_util: f64,
+    /// Fraction of the makespan the replicas were running iterations (`mfu / mfu_busy`).
+    #[serde(default)]
+    pub busy_fraction: f64,
+    /// Fraction of iterations mostly spent in compute-bound kernels.
+    #[serde(default)]
+    pub compute_bound_steps: f64,
+    /// Fraction of iterations mostly spent in memory-bound kernels.
+    #[serde(default)]
+    pub memory_bound_steps: f64,
+    /// Fraction of iterations mostly spent in overhead (floor-bound kernels, all-reduces,
+    /// CPU/framework time).
+    #[serde(default)]
+    pub overhead_bound_steps: f64,
+    /// Fraction of busy time in compute-bound iterations.
+    #[serde(default)]
+    pub compute_bound_time: f64,
+    /// Fraction of busy time in memory-bound iterations.
+    #[serde(default)]
+    pub memory_bound_time: f64,
+    /// Fraction of busy time in overhead-bound iterations.
+    #[serde(default)]
+    pub overhead_bound_time: f64,
 }
 
 /// The `q`-th percentile (`q` in percent, clamped to `[0, 100]`) of an ascending slice, by
@@ -327,6 +419,25 @@ pub fn summarize(records: &[RequestRecord], counters: &RunCounters, slo: &Slo) -
         wall_s: finite(counters.wall_s),
         goodput_req_per_s,
         slo_attainment,
+        mfu_busy: ratio(counters.flops, counters.flops_capacity_busy),
+        mfu: ratio(counters.flops, counters.peak_flops * simulated_s),
+        hbm_bw_util_busy: ratio(counters.hbm_bytes, counters.hbm_capacity_busy),
+        hbm_bw_util: ratio(
+            counters.hbm_bytes,
+            counters.peak_hbm_bytes_per_s * simulated_s,
+        ),
+        // Mathematically at most 1; the two sums round differently.
+        busy_fraction: ratio(
+            counters.flops_capacity_busy,
+            counters.peak_flops * simulated_s,
+        )
+        .min(1.0),
+        compute_bound_steps: ratio(counters.steps_by_bound[0] as f64, counters.steps as f64),
+        memory_bound_steps: ratio(counters.steps_by_bound[1] as f64, counters.steps as f64),
+        overhead_bound_steps: ratio(counters.steps_by_bound[2] as f64, counters.steps as f64),
+        compute_bound_time: ratio(counters.busy_us_by_bound[0], counters.busy_us),
+        memory_bound_time: ratio(counters.busy_us_by_bound[1], counters.busy_us),
+        overhead_bound_time: ratio(counters.busy_us_by_bound[2], counters.busy_us),
     }
 }
 
@@ -472,6 +583,7 @@ mod tests {
             simulated_s: 10.0,
             wall_s: 0.125,
             swapped_blocks: 7,
+            ..RunCounters::default()
         }
     }
 

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{RequestRecord, Summary};
 
 /// The field names of a [`Summary`], in order: its JSON keys and CSV columns.
-pub const SUMMARY_FIELDS: [&str; 23] = [
+pub const SUMMARY_FIELDS: [&str; 34] = [
     "requests_total",
     "requests_completed",
     "requests_rejected",
@@ -53,6 +53,17 @@ pub const SUMMARY_FIELDS: [&str; 23] = [
     "wall_s",
     "goodput_req_per_s",
     "slo_attainment",
+    "mfu_busy",
+    "mfu",
+    "hbm_bw_util_busy",
+    "hbm_bw_util",
+    "busy_fraction",
+    "compute_bound_steps",
+    "memory_bound_steps",
+    "overhead_bound_steps",
+    "compute_bound_time",
+    "memory_bound_time",
+    "overhead_bound_time",
     "requests_rejected_by_reason",
 ];
 
@@ -479,6 +490,30 @@ fn write_summary_table(w: &mut impl Write, label: &RunLabel, s: &Summary) -> std
         (
             "KV cache utilization",
             format!("{} mean", fmt_percent(s.kv_utilization_mean)),
+        ),
+        (
+            "GPU utilization",
+            format!(
+                "MFU {} busy / {} overall, HBM bandwidth {} busy / {} overall, busy {}",
+                fmt_percent(s.mfu_busy),
+                fmt_percent(s.mfu),
+                fmt_percent(s.hbm_bw_util_busy),
+                fmt_percent(s.hbm_bw_util),
+                fmt_percent(s.busy_fraction)
+            ),
+        ),
+        (
+            "steps bound by",
+            format!(
+                "compute {} / memory {} / overhead {} of steps \
+                 ({} / {} / {} of busy time)",
+                fmt_percent(s.compute_bound_steps),
+                fmt_percent(s.memory_bound_steps),
+                fmt_percent(s.overhead_bound_steps),
+                fmt_percent(s.compute_bound_time),
+                fmt_percent(s.memory_bound_time),
+                fmt_percent(s.overhead_bound_time)
+            ),
         ),
         (
             "simulated time",
@@ -1044,6 +1079,7 @@ mod tests {
             simulated_s: 10.0,
             wall_s: 0.125,
             swapped_blocks: 0,
+            ..RunCounters::default()
         };
         (records, counters)
     }
@@ -1178,6 +1214,17 @@ mod tests {
             "wall_s",
             "goodput_req_per_s",
             "slo_attainment",
+            "mfu_busy",
+            "mfu",
+            "hbm_bw_util_busy",
+            "hbm_bw_util",
+            "busy_fraction",
+            "compute_bound_steps",
+            "memory_bound_steps",
+            "overhead_bound_steps",
+            "compute_bound_time",
+            "memory_bound_time",
+            "overhead_bound_time",
             "requests_rejected_by_reason",
             "policy",
             "predictor",
@@ -1241,7 +1288,7 @@ mod tests {
             write_summary(&mut out, &l, &s, Format::Csv).unwrap();
             let mut rdr = csv::Reader::from_reader(out.as_slice());
             let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_owned).collect();
-            assert_eq!(header.len(), 27);
+            assert_eq!(header.len(), 38);
             assert_eq!(&header[..4], &RunLabel::FIELDS);
             assert_eq!(&header[4..], &SUMMARY_FIELDS);
             let path = temp_path("summary.csv");

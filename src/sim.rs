@@ -31,6 +31,7 @@ use crate::timeline::Timeline;
 use crate::trace::Trace;
 
 pub(crate) mod replica;
+pub mod tenants;
 
 pub use replica::ReplicaLoad;
 use replica::{Live, Parked, Replica, Shared, Turn};
@@ -55,6 +56,9 @@ pub struct SimConfig {
     pub max_output_cap: Option<u32>,
     /// A refining predictor is consulted every this many generated tokens.
     pub refine_every: u32,
+    /// When set, request `i` belongs to tenant `tenants.tenant_of(i)` (for fair share);
+    /// otherwise every request is tenant 0.
+    pub tenants: Option<tenants::TenantSpec>,
     /// When set, the run stores here how many requests are done (finished or rejected) as it
     /// goes, for a progress bar.
     pub progress: Option<Arc<AtomicU64>>,
@@ -71,6 +75,7 @@ impl SimConfig {
             kv_blocks: None,
             max_output_cap: None,
             refine_every: 16,
+            tenants: None,
             progress: None,
         }
     }
@@ -99,6 +104,9 @@ impl SimConfig {
             })
             .sum();
         e.hash_capacity = (hashes + 16 * e.max_requests as u64).min(u32::MAX as u64 / 4) as u32;
+        if let Some(t) = &self.tenants {
+            e.max_tenants = e.max_tenants.max(t.tenants());
+        }
         e.costs.recompute_us_per_token = self.cost.recompute_cost_us_per_token();
         e.costs.swap_us_per_block = self.cost.swap_cost_us_per_block(bs);
         e.validate()
@@ -182,6 +190,7 @@ fn run<W: Write>(
     let mut buffers = EngineBuffers::new(&ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = buffers.engine(ecfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut replicas = vec![Replica::new(engine)];
+    replicas[0].set_peaks(&cfg.cost);
     let mut shared = Shared::new(trace, cfg);
     let mut frontend = Frontend::single();
     run_replicas(&mut shared, &mut replicas, &mut frontend, &mut tl)?;

@@ -9,7 +9,7 @@ use cli_support::{augur, ok, stderr, stdout};
 const SMALL: &str = "synthetic:n=200,rate=20,prompt=lognormal:256:0.8,output=lognormal:64:1,seed=3";
 
 /// The keys `simulate --format json` must print: the run label, then `Summary`'s fields.
-const JSON_KEYS: [&str; 27] = [
+const JSON_KEYS: [&str; 38] = [
     "policy",
     "predictor",
     "rate_scale",
@@ -36,6 +36,17 @@ const JSON_KEYS: [&str; 27] = [
     "wall_s",
     "goodput_req_per_s",
     "slo_attainment",
+    "mfu_busy",
+    "mfu",
+    "hbm_bw_util_busy",
+    "hbm_bw_util",
+    "busy_fraction",
+    "compute_bound_steps",
+    "memory_bound_steps",
+    "overhead_bound_steps",
+    "compute_bound_time",
+    "memory_bound_time",
+    "overhead_bound_time",
     "requests_rejected_by_reason",
 ];
 
@@ -681,4 +692,233 @@ fn load_rejects_bad_values_and_rate_flags() {
         &["simulate", "--trace", "synthetic:n=1,rate=1", "--load", "1"],
         "span no time",
     );
+}
+
+/// The utilisation fields of a summary object.
+const UTILISATION: [&str; 11] = [
+    "mfu_busy",
+    "mfu",
+    "hbm_bw_util_busy",
+    "hbm_bw_util",
+    "busy_fraction",
+    "compute_bound_steps",
+    "memory_bound_steps",
+    "overhead_bound_steps",
+    "compute_bound_time",
+    "memory_bound_time",
+    "overhead_bound_time",
+];
+
+fn field(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> f64 {
+    m[k].as_f64()
+        .unwrap_or_else(|| panic!("`{k}` is not a number: {}", m[k]))
+}
+
+/// Every utilisation figure is in [0, 1], the bound shares add up to 1, and the busy figures
+/// are the makespan ones over the busy fraction.
+fn check_utilisation(m: &serde_json::Map<String, serde_json::Value>) {
+    for k in UTILISATION {
+        let v = field(m, k);
+        assert!((0.0..=1.0 + 1e-9).contains(&v), "{k} = {v} outside [0, 1]");
+    }
+    for suffix in ["steps", "time"] {
+        let sum: f64 = ["compute", "memory", "overhead"]
+            .iter()
+            .map(|b| field(m, &format!("{b}_bound_{suffix}")))
+            .sum();
+        assert!(
+            (sum - 1.0).abs() < 1e-9,
+            "bound shares of {suffix} sum to {sum}"
+        );
+    }
+    let busy = field(m, "busy_fraction");
+    for (all, b) in [("mfu", "mfu_busy"), ("hbm_bw_util", "hbm_bw_util_busy")] {
+        let (all, b) = (field(m, all), field(m, b));
+        assert!(
+            (all - b * busy).abs() <= 1e-6 * b.max(1e-12),
+            "{all} vs {b} × {busy}"
+        );
+    }
+}
+
+/// The model and GPU of the utilisation checks (given explicitly, whatever the defaults).
+const UTIL_MODEL: &str = "llama-3.1-8b";
+const UTIL_GPU: &str = "h100-sxm";
+
+fn sim_json(trace: &str, cost: &str) -> serde_json::Map<String, serde_json::Value> {
+    json(&ok(&[
+        "simulate", "--trace", trace, "--cost", cost, "--model", UTIL_MODEL, "--gpu", UTIL_GPU,
+        "--format", "json",
+    ]))
+}
+
+/// Twenty 8,192-token prompts that each emit one token, all arriving at once: prefill only.
+const PREFILLS: &str = "synthetic:n=20,rate=1000,prompt=const:8192,output=const:1,seed=1";
+/// Four 16-token prompts decoding 512 tokens each: a small decode batch.
+const DECODES: &str = "synthetic:n=4,rate=1000,prompt=const:16,output=const:512,seed=1";
+
+#[test]
+fn large_prefills_are_compute_bound_near_the_compute_efficiency() {
+    use augur::cost::{CostModel, GpuSpec, ModelSpec};
+    let model = ModelSpec::preset(UTIL_MODEL).unwrap();
+    let gpu = GpuSpec::preset(UTIL_GPU).unwrap();
+    // roofline-simple: the FLOPs are known in closed form, so MFU over the makespan can be
+    // recomputed from the model's shapes, the GPU's bf16 peak and the simulated time alone.
+    let m = sim_json(PREFILLS, "roofline-simple");
+    check_utilisation(&m);
+    let (n, x) = (20.0, 8192.0);
+    let flops = n
+        * (2.0 * model.parameters as f64 * x
+            + 4.0
+                * f64::from(model.layers)
+                * f64::from(model.attention_heads)
+                * f64::from(model.head_dim)
+                * x
+                * (x + 1.0)
+                / 2.0);
+    let tp = f64::from(model.tensor_parallel.max(1));
+    let expected = flops / (gpu.peak_bf16_flops * tp * field(&m, "simulated_s"));
+    let mfu = field(&m, "mfu");
+    assert!(
+        (mfu - expected).abs() < 1e-3 * expected,
+        "mfu {mfu}, expected {expected}"
+    );
+    let eff = CostModel::DEFAULT_COMPUTE_EFFICIENCY;
+    let busy = field(&m, "mfu_busy");
+    assert!(
+        busy <= eff + 1e-9 && busy > 0.95 * eff,
+        "mfu_busy {busy} vs efficiency {eff}"
+    );
+    assert_eq!(field(&m, "compute_bound_steps"), 1.0);
+    assert!(field(&m, "hbm_bw_util_busy") < 0.2);
+
+    // Per-operator: every FLOP runs at most at gemm (or attention) efficiency × peak, and
+    // 8k-token GEMMs fill the GPU, so MFU sits just under the GEMM efficiency.
+    let m = sim_json(PREFILLS, "per-operator");
+    check_utilisation(&m);
+    let eff = CostModel::DEFAULT_GEMM_EFFICIENCY.max(CostModel::DEFAULT_ATTENTION_EFFICIENCY);
+    let busy = field(&m, "mfu_busy");
+    assert!(
+        busy <= eff + 1e-9 && busy > 0.8 * eff,
+        "mfu_busy {busy} vs efficiency {eff}"
+    );
+    assert_eq!(field(&m, "compute_bound_steps"), 1.0);
+    assert_eq!(field(&m, "compute_bound_time"), 1.0);
+}
+
+#[test]
+fn small_decode_batches_are_memory_bound() {
+    use augur::cost::{CostModel, GpuSpec, ModelSpec};
+    let model = ModelSpec::preset(UTIL_MODEL).unwrap();
+    let gpu = GpuSpec::preset(UTIL_GPU).unwrap();
+    let eff = CostModel::DEFAULT_BANDWIDTH_EFFICIENCY;
+    // A decode step of B requests does ~2·parameters·B FLOPs while reading all the weights:
+    // its MFU is at most (2·P·B / peak) / (weight bytes / bandwidth).
+    let weights = model.weight_bytes();
+    let b = 4.0;
+    let mfu_bound = (2.0 * model.parameters as f64 * b / gpu.peak_bf16_flops)
+        / (weights / gpu.hbm_bandwidth_bytes_per_s);
+    for cost in ["per-operator", "roofline-simple"] {
+        let m = sim_json(DECODES, cost);
+        check_utilisation(&m);
+        let hbm = field(&m, "hbm_bw_util_busy");
+        assert!(
+            hbm <= eff + 1e-9 && hbm > 0.6 * eff,
+            "{cost}: hbm {hbm} vs {eff}"
+        );
+        let mfu = field(&m, "mfu_busy");
+        assert!(
+            mfu < mfu_bound * 1.05,
+            "{cost}: mfu {mfu} above {mfu_bound}"
+        );
+        assert!(field(&m, "memory_bound_steps") > 0.99, "{cost}: {m:?}");
+        assert!(field(&m, "memory_bound_time") > 0.99, "{cost}: {m:?}");
+    }
+}
+
+#[test]
+fn utilisation_is_a_fraction_in_every_summary() {
+    for cost in ["per-operator", "roofline-simple"] {
+        check_utilisation(&sim_json(SMALL, cost));
+    }
+    let out = ok(&[
+        "cluster",
+        "--trace",
+        SMALL,
+        "--replicas",
+        "3",
+        "--format",
+        "json",
+    ]);
+    let m = json(&out);
+    check_utilisation(&m);
+    let reps = m["per_replica"].as_array().expect("per_replica");
+    assert_eq!(reps.len(), 3);
+    for r in reps {
+        check_utilisation(r.as_object().unwrap());
+    }
+    // The table shows them.
+    let table = ok(&["simulate", "--trace", SMALL]);
+    assert!(
+        table.contains("GPU utilization") && table.contains("MFU"),
+        "{table}"
+    );
+    assert!(table.contains("steps bound by"), "{table}");
+}
+
+#[test]
+fn uniform_tenants_with_identical_workloads_are_served_fairly() {
+    let trace = "synthetic:n=400,rate=40,prompt=const:256,output=const:64,seed=2";
+    let run = |seed: &str| {
+        json(&ok(&[
+            "simulate",
+            "--trace",
+            trace,
+            "--tenants",
+            "uniform:4",
+            "--fair-share",
+            "--seed",
+            seed,
+            "--format",
+            "json",
+        ]))
+    };
+    let m = run("5");
+    // The summary keys are all there, plus `tenants`.
+    let mut want: BTreeSet<String> = JSON_KEYS.iter().map(|s| s.to_string()).collect();
+    want.insert("tenants".into());
+    assert_eq!(keys(&m), want);
+    let t = m["tenants"].as_object().unwrap();
+    let per = t["per_tenant"].as_array().unwrap();
+    assert_eq!(per.len(), 4);
+    let requests: u64 = per.iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, 400);
+    // Identical requests spread evenly: equal shares give an index of 1, and the binomial
+    // spread of 400 requests over 4 tenants (sd ≈ 8.7 of 100) keeps it above 0.98.
+    for k in [
+        "jain_index_tokens",
+        "jain_index_normalized",
+        "jain_index_latency",
+    ] {
+        let j = t[k].as_f64().unwrap();
+        assert!(j > 0.98 && j <= 1.0 + 1e-12, "{k} = {j}");
+    }
+    // Deterministic for the seed.
+    assert_eq!(run("5")["tenants"], m["tenants"]);
+}
+
+#[test]
+fn bad_tenant_specs_are_usage_errors() {
+    for spec in [
+        "zipf:x",
+        "uniform:0",
+        "zipf:4:-1",
+        "pareto:3",
+        "uniform:99999",
+    ] {
+        fails(
+            &["simulate", "--trace", SMALL, "--tenants", spec],
+            "--tenants",
+        );
+    }
 }

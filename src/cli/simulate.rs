@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use augur::predict::PredictorSpec;
 use augur::report::{self, Format, RunLabel};
 use augur::sim::simulate_with_timeline;
+use augur::sim::tenants::TenantSpec;
 use augur::timeline::{Timeline, TimelineMeta};
 use clap::Args;
 
@@ -39,7 +40,10 @@ fn parse_timeline_max(s: &str) -> Result<u64, String> {
 /// p99_tpot_s, throughput_output_tokens_per_s, preemptions_recompute, preemptions_swap,
 /// preemptions_keep,
 /// recomputed_tokens, prefix_hit_rate, kv_utilization_mean, simulated_s, wall_s,
-/// goodput_req_per_s, slo_attainment, requests_rejected_by_reason); CSV has the same columns
+/// goodput_req_per_s, slo_attainment, the utilisation figures mfu_busy, mfu,
+/// hbm_bw_util_busy, hbm_bw_util, busy_fraction, compute_bound_steps, memory_bound_steps,
+/// overhead_bound_steps, compute_bound_time, memory_bound_time, overhead_bound_time (see
+/// README, "What planners look at"), requests_rejected_by_reason); CSV has the same columns
 /// (the last as a JSON-encoded cell). Latencies are null (empty in CSV, `-` in the table)
 /// when no request completed.
 ///
@@ -87,6 +91,13 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMELINE_MAX_REQUESTS,
           value_parser = parse_timeline_max)]
     pub timeline_max_requests: u64,
+    /// Spread the requests over synthetic tenants, deterministically for --seed: `uniform:K`
+    /// or `zipf:K:S` (tenant k's weight 1/(k+1)^S), for fair share (--fair-share, the `fair`
+    /// policy). Adds a `tenants` object to the JSON output (per-tenant requests, completed,
+    /// tokens demanded and served, mean e2e latency; Jain's index over tokens served, over
+    /// served / demanded and over mean e2e latency) and lines to the table; CSV is unchanged.
+    #[arg(long, value_name = "SPEC")]
+    pub tenants: Option<String>,
     /// Trace, model and engine settings.
     #[command(flatten)]
     pub common: CommonOpts,
@@ -94,6 +105,12 @@ pub struct SimulateArgs {
 
 /// Runs `augur simulate`.
 pub fn run(a: &SimulateArgs) -> CliResult {
+    let tenants = a
+        .tenants
+        .as_deref()
+        .map(|t| TenantSpec::parse(t, a.common.seed))
+        .transpose()
+        .map_err(usage)?;
     let copies = usize::from(a.rate_scale != 1.0 || a.load.is_some());
     let setup = Setup::new(&a.common, copies, 1)?;
     let name = a.policy.or(setup.policy.name).unwrap_or(PolicyName::Sprpt);
@@ -108,7 +125,8 @@ pub fn run(a: &SimulateArgs) -> CliResult {
         None => a.rate_scale,
     };
     let trace = scaled(&setup.trace, rate_scale)?;
-    let cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
+    let mut cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
+    cfg.tenants = tenants.clone();
     let label = RunLabel {
         policy: policy_label(name, &setup.policy),
         predictor: a.predictor.to_string(),
@@ -159,7 +177,42 @@ pub fn run(a: &SimulateArgs) -> CliResult {
         report::write_requests_csv(path, &outcome.records)?;
     }
     let mut out = std::io::stdout().lock();
-    report::write_summary(&mut out, &label, &outcome.summary, a.format)?;
+    match (&tenants, a.format) {
+        (Some(t), Format::Json) => {
+            let mut line = Vec::new();
+            report::write_summary(&mut line, &label, &outcome.summary, a.format)?;
+            // The summary object with one more key, the others kept in their order.
+            let text = String::from_utf8(line).map_err(|e| anyhow!(e))?;
+            let body = text
+                .trim_end()
+                .strip_suffix('}')
+                .ok_or_else(|| anyhow!("not an object"))?;
+            let extra =
+                serde_json::to_string(&t.service(&outcome.records)).map_err(|e| anyhow!(e))?;
+            writeln!(out, "{body},\"tenants\":{extra}}}")?;
+        }
+        (Some(t), Format::Table) => {
+            report::write_summary(&mut out, &label, &outcome.summary, a.format)?;
+            let r = t.service(&outcome.records);
+            writeln!(
+                out,
+                "tenants ({})  Jain's index {:.4} over tokens served, {:.4} over served / \
+                 demanded, {:.4} over mean e2e latency",
+                r.spec, r.jain_index_tokens, r.jain_index_normalized, r.jain_index_latency
+            )?;
+            for s in &r.per_tenant {
+                let e2e = s
+                    .mean_e2e_s
+                    .map_or("-".to_owned(), |x| format!("{:.3} s", x));
+                writeln!(
+                    out,
+                    "  tenant {}: {}/{} requests, {} of {} tokens served, mean e2e {e2e}",
+                    s.tenant, s.completed, s.requests, s.tokens_served, s.tokens_demanded
+                )?;
+            }
+        }
+        _ => report::write_summary(&mut out, &label, &outcome.summary, a.format)?,
+    }
     out.flush()?;
     Ok(())
 }

@@ -327,6 +327,9 @@ pub fn simulate_cluster(trace: &Trace, cfg: &ClusterConfig) -> Result<ClusterOut
                 .map_err(|e| anyhow::anyhow!("{e}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    for r in &mut replicas {
+        r.set_peaks(&cfg.sim.cost);
+    }
     let mut shared = Shared::new(trace, &cfg.sim);
     let work = WorkModel::new(&cfg.sim.cost, ecfg.block_size, ecfg.max_running);
     let mut frontend = Frontend::new(router, n, trace.len(), work);
@@ -404,6 +407,7 @@ fn add_counters(total: &mut RunCounters, c: &RunCounters) {
     total.kv_utilization_sum += c.kv_utilization_sum;
     total.kv_utilization_samples += c.kv_utilization_samples;
     total.swapped_blocks += c.swapped_blocks;
+    total.add_utilisation(c);
 }
 
 #[cfg(test)]

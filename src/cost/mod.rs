@@ -35,7 +35,7 @@ mod spec;
 
 pub use batch_spec::parse_batch_spec;
 pub use config::{CostConfig, CostOverrides, GpuOverrides, ModelOverrides};
-pub use model::{BatchShape, CostModel, IterationCost};
+pub use model::{BatchShape, Bound, CostModel, IterationCost};
 pub use operators::{AllReduceImpl, CostKind, EngineMode, OperatorTimes};
 pub use spec::{Dtype, GpuSpec, MAX_TENSOR_PARALLEL, ModelSpec};
 

@@ -179,12 +179,60 @@ pub struct IterationCost {
     pub total_us: f64,
     /// The per-operator breakdown ([`CostKind::PerOperator`] only; zero otherwise).
     pub operators: OperatorTimes,
+    /// FLOPs of the iteration over all `tp` GPUs: GEMMs and attention (per-operator), or the
+    /// dense and attention terms (roofline-simple).
+    pub flops: f64,
+    /// HBM bytes of the iteration over all `tp` GPUs: what every kernel reads and writes
+    /// (per-operator), or weights plus KV read and written (roofline-simple).
+    pub hbm_bytes: f64,
+    /// Part of `total_us` spent in compute-bound kernels (per-operator: kernels whose compute
+    /// term exceeds both their memory term and the kernel floor; roofline-simple: the
+    /// roofline term when `compute_us ≥ memory_us`, else 0).
+    pub compute_bound_us: f64,
+    /// Part of `total_us` spent in memory-bound kernels (as `compute_bound_us`, the other way
+    /// round).
+    pub memory_bound_us: f64,
+}
+
+/// What set an iteration's time: see [`IterationCost::bound`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// Compute-bound kernels took the largest part of the step.
+    Compute,
+    /// Memory-bound kernels took the largest part.
+    Memory,
+    /// Everything else took the largest part: kernels at the launch floor, all-reduces, the
+    /// CPU/framework time or fixed overhead.
+    Overhead,
 }
 
 impl IterationCost {
     /// Whether the memory side of the roofline dominates.
     pub fn is_bandwidth_bound(&self) -> bool {
         self.memory_us >= self.compute_us
+    }
+
+    /// The part of `total_us` neither compute- nor memory-bound: floor-bound kernels,
+    /// all-reduces, CPU/framework time and fixed overhead.
+    pub fn overhead_bound_us(&self) -> f64 {
+        (self.total_us - self.compute_bound_us - self.memory_bound_us).max(0.0)
+    }
+
+    /// Which of [`IterationCost::compute_bound_us`], [`IterationCost::memory_bound_us`] and
+    /// [`IterationCost::overhead_bound_us`] is the largest (ties to compute, then memory).
+    pub fn bound(&self) -> Bound {
+        let (c, m, o) = (
+            self.compute_bound_us,
+            self.memory_bound_us,
+            self.overhead_bound_us(),
+        );
+        if c >= m && c >= o {
+            Bound::Compute
+        } else if m >= o {
+            Bound::Memory
+        } else {
+            Bound::Overhead
+        }
     }
 }
 
@@ -455,6 +503,10 @@ impl CostModel {
                 overhead_us: o.cpu_us,
                 total_us: o.total_us,
                 operators: o,
+                flops: o.flops,
+                hbm_bytes: o.hbm_bytes,
+                compute_bound_us: o.compute_bound_us,
+                memory_bound_us: o.memory_bound_us,
             };
         }
         let m = &self.model;
@@ -488,6 +540,7 @@ impl CostModel {
 
         let compute_us = compute_s * 1e6;
         let memory_us = memory_s * 1e6;
+        let compute_bound = compute_us >= memory_us;
         IterationCost {
             compute_us,
             memory_us,
@@ -495,6 +548,10 @@ impl CostModel {
             overhead_us: self.fixed_overhead_us,
             total_us: compute_us.max(memory_us) + allreduce_us + self.fixed_overhead_us,
             operators: OperatorTimes::default(),
+            flops: dense_flops + attention_flops,
+            hbm_bytes: bytes,
+            compute_bound_us: if compute_bound { compute_us } else { 0.0 },
+            memory_bound_us: if compute_bound { 0.0 } else { memory_us },
         }
     }
 
@@ -504,6 +561,23 @@ impl CostModel {
     /// [`CostKind::PerOperator`] the sum of the operators plus the CPU term.
     pub fn iteration_time_us(&self, shape: &BatchShape) -> f64 {
         self.iteration_cost(shape).total_us
+    }
+
+    /// The FLOP/s peak utilisation figures are taken against, over all `tp` GPUs: the GEMM
+    /// peak of the weights' dtype ([`CostModel::gemm_peak_flops`]: fp8 for fp8 weights on a
+    /// GPU with fp8 tensor cores, else bf16) under the per-operator model, the bf16 peak
+    /// (which it prices everything at) under roofline-simple.
+    pub fn peak_flops(&self) -> f64 {
+        let per_gpu = match self.kind {
+            CostKind::PerOperator => self.gemm_peak_flops(),
+            CostKind::RooflineSimple => self.gpu.peak_bf16_flops,
+        };
+        per_gpu * self.tp()
+    }
+
+    /// The datasheet HBM bandwidth over all `tp` GPUs, bytes/s.
+    pub fn peak_hbm_bytes_per_s(&self) -> f64 {
+        self.gpu.hbm_bandwidth_bytes_per_s * self.tp()
     }
 
     /// Time in µs to move `blocks` KV blocks of `block_size` tokens one way over the host link

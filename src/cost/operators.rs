@@ -139,6 +139,21 @@ pub struct OperatorTimes {
     pub compute_us: f64,
     /// Sum over kernels of their memory time alone (no floor).
     pub memory_us: f64,
+    /// FLOPs of the step over all `tp` GPUs (GEMMs and attention; elementwise kernels count
+    /// none). Not serialized.
+    #[serde(skip)]
+    pub flops: f64,
+    /// HBM bytes the step's kernels move over all `tp` GPUs (weights, activations, KV).
+    /// Not serialized.
+    #[serde(skip)]
+    pub hbm_bytes: f64,
+    /// Time of the kernels whose compute term set their duration (`compute ≥ memory` and
+    /// `compute ≥ floor`). Not serialized.
+    #[serde(skip)]
+    pub compute_bound_us: f64,
+    /// Time of the kernels whose memory term set their duration. Not serialized.
+    #[serde(skip)]
+    pub memory_bound_us: f64,
 }
 
 /// Accumulates kernels into groups.
@@ -149,6 +164,12 @@ struct Pricer<'a> {
     repeat: f64,
     compute_us: f64,
     memory_us: f64,
+    /// FLOPs and HBM bytes per GPU, and the time of compute- and memory-bound kernels
+    /// (all scaled by `repeat`).
+    flops: f64,
+    bytes: f64,
+    compute_bound_us: f64,
+    memory_bound_us: f64,
 }
 
 impl Pricer<'_> {
@@ -162,7 +183,15 @@ impl Pricer<'_> {
         let m = bytes / self.bandwidth() * 1e6;
         self.compute_us += c * self.repeat;
         self.memory_us += m * self.repeat;
-        c.max(m).max(self.cost.kernel_floor_us)
+        self.flops += flops.max(0.0) * self.repeat;
+        self.bytes += bytes * self.repeat;
+        let floor = self.cost.kernel_floor_us;
+        if c >= m && c >= floor {
+            self.compute_bound_us += c * self.repeat;
+        } else if m > c && m >= floor {
+            self.memory_bound_us += m * self.repeat;
+        }
+        c.max(m).max(floor)
     }
 
     /// A GEMM `m × n × k` with weights `n × k`.
@@ -286,6 +315,10 @@ impl CostModel {
             repeat: 1.0,
             compute_us: 0.0,
             memory_us: 0.0,
+            flops: 0.0,
+            bytes: 0.0,
+            compute_bound_us: 0.0,
+            memory_bound_us: 0.0,
         };
         let mut o = OperatorTimes::default();
 
@@ -359,6 +392,10 @@ impl CostModel {
         };
         o.compute_us = p.compute_us;
         o.memory_us = p.memory_us;
+        o.flops = p.flops * t;
+        o.hbm_bytes = p.bytes * t;
+        o.compute_bound_us = p.compute_bound_us;
+        o.memory_bound_us = p.memory_bound_us;
         o
     }
 }

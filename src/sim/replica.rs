@@ -24,7 +24,7 @@ use augur_core::engine::{
 use augur_core::time::Instant;
 
 use super::SimConfig;
-use crate::cost::BatchShape;
+use crate::cost::{BatchShape, Bound, CostModel, IterationCost};
 use crate::metrics::{RequestRecord, RunCounters};
 use crate::timeline::Timeline;
 use crate::trace::Trace;
@@ -382,13 +382,16 @@ impl<'e> Replica<'e> {
             return Ok(Turn::Waited);
         }
         let cfg = sh.cfg;
-        let mut dt = cfg.cost.iteration_time_us(&shape);
+        let cost = cfg.cost.iteration_cost(&shape);
+        let mut dt = cost.total_us;
         if swapped > 0 {
             dt += cfg.cost.swap_time_us(swapped, self.bs);
         }
+        let step_us = (dt.ceil() as u64).max(1);
         let t_end = t
-            .checked_add((dt.ceil() as u64).max(1))
+            .checked_add(step_us)
             .context("the simulated clock overflowed 64-bit microseconds")?;
+        count_utilisation(&mut self.counters, &cfg.cost, &cost, step_us as f64);
         self.results.clear();
         for e in plan.entries {
             let i = e.external_id as usize;
@@ -541,6 +544,12 @@ impl<'e> Replica<'e> {
         c.wall_s = wall_s;
         c
     }
+
+    /// Sets the replica's peaks in its counters (see [`RunCounters::peak_flops`]).
+    pub(crate) fn set_peaks(&mut self, model: &CostModel) {
+        self.counters.peak_flops = model.peak_flops();
+        self.counters.peak_hbm_bytes_per_s = model.peak_hbm_bytes_per_s();
+    }
 }
 
 /// Adds trace request `i` at time `t`. Returns `false` if it must be retried later (the
@@ -575,6 +584,7 @@ fn admit_request(
         max_output_tokens: cfg.max_output_cap,
         predicted_output_tokens: cfg.predictor.initial(i as u64, live[i].true_output),
         prompt_block_hashes: &hashes,
+        tenant: cfg.tenants.as_ref().map_or(0, |t| t.tenant_of(i as u64)),
         ..RequestDesc::new(i as u64, r.prompt_tokens)
     };
     match engine.add_request(&desc, Instant(t)) {
@@ -589,4 +599,23 @@ fn admit_request(
         }
         Err(e) => bail!("request {i}: {e}"),
     }
+}
+
+/// Adds one iteration, priced `cost` and lasting `step_us` (swaps included, rounded up as
+/// the clock is), to the utilisation counters.
+fn count_utilisation(c: &mut RunCounters, model: &CostModel, cost: &IterationCost, step_us: f64) {
+    let step_s = step_us * 1e-6;
+    c.steps += 1;
+    c.busy_us += step_us;
+    c.flops += cost.flops;
+    c.hbm_bytes += cost.hbm_bytes;
+    c.flops_capacity_busy += model.peak_flops() * step_s;
+    c.hbm_capacity_busy += model.peak_hbm_bytes_per_s() * step_s;
+    let k = match cost.bound() {
+        Bound::Compute => 0,
+        Bound::Memory => 1,
+        Bound::Overhead => 2,
+    };
+    c.steps_by_bound[k] += 1;
+    c.busy_us_by_bound[k] += step_us;
 }
