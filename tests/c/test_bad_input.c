@@ -542,7 +542,7 @@ static void invalid_configs(void) {
     CHECK(NULL, strcmp(reason, "untouched") == 0); /* untouched on success */
 
     /* Enum fields out of range. */
-    INVALID("policy.kind", c_.policy.kind = 12);
+    INVALID("policy.kind", c_.policy.kind = AUGUR_POLICY_TRAIL_TIME + 1);
     INVALID("policy.kind", c_.policy.kind = UINT32_MAX);
     INVALID("policy.overrun", c_.policy.overrun = 3);
     INVALID("preemption", c_.preemption = 3);
