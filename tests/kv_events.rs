@@ -264,6 +264,51 @@ fn run_engine_tapped(w: &Workload, tap: Tap<'_>) -> Result<BTreeSet<CachedBlock>
     Ok(e.kv().cached_blocks().collect())
 }
 
+/// The engine's cached blocks as a vLLM router counts them: per (medium, hash), with vLLM's
+/// medium names written here rather than taken from the encoder.
+fn router_view(truth: &BTreeSet<CachedBlock>) -> BTreeMap<(String, u64), u64> {
+    let mut want = BTreeMap::new();
+    for c in truth {
+        let medium = match c.tier {
+            Tier::Device => "GPU",
+            Tier::Host => "CPU",
+        };
+        *want.entry((medium.to_string(), c.hash)).or_default() += 1;
+    }
+    want
+}
+
+/// The view `tests/interop/kv_events_decode.py` printed (`cached`: rows of medium, hash, count).
+fn decoded_view(got: &serde_json::Value) -> BTreeMap<(String, u64), u64> {
+    let mut decoded = BTreeMap::new();
+    for row in got["cached"].as_array().expect("a `cached` array") {
+        let key = (
+            row[0].as_str().unwrap().to_string(),
+            row[1].as_u64().unwrap(),
+        );
+        decoded.insert(key, row[2].as_u64().unwrap());
+    }
+    decoded
+}
+
+/// The independent decoder (Python, msgspec; pyzmq for `--zmq`).
+const INTEROP_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/kv_events_decode.py"
+);
+
+/// The workloads of the interop tests: swaps, and rings of 4 that overflow and resync.
+fn interop_workload(seed: u64) -> Workload {
+    Workload {
+        seed,
+        device_blocks: 16 + 4 * seed as u32,
+        host_blocks: 12,
+        ring: if seed.is_multiple_of(2) { 4 } else { 64 },
+        swap: !seed.is_multiple_of(3),
+        steps: 90,
+    }
+}
+
 /// The wire format against an independent decoder: every drained chunk goes out as one vLLM
 /// `KVEventBatch` (`augur::events::encode_batch`), and `tests/interop/kv_events_decode.py`
 /// decodes the stream with msgspec structs declared as vLLM declares them (three releases'
@@ -276,14 +321,7 @@ fn kv_events_on_the_wire_decode_with_vllms_structs_to_the_cached_blocks() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut resyncs = 0;
     for seed in 0..8u64 {
-        let w = Workload {
-            seed,
-            device_blocks: 16 + 4 * seed as u32,
-            host_blocks: 12,
-            ring: if seed % 2 == 0 { 4 } else { 64 },
-            swap: seed % 3 != 0,
-            steps: 90,
-        };
+        let w = interop_workload(seed);
         let mut stream = Vec::new();
         let mut batches = 0u64;
         let mut sent = 0u64;
@@ -302,10 +340,7 @@ fn kv_events_on_the_wire_decode_with_vllms_structs_to_the_cached_blocks() {
         let file = dir.join(format!("seed{seed}.bin"));
         std::fs::write(&file, &stream).unwrap();
         let out = std::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/interop/kv_events_decode.py"
-            ))
+            .arg(INTEROP_SCRIPT)
             .arg(&file)
             .output()
             .expect("python3 runs");
@@ -317,24 +352,7 @@ fn kv_events_on_the_wire_decode_with_vllms_structs_to_the_cached_blocks() {
         let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(got["batches"].as_u64(), Some(batches));
         assert_eq!(got["events"].as_u64(), Some(sent));
-        let mut want: BTreeMap<(String, u64), u64> = BTreeMap::new();
-        for c in &truth {
-            // vLLM's names, written here rather than taken from the encoder.
-            let medium = match c.tier {
-                Tier::Device => "GPU",
-                Tier::Host => "CPU",
-            }
-            .to_string();
-            *want.entry((medium, c.hash)).or_default() += 1;
-        }
-        let mut decoded = BTreeMap::new();
-        for row in got["cached"].as_array().unwrap() {
-            let key = (
-                row[0].as_str().unwrap().to_string(),
-                row[1].as_u64().unwrap(),
-            );
-            decoded.insert(key, row[2].as_u64().unwrap());
-        }
+        let (want, decoded) = (router_view(&truth), decoded_view(&got));
         assert_eq!(
             decoded, want,
             "seed {seed}: the decoded view is not the engine's cache"
@@ -342,6 +360,93 @@ fn kv_events_on_the_wire_decode_with_vllms_structs_to_the_cached_blocks() {
     }
     assert!(resyncs > 0, "the small rings must overflow and resync");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The whole path a router sees, over real sockets: each workload's batches go out through
+/// `augur::events::zmq::Publisher` and the decoder subscribes with libzmq (pyzmq) as vLLM's
+/// subscriber example does. Half the stream is published before the subscriber connects, so
+/// it must come from the replay socket; the rest arrives live, with any batch lost while the
+/// subscription propagates fetched by replay. The replayed view must be the engine's cache.
+#[cfg(feature = "zmq")]
+#[test]
+#[ignore = "needs python3 with msgspec and pyzmq (pip install msgspec pyzmq); .ci/run installs them and runs this"]
+fn kv_events_over_zmq_reach_a_libzmq_subscriber_as_the_cached_blocks() {
+    use augur::events::zmq::{Publisher, PublisherConfig};
+    use std::io::{BufRead, BufReader, Read};
+    let (mut live, mut replayed) = (0, 0);
+    for seed in 0..4u64 {
+        let mut payloads = Vec::new();
+        let truth = run_engine_tapped(&interop_workload(seed), &mut |chunk| {
+            let ts = payloads.len() as f64 * 0.01;
+            payloads.push(augur::events::encode_batch(chunk, ts, 0));
+        })
+        .unwrap();
+        let mut publisher = Publisher::bind(PublisherConfig {
+            // `*` binds (vLLM's rule); port 0 picks a free one.
+            endpoint: "tcp://*:0".into(),
+            replay_endpoint: Some("tcp://*:0".into()),
+            topic: format!("kv@replica{seed}"),
+            buffer_steps: payloads.len(),
+            ..PublisherConfig::default()
+        })
+        .unwrap();
+        let half = payloads.len() / 2;
+        for p in &payloads[..half] {
+            publisher.publish(p.clone()).unwrap();
+        }
+        let mut child = std::process::Command::new("python3")
+            .arg(INTEROP_SCRIPT)
+            .args([
+                "--zmq",
+                publisher.endpoint(),
+                publisher.replay_endpoint().unwrap(),
+            ])
+            .arg("kv@replica")
+            .arg(payloads.len().to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if line.trim() != "ready" {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            panic!("the subscriber did not start: {line:?} {err}");
+        }
+        // Paced like engine steps, so the subscription has time to reach the publisher and
+        // most of this half arrives live.
+        for p in &payloads[half..] {
+            publisher.publish(p.clone()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the subscriber failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: serde_json::Value = serde_json::from_str(&rest).unwrap();
+        assert_eq!(got["batches"].as_u64(), Some(payloads.len() as u64));
+        assert_eq!(
+            decoded_view(&got),
+            router_view(&truth),
+            "seed {seed}: the subscribed view is not the engine's cache"
+        );
+        live += got["live"].as_u64().unwrap();
+        replayed += got["replayed"].as_u64().unwrap();
+        let stats = publisher.close().unwrap();
+        assert_eq!(stats.published, payloads.len() as u64);
+        assert!(stats.replays >= 1);
+    }
+    eprintln!("{live} batches arrived live, {replayed} by replay");
+    assert!(
+        replayed > 0 && live > 0,
+        "both paths ran: {live} live, {replayed} replayed"
+    );
 }
 
 proptest! {

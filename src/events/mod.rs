@@ -38,8 +38,14 @@
 //! msgspec exactly as vLLM does and decodes augur's bytes with each (`tests/kv_events_interop.rs`).
 
 //! Encoding uses the `rmp` crate's low-level writers (no hand-written msgpack markers).
-//! The ZMQ publisher (multipart `topic`, 8-byte big-endian sequence number, payload, as
-//! vLLM's `ZmqEventPublisher` sends) is not written yet.
+//!
+//! # Transport
+//! [`zmq::Publisher`] (feature `zmq`, on by default) sends the batches as vLLM's
+//! `ZmqEventPublisher` does: multipart `[topic, 8-byte big-endian sequence number, payload]`
+//! on a PUB socket, and a replay ROUTER socket for missed sequence numbers.
+
+#[cfg(feature = "zmq")]
+pub mod zmq;
 
 use augur_core::kv::{KvEvent, KvEventKind, Tier};
 use rmp::encode::{self, ValueWriteError};
