@@ -648,6 +648,31 @@ fn load_rate_scale(trace: &str, load: &str) -> f64 {
 }
 
 #[test]
+fn a_cluster_load_is_per_replica() {
+    let trace = "synthetic:n=60,rate=20,seed=1";
+    let one = load_rate_scale(trace, "0.5");
+    let o = augur(&[
+        "cluster",
+        "--trace",
+        trace,
+        "--replicas",
+        "4",
+        "--load",
+        "0.5",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("per replica on 4 replicas"),
+        "{}",
+        stderr(&o)
+    );
+    let four = json(&stdout(&o))["rate_scale"].as_f64().unwrap();
+    assert!((four / one - 4.0).abs() < 1e-12, "{one} {four}");
+}
+
+#[test]
 fn load_is_linear_and_the_same_on_a_faster_trace() {
     let slow = "synthetic:n=60,rate=20,seed=1";
     let fast = "synthetic:n=60,rate=40,seed=1";

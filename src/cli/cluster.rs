@@ -88,9 +88,9 @@ pub struct ClusterArgs {
     /// Multiply the trace's arrival rate by X (> 0).
     #[arg(long, value_name = "X", default_value = "1", value_parser = parse_rate_scale)]
     pub rate_scale: f64,
-    /// Scale arrivals so that the offered work is RHO (> 0) of one replica's capacity under the
-    /// cost model (see README, "Load"); prints the rate scale it used on stderr. Conflicts with
-    /// --rate-scale.
+    /// Scale arrivals so that each replica is offered RHO (> 0) of its capacity under the cost
+    /// model: the cluster gets replicas × RHO of one replica's (see README, "Load"); prints the
+    /// rate scale it used on stderr. Conflicts with --rate-scale.
     #[arg(long, value_name = "RHO", value_parser = parse_load, conflicts_with = "rate_scale")]
     pub load: Option<f64>,
     /// Output format: table, json or csv.
@@ -113,7 +113,7 @@ pub fn run(a: &ClusterArgs) -> CliResult {
     setup.check_memory(&probe, copies, a.replicas)?;
     let rate_scale = match a.load {
         Some(rho) => {
-            let l = setup.load_scale(rho)?;
+            let l = setup.load_scale_over(rho, a.replicas)?;
             eprintln!("{l}");
             l.rate_scale
         }

@@ -570,14 +570,22 @@ pub struct LoadScale {
     pub work_s: f64,
     /// The trace's span (first to last arrival), seconds.
     pub duration_s: f64,
+    /// Replicas sharing the work: the load is per replica, so the cluster is offered
+    /// `replicas` × `load` of one replica's capacity.
+    pub replicas: usize,
 }
 
 impl std::fmt::Display for LoadScale {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = if self.replicas > 1 {
+            format!(" per replica on {} replicas", self.replicas)
+        } else {
+            String::new()
+        };
         write!(
             f,
-            "--load {}: {:.1} s of work at a saturating batch of {} over {:.1} s of arrivals \
-             (the trace's own load {:.3}) -> rate scale {:.4}",
+            "--load {}{per}: {:.1} s of work at a saturating batch of {} over {:.1} s of arrivals \
+             (the trace's own load {:.3} on one replica) -> rate scale {:.4}",
             augur::report::compact(self.load),
             self.work_s,
             self.batch,
@@ -628,6 +636,12 @@ impl Setup {
     /// replica serves one second of work per second, so the trace's load is Σs / duration and
     /// the rate scale is `rho` / that.
     pub fn load_scale(&self, rho: f64) -> CliResult<LoadScale> {
+        self.load_scale_over(rho, 1)
+    }
+
+    /// [`Setup::load_scale`] for `replicas` replicas sharing the trace: `rho` is each
+    /// replica's load, so the rate scale is `replicas` times the one-replica one.
+    pub fn load_scale_over(&self, rho: f64, replicas: usize) -> CliResult<LoadScale> {
         if !(rho.is_finite() && rho > 0.0) {
             return Err(usage(anyhow!(
                 "--load must be finite and > 0, got {}",
@@ -664,7 +678,8 @@ impl Setup {
         }
         Ok(LoadScale {
             load: rho,
-            rate_scale: rho / trace_load,
+            rate_scale: rho * replicas.max(1) as f64 / trace_load,
+            replicas: replicas.max(1),
             trace_load,
             batch,
             work_s,
