@@ -56,9 +56,6 @@ pub struct SimConfig {
     pub max_output_cap: Option<u32>,
     /// A refining predictor is consulted every this many generated tokens.
     pub refine_every: u32,
-    /// When set, request `i` belongs to tenant `tenants.tenant_of(i)` (for fair share);
-    /// otherwise every request is tenant 0.
-    pub tenants: Option<tenants::TenantSpec>,
     /// When set, the run stores here how many requests are done (finished or rejected) as it
     /// goes, for a progress bar.
     pub progress: Option<Arc<AtomicU64>>,
@@ -75,7 +72,6 @@ impl SimConfig {
             kv_blocks: None,
             max_output_cap: None,
             refine_every: 16,
-            tenants: None,
             progress: None,
         }
     }
@@ -104,9 +100,7 @@ impl SimConfig {
             })
             .sum();
         e.hash_capacity = (hashes + 16 * e.max_requests as u64).min(u32::MAX as u64 / 4) as u32;
-        if let Some(t) = &self.tenants {
-            e.max_tenants = e.max_tenants.max(t.tenants());
-        }
+        e.max_tenants = e.max_tenants.max(trace.tenant_count());
         e.costs.recompute_us_per_token = self.cost.recompute_cost_us_per_token();
         e.costs.swap_us_per_block = self.cost.swap_cost_us_per_block(bs);
         e.validate()

@@ -947,3 +947,116 @@ fn bad_tenant_specs_are_usage_errors() {
         );
     }
 }
+
+/// A lengths-only trace in which tenant `heavy` sends 9 of every 10 requests.
+fn two_tenant_trace(dir: &Path) -> PathBuf {
+    let path = dir.join("two_tenants.csv");
+    let mut csv = String::from("num_prefill_tokens,num_decode_tokens,tenant\n");
+    for i in 0..400 {
+        let tenant = if i % 10 == 3 { "light" } else { "heavy" };
+        csv.push_str(&format!("256,64,{tenant}\n"));
+    }
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// The tenants object of a run of `simulate` (or `cluster`) with `args` appended.
+fn tenants_of(args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let m = json(&ok(&all));
+    m["tenants"].as_object().expect("a tenants object").clone()
+}
+
+fn tenant_mean_e2e(t: &serde_json::Map<String, serde_json::Value>, name: &str) -> f64 {
+    let per = t["per_tenant"].as_array().unwrap();
+    let one = per.iter().find(|p| p["name"] == name).expect(name);
+    one["mean_e2e_s"].as_f64().unwrap()
+}
+
+#[test]
+fn a_tenant_column_is_reported_and_fair_share_protects_the_light_tenant() {
+    let dir = temp_dir("tenant-column");
+    let trace = two_tenant_trace(&dir);
+    let trace = trace.to_str().unwrap();
+    // Overloaded (40 req/s of 256 + 64 tokens on 4 running slots): a queue builds, and FCFS
+    // makes the light tenant wait behind the heavy one's backlog; VTC serves the tenant with
+    // fewer tokens served first, so the light tenant's requests skip it.
+    let base = [
+        "simulate",
+        "--trace",
+        trace,
+        "--lengths-rate",
+        "40",
+        "--max-running",
+        "4",
+        "--policy",
+        "fcfs",
+    ];
+    let fcfs = tenants_of(&base);
+    assert_eq!(fcfs["spec"], "column");
+    let per = fcfs["per_tenant"].as_array().unwrap();
+    let names: Vec<&str> = per.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["heavy", "light"], "numbered by first appearance");
+    let counts: Vec<u64> = per
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [360, 40]);
+    let mut fair_args = base.to_vec();
+    fair_args.push("--fair-share");
+    let fair = tenants_of(&fair_args);
+    let (light_fcfs, light_fair) = (
+        tenant_mean_e2e(&fcfs, "light"),
+        tenant_mean_e2e(&fair, "light"),
+    );
+    assert!(
+        light_fair < 0.5 * light_fcfs,
+        "fair share should cut the light tenant's latency: {light_fair} vs {light_fcfs} s"
+    );
+    // Under FCFS both tenants wait alike (the index over latency is near 1); fair share puts
+    // the wait on the heavy tenant, so it is the index over latency that falls. The table
+    // shows the tenants by name.
+    let jain =
+        |t: &serde_json::Map<String, serde_json::Value>| t["jain_index_latency"].as_f64().unwrap();
+    assert!(jain(&fcfs) > 0.95, "{fcfs:?}");
+    assert!(jain(&fair) < 0.8, "{fair:?}");
+    let table = ok(&[&base[..], &["--fair-share"]].concat());
+    assert!(table.contains("tenant 1 (light)"), "{table}");
+}
+
+#[test]
+fn tenants_flag_works_for_cluster_and_overrides_a_column() {
+    let dir = temp_dir("tenant-cluster");
+    let trace = two_tenant_trace(&dir);
+    let trace = trace.to_str().unwrap();
+    let t = tenants_of(&[
+        "cluster",
+        "--trace",
+        trace,
+        "--replicas",
+        "2",
+        "--tenants",
+        "uniform:3",
+    ]);
+    assert_eq!(t["spec"], "uniform:3");
+    let per = t["per_tenant"].as_array().unwrap();
+    assert_eq!(per.len(), 3, "the flag replaces the column's two tenants");
+    let total: u64 = per.iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total, 400);
+    // Without tenants, no tenants key.
+    let m = json(&ok(&[
+        "cluster",
+        "--trace",
+        SMALL,
+        "--replicas",
+        "2",
+        "--format",
+        "json",
+    ]));
+    assert!(!m.contains_key("tenants"));
+    fails(
+        &["cluster", "--trace", SMALL, "--tenants", "zipf:3"],
+        "--tenants",
+    );
+}

@@ -9,6 +9,7 @@ use augur::cluster::{
 };
 use augur::predict::PredictorSpec;
 use augur::report::{self, Format, RunLabel};
+use augur::sim::tenants;
 use clap::Args;
 
 use super::options::{CommonOpts, PolicyName, parse_load, parse_predictor, parse_rate_scale};
@@ -59,8 +60,9 @@ impl RouterOpts {
 ///
 /// The JSON output has simulate's keys for the cluster plus router, replicas, replica (null),
 /// load_imbalance_requests, load_imbalance_tokens (max/mean routed per replica),
-/// cluster_prefix_hit_rate, kv_events and per_replica (one object per replica with replica,
-/// requests_routed, tokens_routed and the summary keys). CSV: a cluster row (replica = all)
+/// cluster_prefix_hit_rate, kv_events, per_replica (one object per replica with replica,
+/// requests_routed, tokens_routed and the summary keys) and, when the trace has tenants
+/// (--tenants or a tenant column), tenants as in simulate. CSV: a cluster row (replica = all)
 /// and one row per replica.
 ///
 /// Example:
@@ -138,7 +140,11 @@ pub fn run(a: &ClusterArgs) -> CliResult {
         report::write_requests_csv(path, &outcome.records)?;
     }
     let mut out = std::io::stdout().lock();
-    cluster_report::write_cluster(&mut out, &label, &outcome, a.format)
+    let tenants = setup
+        .tenants
+        .as_deref()
+        .map(|source| tenants::service(&trace, &outcome.records, source));
+    cluster_report::write_cluster(&mut out, &label, &outcome, tenants.as_ref(), a.format)
         .map_err(Failure::Runtime)?;
     out.flush()?;
     Ok(())

@@ -492,6 +492,12 @@ pub struct CommonOpts {
     /// Seed of synthetic traces, lengths-only arrivals and predictor noise.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+    /// Spread the requests over synthetic tenants, deterministically for --seed: `uniform:K`
+    /// or `zipf:K:S` (tenant k's weight 1/(k+1)^S), replacing any tenant column the trace
+    /// has; for fair share (--fair-share, the `fair` policy). Runs whose trace has tenants
+    /// (this flag or a `tenant` column) report per-tenant service and Jain's index.
+    #[arg(long, value_name = "SPEC")]
+    pub tenants: Option<String>,
     /// Arrival rate (req/s) given to lengths-only traces, which have no timestamps.
     #[arg(long, value_name = "R", default_value_t = 4.0, value_parser = parse_positive)]
     pub lengths_rate: f64,

@@ -10,6 +10,7 @@ use augur::core::policy::{MlfqParams, Policy, PolicyKind, TimeCosts};
 use augur::cost::{BatchShape, CostKind, CostModel};
 use augur::metrics::Slo;
 use augur::predict::{Predictor, PredictorSpec};
+use augur::sim::tenants::TenantSpec;
 use augur::sim::{RUN_BYTES_PER_REQUEST, SimConfig, TRACE_REQUEST_BYTES, run_memory_bytes};
 use augur::trace::{self, LoadOptions, SyntheticSpec, Trace, TraceError};
 
@@ -48,6 +49,9 @@ pub struct Setup {
     pub seed: u64,
     /// `--max-memory` in bytes.
     pub max_memory_bytes: u64,
+    /// Where the trace's tenants came from (the `--tenants` spec, or `column`); `None` when it
+    /// has none, so runs report no per-tenant service.
+    pub tenants: Option<String>,
 }
 
 /// Maps a trace error to a failure: bad specs and arguments are usage errors, unreadable or
@@ -185,9 +189,23 @@ impl Setup {
             };
             check_synthetic_memory(n, &probe, max_memory_bytes, copies, concurrent)?;
         }
-        let trace = load_trace(&c.trace, &opts)?;
+        let tenant_spec = c
+            .tenants
+            .as_deref()
+            .map(|t| TenantSpec::parse(t, c.seed))
+            .transpose()
+            .map_err(usage)?;
+        let mut trace = load_trace(&c.trace, &opts)?;
+        let tenants = match tenant_spec {
+            Some(spec) => {
+                spec.apply(&mut trace).map_err(usage)?;
+                Some(spec.text().to_owned())
+            }
+            None => (!trace.tenants.is_empty()).then(|| "column".to_owned()),
+        };
         Ok(Setup {
             trace,
+            tenants,
             cost,
             engine,
             policy: c.policy.or(&file.policy),

@@ -5,10 +5,11 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::anyhow;
+use augur::metrics::Summary;
 use augur::predict::PredictorSpec;
 use augur::report::{self, Format, RunLabel};
 use augur::sim::simulate_with_timeline;
-use augur::sim::tenants::TenantSpec;
+use augur::sim::tenants::{self, TenantReport};
 use augur::timeline::{Timeline, TimelineMeta};
 use clap::Args;
 
@@ -91,13 +92,6 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TIMELINE_MAX_REQUESTS,
           value_parser = parse_timeline_max)]
     pub timeline_max_requests: u64,
-    /// Spread the requests over synthetic tenants, deterministically for --seed: `uniform:K`
-    /// or `zipf:K:S` (tenant k's weight 1/(k+1)^S), for fair share (--fair-share, the `fair`
-    /// policy). Adds a `tenants` object to the JSON output (per-tenant requests, completed,
-    /// tokens demanded and served, mean e2e latency; Jain's index over tokens served, over
-    /// served / demanded and over mean e2e latency) and lines to the table; CSV is unchanged.
-    #[arg(long, value_name = "SPEC")]
-    pub tenants: Option<String>,
     /// Trace, model and engine settings.
     #[command(flatten)]
     pub common: CommonOpts,
@@ -105,12 +99,6 @@ pub struct SimulateArgs {
 
 /// Runs `augur simulate`.
 pub fn run(a: &SimulateArgs) -> CliResult {
-    let tenants = a
-        .tenants
-        .as_deref()
-        .map(|t| TenantSpec::parse(t, a.common.seed))
-        .transpose()
-        .map_err(usage)?;
     let copies = usize::from(a.rate_scale != 1.0 || a.load.is_some());
     let setup = Setup::new(&a.common, copies, 1)?;
     let name = a.policy.or(setup.policy.name).unwrap_or(PolicyName::Sprpt);
@@ -125,8 +113,7 @@ pub fn run(a: &SimulateArgs) -> CliResult {
         None => a.rate_scale,
     };
     let trace = scaled(&setup.trace, rate_scale)?;
-    let mut cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
-    cfg.tenants = tenants.clone();
+    let cfg = setup.sim_config(setup.policy(name), a.predictor, &trace)?;
     let label = RunLabel {
         policy: policy_label(name, &setup.policy),
         predictor: a.predictor.to_string(),
@@ -177,42 +164,43 @@ pub fn run(a: &SimulateArgs) -> CliResult {
         report::write_requests_csv(path, &outcome.records)?;
     }
     let mut out = std::io::stdout().lock();
-    match (&tenants, a.format) {
-        (Some(t), Format::Json) => {
+    match &setup.tenants {
+        Some(source) => {
+            let r = tenants::service(&trace, &outcome.records, source);
+            write_summary_with_tenants(&mut out, &label, &outcome.summary, &r, a.format)?;
+        }
+        None => report::write_summary(&mut out, &label, &outcome.summary, a.format)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes the summary with the per-tenant service: in JSON one more key, `tenants`, after the
+/// summary's own (kept in their order); under the table, a few lines; CSV is unchanged.
+fn write_summary_with_tenants(
+    out: &mut impl Write,
+    label: &RunLabel,
+    summary: &Summary,
+    r: &TenantReport,
+    format: Format,
+) -> CliResult {
+    match format {
+        Format::Json => {
             let mut line = Vec::new();
-            report::write_summary(&mut line, &label, &outcome.summary, a.format)?;
-            // The summary object with one more key, the others kept in their order.
+            report::write_summary(&mut line, label, summary, format)?;
             let text = String::from_utf8(line).map_err(|e| anyhow!(e))?;
             let body = text
                 .trim_end()
                 .strip_suffix('}')
-                .ok_or_else(|| anyhow!("not an object"))?;
-            let extra =
-                serde_json::to_string(&t.service(&outcome.records)).map_err(|e| anyhow!(e))?;
+                .ok_or_else(|| anyhow!("the summary is not a JSON object"))?;
+            let extra = serde_json::to_string(r).map_err(|e| anyhow!(e))?;
             writeln!(out, "{body},\"tenants\":{extra}}}")?;
         }
-        (Some(t), Format::Table) => {
-            report::write_summary(&mut out, &label, &outcome.summary, a.format)?;
-            let r = t.service(&outcome.records);
-            writeln!(
-                out,
-                "tenants ({})  Jain's index {:.4} over tokens served, {:.4} over served / \
-                 demanded, {:.4} over mean e2e latency",
-                r.spec, r.jain_index_tokens, r.jain_index_normalized, r.jain_index_latency
-            )?;
-            for s in &r.per_tenant {
-                let e2e = s
-                    .mean_e2e_s
-                    .map_or("-".to_owned(), |x| format!("{:.3} s", x));
-                writeln!(
-                    out,
-                    "  tenant {}: {}/{} requests, {} of {} tokens served, mean e2e {e2e}",
-                    s.tenant, s.completed, s.requests, s.tokens_served, s.tokens_demanded
-                )?;
-            }
+        Format::Table => {
+            report::write_summary(out, label, summary, format)?;
+            r.write_table(out)?;
         }
-        _ => report::write_summary(&mut out, &label, &outcome.summary, a.format)?,
+        Format::Csv => report::write_summary(out, label, summary, format)?,
     }
-    out.flush()?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::ClusterOutcome;
 use crate::report::{self, Format, LabeledSummary, RunLabel, SUMMARY_FIELDS, reasons_cell};
+use crate::sim::tenants::TenantReport;
 
 /// The cluster-only columns, after the summary fields.
 pub const CLUSTER_FIELDS: [&str; 5] = [
@@ -63,13 +64,17 @@ struct ClusterJson<'a> {
     cluster_prefix_hit_rate: f64,
     kv_events: u64,
     per_replica: Vec<ReplicaJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenants: Option<&'a TenantReport>,
 }
 
-/// Writes a cluster run in `format`.
+/// Writes a cluster run in `format`, with the cluster's per-tenant service when given (JSON:
+/// a `tenants` key; table: lines after it; CSV: left out).
 pub fn write_cluster(
     w: &mut impl Write,
     label: &RunLabel,
     o: &ClusterOutcome,
+    tenants: Option<&TenantReport>,
     format: Format,
 ) -> anyhow::Result<()> {
     let st = &o.stats;
@@ -100,6 +105,7 @@ pub fn write_cluster(
                         },
                     })
                     .collect(),
+                tenants,
             };
             serde_json::to_writer(&mut *w, &record)?;
             writeln!(w)?;
@@ -167,6 +173,9 @@ pub fn write_cluster(
                 st.cluster_prefix_hit_rate * 100.0,
                 st.kv_events
             )?;
+            if let Some(t) = tenants {
+                t.write_table(w)?;
+            }
         }
     }
     Ok(())

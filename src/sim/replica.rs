@@ -584,7 +584,7 @@ fn admit_request(
         max_output_tokens: cfg.max_output_cap,
         predicted_output_tokens: cfg.predictor.initial(i as u64, live[i].true_output),
         prompt_block_hashes: &hashes,
-        tenant: cfg.tenants.as_ref().map_or(0, |t| t.tenant_of(i as u64)),
+        tenant: r.tenant,
         ..RequestDesc::new(i as u64, r.prompt_tokens)
     };
     match engine.add_request(&desc, Instant(t)) {

@@ -1,10 +1,15 @@
 //! Synthetic tenants for traces that have none (`--tenants zipf:K:S` or `uniform:K`), and the
 //! per-tenant service of a run with Jain's fairness index over it.
+//!
+//! A request's tenant lives in the trace ([`TraceRequest::tenant`](crate::trace::TraceRequest)):
+//! read from the trace's own tenant column, or assigned here by [`TenantSpec::apply`]. The
+//! simulator hands it to the engine, whose fair share (virtual token counters) charges it.
 
 use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::metrics::RequestRecord;
+use crate::trace::{MAX_TENANTS, Trace};
 
 /// How requests are spread over `K` tenants: request `i`'s tenant is a deterministic function
 /// of the seed and `i` (a SplitMix64 hash mapped through the tenants' cumulative weights).
@@ -15,9 +20,6 @@ pub struct TenantSpec {
     /// Cumulative weights, the last one 1.
     cdf: Vec<f64>,
 }
-
-/// The most tenants a spec may name.
-pub const MAX_TENANTS: u32 = 4096;
 
 impl TenantSpec {
     /// Parses `uniform:K` (each tenant equally likely) or `zipf:K:S` (tenant `k`, 0-based,
@@ -75,42 +77,63 @@ impl TenantSpec {
         k.min(self.cdf.len() - 1) as u32
     }
 
-    /// The per-tenant service of a run's `records` (in trace order).
-    pub fn service(&self, records: &[RequestRecord]) -> TenantReport {
-        let n = self.cdf.len();
-        let mut per: Vec<TenantService> = (0..n)
-            .map(|k| TenantService {
-                tenant: k as u32,
-                ..TenantService::default()
-            })
-            .collect();
-        let mut e2e_sum = vec![0.0; n];
-        for (i, r) in records.iter().enumerate() {
-            let t = &mut per[self.tenant_of(i as u64) as usize];
+    /// Gives every request of `trace` its tenant under this spec (replacing the trace's own).
+    pub fn apply(&self, trace: &mut Trace) -> Result<()> {
+        trace.assign_tenants(self.tenants(), |i| self.tenant_of(i))?;
+        Ok(())
+    }
+
+    /// The spec as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The per-tenant service of a run of `trace` whose `records` are in trace order; `source`
+/// says where the tenants came from (the `--tenants` spec, or the trace's column).
+pub fn service(trace: &Trace, records: &[RequestRecord], source: &str) -> TenantReport {
+    let n = trace.tenant_count() as usize;
+    let mut per: Vec<TenantService> = (0..n)
+        .map(|k| TenantService {
+            tenant: k as u32,
+            name: trace
+                .tenants
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| k.to_string()),
+            ..TenantService::default()
+        })
+        .collect();
+    let mut e2e_sum = vec![0.0; n];
+    for (req, r) in trace.requests.iter().zip(records) {
+        // Tenant ids below the count are the trace's invariant; clamp rather than panic.
+        let k = (req.tenant as usize).min(n - 1);
+        {
+            let t = &mut per[k];
             let tokens = u64::from(r.prompt_tokens) + u64::from(r.output_tokens);
             t.requests += 1;
             t.tokens_demanded += tokens;
             if let Some(e2e) = r.e2e_s() {
                 t.completed += 1;
                 t.tokens_served += tokens;
-                e2e_sum[t.tenant as usize] += e2e;
+                e2e_sum[k] += e2e;
             }
         }
-        for (t, sum) in per.iter_mut().zip(&e2e_sum) {
-            t.mean_e2e_s = (t.completed > 0).then(|| sum / t.completed as f64);
-        }
-        let active: Vec<&TenantService> = per.iter().filter(|t| t.requests > 0).collect();
-        TenantReport {
-            spec: self.text.clone(),
-            jain_index_tokens: jain(active.iter().map(|t| t.tokens_served as f64)),
-            jain_index_normalized: jain(
-                active
-                    .iter()
-                    .map(|t| t.tokens_served as f64 / t.tokens_demanded.max(1) as f64),
-            ),
-            jain_index_latency: jain(per.iter().filter_map(|t| t.mean_e2e_s)),
-            per_tenant: per,
-        }
+    }
+    for (t, sum) in per.iter_mut().zip(&e2e_sum) {
+        t.mean_e2e_s = (t.completed > 0).then(|| sum / t.completed as f64);
+    }
+    let active: Vec<&TenantService> = per.iter().filter(|t| t.requests > 0).collect();
+    TenantReport {
+        spec: source.to_owned(),
+        jain_index_tokens: jain(active.iter().map(|t| t.tokens_served as f64)),
+        jain_index_normalized: jain(
+            active
+                .iter()
+                .map(|t| t.tokens_served as f64 / t.tokens_demanded.max(1) as f64),
+        ),
+        jain_index_latency: jain(per.iter().filter_map(|t| t.mean_e2e_s)),
+        per_tenant: per,
     }
 }
 
@@ -138,6 +161,8 @@ fn splitmix64(x: u64) -> u64 {
 pub struct TenantService {
     /// The tenant id (0-based).
     pub tenant: u32,
+    /// Its name: the trace's label, or the id for `--tenants`.
+    pub name: String,
     /// Requests of the tenant in the trace.
     pub requests: u64,
     /// Of which completed.
@@ -150,10 +175,31 @@ pub struct TenantService {
     pub mean_e2e_s: Option<f64>,
 }
 
+impl TenantReport {
+    /// The report as indented lines for people, after a summary table.
+    pub fn write_table(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            w,
+            "tenants ({})  Jain's index {:.4} over tokens served, {:.4} over served / \
+             demanded, {:.4} over mean e2e latency",
+            self.spec, self.jain_index_tokens, self.jain_index_normalized, self.jain_index_latency
+        )?;
+        for s in &self.per_tenant {
+            let e2e = s.mean_e2e_s.map_or("-".to_owned(), |x| format!("{x:.3} s"));
+            writeln!(
+                w,
+                "  tenant {} ({}): {}/{} requests, {} of {} tokens served, mean e2e {e2e}",
+                s.tenant, s.name, s.completed, s.requests, s.tokens_served, s.tokens_demanded
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The per-tenant service of a run and Jain's index over it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TenantReport {
-    /// The `--tenants` spec.
+    /// Where the tenants came from: the `--tenants` spec, or `column` for the trace's own.
     pub spec: String,
     /// Jain's index over the tokens served per tenant (tenants with requests only).
     pub jain_index_tokens: f64,

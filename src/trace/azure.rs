@@ -1,5 +1,6 @@
 //! Azure LLM inference trace (Splitwise, ISCA 2024): CSV with columns
-//! `TIMESTAMP,ContextTokens,GeneratedTokens`.
+//! `TIMESTAMP,ContextTokens,GeneratedTokens`, optionally followed by a `tenant` column (not in
+//! the published files; any non-empty label, numbered in order of first appearance).
 //!
 //! Timestamps are absolute wall-clock strings such as `2023-11-16 18:15:46.6805900` with any
 //! number (0 to 9) of fraction digits. They are parsed exactly here (proleptic Gregorian
@@ -26,6 +27,8 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
     let mut record = csv::StringRecord::new();
     let mut rows: Vec<(i128, TraceRequest)> = Vec::new();
     let mut header_seen = false;
+    let mut width = 3;
+    let mut tenants = super::TenantLabels::default();
     let mut next_line = 1;
     loop {
         let more = rdr
@@ -42,7 +45,10 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
                 .iter()
                 .map(|f| f.trim_start_matches('\u{feff}'))
                 .collect();
-            if header != ["TIMESTAMP", "ContextTokens", "GeneratedTokens"] {
+            let columns = ["TIMESTAMP", "ContextTokens", "GeneratedTokens", "tenant"];
+            if header.len() == 4 && header[..] == columns {
+                width = 4;
+            } else if header[..] != columns[..3] {
                 return Err(TraceError::parse(
                     file,
                     line,
@@ -55,16 +61,21 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
             }
             continue;
         }
-        if record.len() != 3 {
+        if record.len() != width {
             return Err(TraceError::parse(
                 file,
                 line,
                 format!(
-                    "expected 3 fields (TIMESTAMP,ContextTokens,GeneratedTokens), found {}",
+                    "expected {width} fields as in the header, found {}",
                     record.len()
                 ),
             ));
         }
+        let tenant = if width == 4 {
+            tenants.id(file, line, &record[3])?
+        } else {
+            0
+        };
         let ts = parse_timestamp_ns(&record[0]).map_err(|why| {
             TraceError::parse(file, line, format!("TIMESTAMP `{}` {why}", &record[0]))
         })?;
@@ -79,6 +90,7 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
                 output_tokens: output,
                 prefix: None,
                 tool_calls: Vec::new(),
+                tenant,
             },
         ));
     }
@@ -105,7 +117,9 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
             r
         })
         .collect();
-    Ok(Trace::new(super::file_name(file), requests))
+    let mut trace = Trace::new(super::file_name(file), requests);
+    trace.tenants = tenants.into_names();
+    Ok(trace)
 }
 
 /// A `csv` crate error as a [`TraceError`] with the record's line, or `fallback` (the line

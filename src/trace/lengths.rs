@@ -1,6 +1,7 @@
 //! Lengths-only traces (Vidur's processed traces): CSV whose first two columns are
 //! `num_prefill_tokens,num_decode_tokens` (further columns such as `num_total_tokens` and
-//! `pd_ratio` are ignored).
+//! `pd_ratio` are ignored, except a column named `tenant`: any non-empty label, numbered in
+//! order of first appearance).
 //!
 //! Such files carry no timestamps, so arrivals come from a seeded Poisson process: exponential
 //! inter-arrival gaps at a given rate, the first request at 0. The generator is
@@ -33,6 +34,8 @@ pub fn parse(file: &str, data: &[u8], rate: f64, seed: u64) -> Result<Trace, Tra
         .from_reader(data);
     let mut record = csv::StringRecord::new();
     let mut width = None;
+    let mut tenant_column = None;
+    let mut tenants = super::TenantLabels::default();
     let mut lengths = Vec::new();
     let mut next_line = 1;
     while rdr
@@ -60,6 +63,7 @@ pub fn parse(file: &str, data: &[u8], rate: f64, seed: u64) -> Result<Trace, Tra
                 ));
             }
             width = Some(header.len());
+            tenant_column = header.iter().position(|&c| c == "tenant");
             continue;
         };
         if record.len() != width {
@@ -75,7 +79,11 @@ pub fn parse(file: &str, data: &[u8], rate: f64, seed: u64) -> Result<Trace, Tra
         let prompt = parse_u32(file, line, "num_prefill_tokens", &record[0])?;
         let prompt = super::azure::nonzero_prompt(file, line, "num_prefill_tokens", prompt)?;
         let output = parse_u32(file, line, "num_decode_tokens", &record[1])?;
-        lengths.push((prompt, output));
+        let tenant = match tenant_column {
+            Some(c) => tenants.id(file, line, &record[c])?,
+            None => 0,
+        };
+        lengths.push((prompt, output, tenant));
     }
     if width.is_none() {
         return Err(TraceError::parse(
@@ -92,16 +100,19 @@ pub fn parse(file: &str, data: &[u8], rate: f64, seed: u64) -> Result<Trace, Tra
         .into_iter()
         .zip(arrivals)
         .map(
-            |((prompt_tokens, output_tokens), arrival_us)| TraceRequest {
+            |((prompt_tokens, output_tokens, tenant), arrival_us)| TraceRequest {
                 arrival_us,
                 prompt_tokens,
                 output_tokens,
                 prefix: None,
                 tool_calls: Vec::new(),
+                tenant,
             },
         )
         .collect();
-    Ok(Trace::new(super::file_name(file), requests))
+    let mut trace = Trace::new(super::file_name(file), requests);
+    trace.tenants = tenants.into_names();
+    Ok(trace)
 }
 
 /// `n` arrival times (µs, non-decreasing, the first 0) of a Poisson process at `rate` requests

@@ -47,6 +47,8 @@ pub struct TraceRequest {
     pub prefix: Option<PrefixIds>,
     /// External calls made while generating, in increasing `after_output_tokens` order.
     pub tool_calls: Vec<ToolCall>,
+    /// The request's tenant, an index into [`Trace::tenants`] (0 when the trace has none).
+    pub tenant: u32,
 }
 
 /// A trace's own prefix block ids for one prompt.
@@ -83,6 +85,53 @@ pub struct Trace {
     pub name: String,
     /// Requests sorted by non-decreasing `arrival_us`, the first at 0.
     pub requests: Vec<TraceRequest>,
+    /// Tenant names, indexed by [`TraceRequest::tenant`]: read from the trace's tenant column
+    /// (in order of first appearance) or set by [`Trace::assign_tenants`]; empty when the
+    /// trace has no tenants (every request is tenant 0).
+    pub tenants: Vec<String>,
+}
+
+/// The most tenants a trace may have (column values or `--tenants` K).
+pub const MAX_TENANTS: u32 = 4096;
+
+/// Numbers a trace's tenant labels in order of first appearance.
+#[derive(Debug, Default)]
+pub(crate) struct TenantLabels {
+    names: Vec<String>,
+    ids: hashbrown::HashMap<String, u32>,
+}
+
+impl TenantLabels {
+    /// The id of `label` (a new one for a label not seen before). Errors, naming the line,
+    /// on an empty label or on more than [`MAX_TENANTS`] distinct ones.
+    pub(crate) fn id(&mut self, file: &str, line: u64, label: &str) -> Result<u32, TraceError> {
+        let label = label.trim();
+        if label.is_empty() {
+            return Err(TraceError::parse(file, line, "tenant is empty"));
+        }
+        if let Some(&id) = self.ids.get(label) {
+            return Ok(id);
+        }
+        let id = self.names.len() as u32;
+        if id >= MAX_TENANTS {
+            return Err(TraceError::parse(
+                file,
+                line,
+                format!(
+                    "tenant `{label}` is the trace's {}th; at most {MAX_TENANTS} tenants",
+                    id + 1
+                ),
+            ));
+        }
+        self.names.push(label.to_owned());
+        self.ids.insert(label.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The names, indexed by id.
+    pub(crate) fn into_names(self) -> Vec<String> {
+        self.names
+    }
 }
 
 /// Summary statistics of a [`Trace`] (see [`Trace::summary`]).
@@ -258,7 +307,7 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<Trace, TraceError> {
                         ),
                     ));
                 }
-                if header == AZURE_HEADER {
+                if header == AZURE_HEADER || header == format!("{AZURE_HEADER},tenant") {
                     azure::parse(spec, &data)?
                 } else if header.starts_with(LENGTHS_HEADER_PREFIX) {
                     lengths::parse(spec, &data, opts.lengths_rate, opts.seed)?
@@ -267,7 +316,7 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<Trace, TraceError> {
                         spec,
                         1,
                         format!(
-                            "unrecognized CSV header `{header}` (expected `{AZURE_HEADER}` or `{LENGTHS_HEADER_PREFIX},...`)"
+                            "unrecognized CSV header `{header}` (expected `{AZURE_HEADER}`, `{AZURE_HEADER},tenant` or `{LENGTHS_HEADER_PREFIX},...`)"
                         ),
                     ));
                 }
@@ -344,7 +393,40 @@ impl Trace {
         Trace {
             name: name.into(),
             requests,
+            tenants: Vec::new(),
         }
+    }
+
+    /// The number of tenants (at least 1: a trace without tenants is one tenant, 0).
+    pub fn tenant_count(&self) -> u32 {
+        (self.tenants.len() as u32).max(1)
+    }
+
+    /// Sets every request's tenant to `tenant_of(request index)` and names the tenants
+    /// `0`..`count - 1`; replaces any tenants the trace had. Errors when `count` is 0 or above
+    /// [`MAX_TENANTS`], or when `tenant_of` gives a tenant ≥ `count`.
+    pub fn assign_tenants(
+        &mut self,
+        count: u32,
+        tenant_of: impl Fn(u64) -> u32,
+    ) -> Result<(), TraceError> {
+        if count == 0 || count > MAX_TENANTS {
+            return Err(TraceError::invalid(format!(
+                "the number of tenants must be in 1..={MAX_TENANTS}, got {count}"
+            )));
+        }
+        // Checked in full before anything changes: an error leaves the trace as it was.
+        let ids: Vec<u32> = (0..self.requests.len() as u64).map(&tenant_of).collect();
+        if let Some((i, t)) = ids.iter().enumerate().find(|&(_, &t)| t >= count) {
+            return Err(TraceError::invalid(format!(
+                "request {i}: tenant {t} is not below {count}"
+            )));
+        }
+        for (r, t) in self.requests.iter_mut().zip(ids) {
+            r.tenant = t;
+        }
+        self.tenants = (0..count).map(|k| k.to_string()).collect();
+        Ok(())
     }
 
     /// Number of requests.

@@ -21,15 +21,23 @@ struct Row {
     input_length: u32,
     output_length: u32,
     hash_ids: Vec<u64>,
+    /// Optional: the request's tenant (a string or an integer), as a multi-tenant trace
+    /// records it. Not in the published Mooncake files.
+    #[serde(default)]
+    tenant: Option<serde_json::Value>,
 }
 
 /// Parses a Mooncake trace from the bytes of a JSONL file. `file` names it in errors.
 ///
 /// Every line must be one JSON object with the four fields (others are ignored); blank lines
 /// are errors except after the last row. `timestamp` must be a finite, non-negative number of
-/// milliseconds; `input_length` at least 1. The trace is named after the file name.
+/// milliseconds; `input_length` at least 1. An optional `tenant` field (a non-empty string or
+/// a non-negative integer) assigns tenants, numbered in order of first appearance; it must be
+/// on every line or on none. The trace is named after the file name.
 pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
     let mut requests = Vec::new();
+    let mut tenants = super::TenantLabels::default();
+    let mut with_tenant = None;
     let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     // Trailing newline(s) at end of file are fine.
     while lines
@@ -85,6 +93,37 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
                 ),
             ));
         }
+        let tenant = match (&row.tenant, with_tenant) {
+            (None, None | Some(false)) => 0,
+            (Some(v), None | Some(true)) => {
+                let label = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) if n.is_u64() => n.to_string(),
+                    other => {
+                        return Err(TraceError::parse(
+                            file,
+                            line,
+                            format!(
+                                "tenant {other} is neither a string nor a non-negative integer"
+                            ),
+                        ));
+                    }
+                };
+                tenants.id(file, line, &label)?
+            }
+            (t, Some(had)) => {
+                return Err(TraceError::parse(
+                    file,
+                    line,
+                    format!(
+                        "{} a tenant but the lines before {}: the field must be on every line or on none",
+                        if t.is_some() { "has" } else { "has no" },
+                        if had { "have one" } else { "have none" }
+                    ),
+                ));
+            }
+        };
+        with_tenant = Some(row.tenant.is_some());
         let arrival_us = (row.timestamp * 1000.0).round();
         if arrival_us >= u64::MAX as f64 {
             return Err(TraceError::parse(
@@ -102,7 +141,10 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Trace, TraceError> {
                 ids: row.hash_ids,
             }),
             tool_calls: Vec::new(),
+            tenant,
         });
     }
-    Ok(Trace::new(super::file_name(file), requests))
+    let mut trace = Trace::new(super::file_name(file), requests);
+    trace.tenants = tenants.into_names();
+    Ok(trace)
 }

@@ -456,6 +456,7 @@ fn generate_mix(
                 output_tokens,
                 prefix: None,
                 tool_calls,
+                tenant: 0,
             }
         })
         .collect();

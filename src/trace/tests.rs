@@ -759,6 +759,7 @@ fn trace_scale_rate_and_truncate() {
                 output_tokens: 1,
                 prefix: None,
                 tool_calls: vec![],
+                tenant: 0,
             })
             .collect(),
     );
@@ -859,4 +860,137 @@ fn tool_durations_past_the_clock_are_refused() {
             assert_eq!(c.duration_us, 1_000_000_000_000_000);
         }
     }
+}
+
+/// Loads `contents` as file `name` (which must load) and returns each request's tenant name,
+/// in arrival order.
+fn tenant_names(name: &str, contents: &str) -> (Vec<String>, Trace) {
+    let f = TempFile::new(name, contents);
+    let t = load(f.path(), &LoadOptions::default()).expect("loads");
+    let names = t
+        .requests
+        .iter()
+        .map(|r| t.tenants[r.tenant as usize].clone())
+        .collect();
+    (names, t)
+}
+
+#[test]
+fn trace_tenant_columns_are_read_in_every_format() {
+    // Azure: a fourth `tenant` column; rows out of order, so the ids must follow the rows
+    // through the sort by arrival.
+    let (names, t) = tenant_names(
+        "az_tenants.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens,tenant\n\
+         2023-11-16 18:15:47.0,20,2,bob\n\
+         2023-11-16 18:15:46.0,10,1,alice\n\
+         2023-11-16 18:15:48.0,30,3,bob\n",
+    );
+    assert_eq!(names, ["alice", "bob", "bob"]);
+    assert_eq!(
+        t.requests
+            .iter()
+            .map(|r| r.prompt_tokens)
+            .collect::<Vec<_>>(),
+        [10, 20, 30]
+    );
+    assert_eq!(t.tenant_count(), 2);
+    // Lengths: a column named `tenant` anywhere after the first two.
+    let (names, t) = tenant_names(
+        "vl_tenants.csv",
+        "num_prefill_tokens,num_decode_tokens,tenant,pd_ratio\n5,1,x,1\n6,1,y,1\n7,1,x,1\n",
+    );
+    assert_eq!(names, ["x", "y", "x"]);
+    assert_eq!(t.tenant_count(), 2);
+    // Mooncake: strings and integers, numbered by first appearance.
+    let (names, t) = tenant_names(
+        "mc_tenants.jsonl",
+        "{\"timestamp\":0,\"input_length\":5,\"output_length\":1,\"hash_ids\":[1],\"tenant\":7}\n\
+         {\"timestamp\":1,\"input_length\":5,\"output_length\":1,\"hash_ids\":[1],\"tenant\":\"a\"}\n\
+         {\"timestamp\":2,\"input_length\":5,\"output_length\":1,\"hash_ids\":[1],\"tenant\":7}\n",
+    );
+    assert_eq!(names, ["7", "a", "7"]);
+    assert_eq!(t.tenants, ["7", "a"]);
+    // Without the column: no tenants, every request tenant 0, count 1.
+    let f = TempFile::new("az_plain.csv", &format!("{AZ}2023-11-16 18:15:46.0,10,1\n"));
+    let t = load(f.path(), &LoadOptions::default()).unwrap();
+    assert!(t.tenants.is_empty());
+    assert_eq!((t.requests[0].tenant, t.tenant_count()), (0, 1));
+}
+
+#[test]
+fn trace_bad_tenants_name_the_line() {
+    load_err(
+        "az_tenant_empty.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens,tenant\n2023-11-16 18:15:46.0,10,1,a\n\
+         2023-11-16 18:15:47.0,10,1, \n",
+        3,
+        "tenant is empty",
+    );
+    load_err(
+        "az_tenant_short.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens,tenant\n2023-11-16 18:15:46.0,10,1\n",
+        2,
+        "expected 4 fields",
+    );
+    load_err(
+        "az_tenant_header.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens,team\n2023-11-16 18:15:46.0,10,1,a\n",
+        1,
+        "",
+    );
+    let mc = |t: &str| {
+        format!("{{\"timestamp\":0,\"input_length\":5,\"output_length\":1,\"hash_ids\":[1]{t}}}\n")
+    };
+    load_err(
+        "mc_tenant_partial.jsonl",
+        &format!("{}{}", mc(",\"tenant\":\"a\""), mc("")),
+        2,
+        "on every line or on none",
+    );
+    load_err(
+        "mc_tenant_partial2.jsonl",
+        &format!("{}{}", mc(""), mc(",\"tenant\":\"a\"")),
+        2,
+        "on every line or on none",
+    );
+    load_err(
+        "mc_tenant_float.jsonl",
+        &mc(",\"tenant\":1.5"),
+        1,
+        "neither a string nor a non-negative integer",
+    );
+    load_err(
+        "mc_tenant_empty.jsonl",
+        &mc(",\"tenant\":\"\""),
+        1,
+        "tenant is empty",
+    );
+    // More distinct labels than MAX_TENANTS.
+    let mut many = String::from("num_prefill_tokens,num_decode_tokens,tenant\n");
+    for i in 0..=MAX_TENANTS {
+        many.push_str(&format!("5,1,t{i}\n"));
+    }
+    load_err(
+        "vl_tenant_many.csv",
+        &many,
+        u64::from(MAX_TENANTS) + 2,
+        "at most 4096 tenants",
+    );
+}
+
+#[test]
+fn assigning_tenants_is_all_or_nothing() {
+    let mut t = synthetic::default_workload();
+    t.truncate(10);
+    t.assign_tenants(3, |i| (i % 3) as u32).unwrap();
+    assert_eq!(t.tenants, ["0", "1", "2"]);
+    assert_eq!(t.requests[4].tenant, 1);
+    let before = t.clone();
+    // A tenant past the count on the last request: nothing changes.
+    assert!(t.assign_tenants(2, |i| if i == 9 { 5 } else { 0 }).is_err());
+    assert_eq!(t, before);
+    assert!(t.assign_tenants(0, |_| 0).is_err());
+    assert!(t.assign_tenants(MAX_TENANTS + 1, |_| 0).is_err());
+    assert_eq!(t, before);
 }
