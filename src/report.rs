@@ -5,9 +5,10 @@
 //!   side by side, see [`LabeledSummary`]) or [`Format::Csv`] (a header and one row, same
 //!   names).
 //! - [`write_comparison_table`] writes several runs as one aligned table, the output of
-//!   `augur demo`.
+//!   `augur demo` ([`write_comparison_table_with`]: with label columns of the caller's first).
 //! - [`write_requests_csv`] and [`write_sweep_csv`] write per-request and per-run CSV files.
-//! - [`plot_latency_vs_load`] and [`plot_latency_cdfs`] draw SVG line charts.
+//! - [`plot_latency_vs_load`], [`plot_latency_vs_replicas`] and [`plot_latency_cdfs`] draw SVG
+//!   line charts.
 //!
 //! The column names of JSON and CSV output are [`RunLabel::FIELDS`] followed by
 //! [`SUMMARY_FIELDS`]; they are a stable interface.
@@ -575,6 +576,16 @@ pub fn write_comparison_table(
     w: &mut impl Write,
     rows: &[(RunLabel, Summary)],
 ) -> anyhow::Result<()> {
+    write_comparison_table_with(w, &[], rows)
+}
+
+/// [`write_comparison_table`] with `lead` columns first: left-aligned, each a header and one
+/// cell per row (as `sweep --replicas` labels its rows with replicas and router).
+pub fn write_comparison_table_with(
+    w: &mut impl Write,
+    lead: &[(&str, Vec<String>)],
+    rows: &[(RunLabel, Summary)],
+) -> anyhow::Result<()> {
     let text = |f: &dyn Fn(&RunLabel, &Summary) -> String| -> Vec<String> {
         rows.iter().map(|(l, s)| f(l, s)).collect()
     };
@@ -588,7 +599,11 @@ pub fn write_comparison_table(
         .iter()
         .any(|(_, s)| s.preemptions_swap > 0 || s.preemptions_keep > 0);
 
-    let mut columns = vec![
+    let mut columns: Vec<Column> = lead
+        .iter()
+        .map(|(header, cells)| Column::new(header, "", Align::Left, cells.clone()))
+        .collect();
+    columns.extend([
         Column::new("policy", "", Align::Left, text(&|l, _| l.policy.clone())),
         Column::new(
             "predictor",
@@ -651,7 +666,7 @@ pub fn write_comparison_table(
             Align::Right,
             text(&|_, s| fmt_percent(s.prefix_hit_rate)),
         ),
-    ];
+    ]);
     if rows.iter().any(|(_, s)| s.goodput_req_per_s.is_some()) {
         columns.push(Column::new(
             "goodput",
@@ -949,33 +964,87 @@ fn max_or(values: impl Iterator<Item = f64>, default: f64) -> f64 {
     if m > 0.0 { m } else { default }
 }
 
+/// One point of a latency line chart: the line it belongs to, its x value and the run's
+/// summary.
+#[derive(Clone, Copy, Debug)]
+pub struct LinePoint<'a> {
+    /// The line's name, shown in the legend.
+    pub line: &'a str,
+    /// The rate scale or the replica count.
+    pub x: f64,
+    /// The run's summary, whose latency is the y value.
+    pub summary: &'a Summary,
+}
+
 /// Plots a latency metric against load as an SVG line chart: one line (with markers) per
-/// (policy, predictor) series, in order of first appearance, x = rate scale, y = the metric
-/// in seconds; with a title, axis labels and a legend.
+/// [`LinePoint::line`], in order of first appearance, x = rate scale, y = the metric in
+/// seconds; with a title, axis labels and a legend.
 ///
 /// Runs with no completed request have no latency and are left out; so are non-finite
 /// values. With no points at all the chart is drawn empty.
 pub fn plot_latency_vs_load(
     path: impl AsRef<Path>,
-    rows: &[(RunLabel, Summary)],
+    points: &[LinePoint<'_>],
     metric: Metric,
 ) -> anyhow::Result<()> {
-    let path = path.as_ref();
-    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let title = match metric {
+        Metric::MeanE2e => "Mean end-to-end latency vs load",
+        Metric::P99E2e => "p99 end-to-end latency vs load",
+    };
+    plot_latency_lines(
+        path.as_ref(),
+        points,
+        metric,
+        title,
+        "rate scale (x trace arrival rate)",
+    )
+    .with_context(|| format!("plotting {} vs load to {}", metric, path.as_ref().display()))
+}
+
+/// Plots a latency metric against the number of replicas, as [`plot_latency_vs_load`] does
+/// against load (x = [`LinePoint::x`], the replica count).
+pub fn plot_latency_vs_replicas(
+    path: impl AsRef<Path>,
+    points: &[LinePoint<'_>],
+    metric: Metric,
+) -> anyhow::Result<()> {
+    let title = match metric {
+        Metric::MeanE2e => "Mean end-to-end latency vs replicas",
+        Metric::P99E2e => "p99 end-to-end latency vs replicas",
+    };
+    plot_latency_lines(path.as_ref(), points, metric, title, "replicas").with_context(|| {
+        format!(
+            "plotting {} vs replicas to {}",
+            metric,
+            path.as_ref().display()
+        )
+    })
+}
+
+/// The line chart of [`plot_latency_vs_load`] and [`plot_latency_vs_replicas`].
+fn plot_latency_lines(
+    path: &Path,
+    points: &[LinePoint<'_>],
+    metric: Metric,
+    title: &str,
+    x_desc: &str,
+) -> anyhow::Result<()> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for (label, s) in rows {
-        let x = label.rate_scale;
-        let Some(y) = metric.value(s) else { continue };
-        if !x.is_finite() || !y.is_finite() {
+    for p in points {
+        let Some(y) = metric.value(p.summary) else {
+            continue;
+        };
+        if !p.x.is_finite() || !y.is_finite() {
             continue;
         }
-        let key = (label.policy.as_str(), label.predictor.as_str());
-        let i = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
-            keys.push(key);
-            series.push((format!("{} / {}", key.0, key.1), Vec::new()));
-            keys.len() - 1
-        });
-        series[i].1.push((x, y));
+        let i = series
+            .iter()
+            .position(|(name, _)| name == p.line)
+            .unwrap_or_else(|| {
+                series.push((p.line.to_owned(), Vec::new()));
+                series.len() - 1
+            });
+        series[i].1.push((p.x, y));
     }
     for (_, points) in &mut series {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -990,13 +1059,9 @@ pub fn plot_latency_vs_load(
         0.0..2.0
     };
     let y_max = max_or(points().map(|p| p.1), 1.0);
-    let title = match metric {
-        Metric::MeanE2e => "Mean end-to-end latency vs load",
-        Metric::P99E2e => "p99 end-to-end latency vs load",
-    };
     let spec = ChartSpec {
         title,
-        x_desc: "rate scale (x trace arrival rate)",
+        x_desc,
         y_desc: "latency (s)",
         x_range,
         y_range: 0.0..y_max * 1.1,
@@ -1004,7 +1069,6 @@ pub fn plot_latency_vs_load(
         legend: SeriesLabelPosition::UpperLeft,
     };
     draw_line_chart(path, spec, &series)
-        .with_context(|| format!("plotting {} vs load to {}", metric, path.display()))
 }
 
 /// Plots end-to-end latency CDFs as an SVG line chart: one line per named series of
@@ -1446,9 +1510,22 @@ mod tests {
     #[test]
     fn plots_write_svg() {
         let rows = sweep();
+        let names: Vec<String> = rows
+            .iter()
+            .map(|(l, _)| format!("{} / {}", l.policy, l.predictor))
+            .collect();
+        let points: Vec<LinePoint<'_>> = rows
+            .iter()
+            .zip(&names)
+            .map(|((l, s), line)| LinePoint {
+                line,
+                x: l.rate_scale,
+                summary: s,
+            })
+            .collect();
         for metric in Metric::ALL {
             let path = temp_path(&format!("{metric}.svg"));
-            plot_latency_vs_load(&path, &rows, metric).unwrap();
+            plot_latency_vs_load(&path, &points, metric).unwrap();
             let svg = std::fs::read_to_string(&path).unwrap();
             assert!(svg.contains("<svg"), "{svg}");
             assert!(svg.trim_end().ends_with("</svg>"));
@@ -1484,6 +1561,7 @@ mod tests {
         let path = temp_path("empty.svg");
         plot_latency_cdfs(&path, &[]).unwrap();
         plot_latency_vs_load(&path, &[], Metric::MeanE2e).unwrap();
+        plot_latency_vs_replicas(&path, &[], Metric::P99E2e).unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("<svg"));
         std::fs::remove_file(&path).unwrap();
 
@@ -1493,5 +1571,75 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("x.svg"));
+    }
+
+    #[test]
+    fn replicas_plot_has_one_line_per_name_with_a_point_per_run() {
+        let rows = sweep();
+        let points: Vec<LinePoint<'_>> = rows[..6]
+            .iter()
+            .enumerate()
+            .map(|(i, (_, s))| LinePoint {
+                line: if i < 3 { "round-robin" } else { "kv-prefix" },
+                x: [1.0, 2.0, 4.0][i % 3],
+                summary: s,
+            })
+            .collect();
+        let path = temp_path("replicas.svg");
+        plot_latency_vs_replicas(&path, &points, Metric::MeanE2e).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("Mean end-to-end latency vs replicas"), "{svg}");
+        let lines: Vec<&str> = svg.lines().map(str::trim).collect();
+        for text in ["replicas", "round-robin", "kv-prefix"] {
+            assert_eq!(
+                lines.iter().filter(|l| **l == text).count(),
+                1,
+                "{text}: {svg}"
+            );
+        }
+        // One line of three points per router, in the first two colours (the legend's
+        // samples have two points).
+        for color in ["#1F77B4", "#FF7F0E"] {
+            let data = lines
+                .iter()
+                .filter(|l| l.starts_with("<polyline") && l.contains(color))
+                .filter(|l| l.matches(',').count() == 3)
+                .count();
+            assert_eq!(data, 1, "{color}: {svg}");
+        }
+        assert_eq!(svg.matches("<circle").count(), 6, "a marker per run");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn comparison_table_lead_columns_come_first() {
+        let rows = sweep();
+        let lead = [
+            ("replicas", rows.iter().map(|_| "16".to_owned()).collect()),
+            (
+                "router",
+                rows.iter().map(|_| "kv-prefix".to_owned()).collect(),
+            ),
+        ];
+        let mut out = Vec::new();
+        write_comparison_table_with(&mut out, &lead, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("replicas  router     policy  predictor"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("16        kv-prefix  fcfs    none"),
+            "{text}"
+        );
+        let mut plain = Vec::new();
+        write_comparison_table(&mut plain, &rows).unwrap();
+        let plain = String::from_utf8(plain).unwrap();
+        // Behind the two lead columns (8 and 9 wide, two spaces after each) is the plain table.
+        assert_eq!(lines.len(), plain.lines().count());
+        for (a, b) in lines.iter().zip(plain.lines()) {
+            assert_eq!(&a[21..], b, "{text}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Runs a batch of simulations on a few threads.
 //!
-//! Each run is independent (its own engine and storage), so runs are handed out to
+//! Each run is independent (its own engines and storage), so runs are handed out to
 //! `std::thread::scope` workers through a shared counter; results come back in job order.
+//! [`run_each`] does this for any list of runs (`sweep` runs single engines and clusters
+//! through it); [`run_all`] runs [`Job`]s with `simulate`.
 //! A progress bar is drawn on stderr when it is a terminal and asked for; [`simulate_one`]
 //! draws one for a single long run.
 
@@ -33,11 +35,36 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
-/// Runs every job on up to `threads` threads; returns the outcomes in job order, or the first
-/// failure (in job order).
+/// Runs every job with `simulate` (see [`run_each`]).
 pub fn run_all(jobs: &[Job<'_>], threads: usize, progress: bool) -> CliResult<Vec<SimOutcome>> {
+    run_each(
+        jobs,
+        threads,
+        progress,
+        |j| format!("{} / {}", j.label.policy, j.label.predictor),
+        |j| {
+            simulate(j.trace, &j.cfg).map_err(|e| {
+                e.context(format!(
+                    "simulating {} / {} at rate x{}",
+                    j.label.policy, j.label.predictor, j.label.rate_scale
+                ))
+            })
+        },
+    )
+}
+
+/// Runs `run` on every item on up to `threads` threads; returns the results in item order, or
+/// the first failure (in item order). With `progress`, and stderr a terminal, a bar of the
+/// items done is drawn on stderr, showing the `name` of the last one.
+pub fn run_each<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    progress: bool,
+    name: impl Fn(&T) -> String + Sync,
+    run: impl Fn(&T) -> anyhow::Result<R> + Sync,
+) -> CliResult<Vec<R>> {
     let bar = if progress && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(jobs.len() as u64);
+        let bar = ProgressBar::new(items.len() as u64);
         if let Ok(style) =
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} runs {msg}")
         {
@@ -48,22 +75,17 @@ pub fn run_all(jobs: &[Job<'_>], threads: usize, progress: bool) -> CliResult<Ve
         ProgressBar::hidden()
     };
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<anyhow::Result<SimOutcome>>>> =
-        Mutex::new((0..jobs.len()).map(|_| None).collect());
-    let threads = threads.clamp(1, jobs.len().max(1));
+    let results: Mutex<Vec<Option<anyhow::Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    let threads = threads.clamp(1, items.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let r = simulate(job.trace, &job.cfg).map_err(|e| {
-                        e.context(format!(
-                            "simulating {} / {} at rate x{}",
-                            job.label.policy, job.label.predictor, job.label.rate_scale
-                        ))
-                    });
-                    bar.set_message(format!("{} / {}", job.label.policy, job.label.predictor));
+                    let Some(item) = items.get(i) else { break };
+                    let r = run(item);
+                    bar.set_message(name(item));
                     bar.inc(1);
                     if let Ok(mut guard) = results.lock() {
                         guard[i] = Some(r);
@@ -118,4 +140,34 @@ pub fn simulate_one(trace: &Trace, cfg: &SimConfig) -> anyhow::Result<SimOutcome
     });
     bar.finish_and_clear();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_each_keeps_item_order_and_reports_the_first_failure() {
+        let items: Vec<u64> = (0..50).collect();
+        let squares = run_each(&items, 3, false, |i| i.to_string(), |&i| Ok(i * i));
+        let expected: Vec<u64> = items.iter().map(|i| i * i).collect();
+        assert_eq!(squares.ok(), Some(expected));
+        let failed = run_each(
+            &items,
+            3,
+            false,
+            |i| i.to_string(),
+            |&i| {
+                if i % 10 == 7 {
+                    Err(anyhow!("item {i}"))
+                } else {
+                    Ok(i)
+                }
+            },
+        );
+        match failed {
+            Err(Failure::Runtime(e)) => assert_eq!(e.to_string(), "item 7"),
+            other => panic!("expected the failure of item 7, got {other:?}"),
+        }
+    }
 }

@@ -8,23 +8,45 @@
 //!   replica; the cluster-only columns are empty on replica rows.
 //! - Table: the per-replica and cluster rows as `augur demo`'s comparison table, then the
 //!   cluster's imbalance and prefix hit rate.
+//! - [`write_sweep_csv`]: `augur sweep --replicas`'s sweep.csv, one cluster row per run
+//!   (header [`sweep_csv_header`]).
 
 use std::io::Write;
+use std::path::Path;
 
+use anyhow::Context;
 use serde::Serialize;
 
-use super::ClusterOutcome;
+use super::{ClusterOutcome, ClusterStats};
+use crate::metrics::Summary;
 use crate::report::{self, Format, LabeledSummary, RunLabel, SUMMARY_FIELDS, reasons_cell};
 use crate::sim::tenants::TenantReport;
 
-/// The cluster-only columns, after the summary fields.
-pub const CLUSTER_FIELDS: [&str; 5] = [
-    "requests_routed",
-    "tokens_routed",
+/// The cluster-wide statistics, the last columns of a cluster row and of a sweep row.
+pub const STATS_FIELDS: [&str; 3] = [
     "load_imbalance_requests",
     "load_imbalance_tokens",
     "cluster_prefix_hit_rate",
 ];
+
+/// The cluster-only columns, after the summary fields: what was routed, then
+/// [`STATS_FIELDS`].
+pub const CLUSTER_FIELDS: [&str; 5] = [
+    "requests_routed",
+    "tokens_routed",
+    STATS_FIELDS[0],
+    STATS_FIELDS[1],
+    STATS_FIELDS[2],
+];
+
+/// The cells of [`STATS_FIELDS`].
+fn stats_cells(st: &ClusterStats) -> (f64, f64, f64) {
+    (
+        st.load_imbalance_requests,
+        st.load_imbalance_tokens,
+        st.cluster_prefix_hit_rate,
+    )
+}
 
 /// The CSV header: label fields, `router`, `replicas`, `replica`, summary fields, cluster
 /// fields.
@@ -34,6 +56,45 @@ pub fn csv_header() -> Vec<&'static str> {
     h.extend(SUMMARY_FIELDS);
     h.extend(CLUSTER_FIELDS);
     h
+}
+
+/// The header of [`write_sweep_csv`]: label fields, `router`, `replicas`, summary fields,
+/// [`STATS_FIELDS`] (the cluster rows of [`csv_header`] without `replica` and the routed
+/// totals, which are the trace's).
+pub fn sweep_csv_header() -> Vec<&'static str> {
+    let mut h: Vec<&str> = RunLabel::FIELDS.to_vec();
+    h.extend(["router", "replicas"]);
+    h.extend(SUMMARY_FIELDS);
+    h.extend(STATS_FIELDS);
+    h
+}
+
+/// Writes one CSV row per cluster run (header [`sweep_csv_header`], written even when `rows`
+/// is empty; empty cells for `None`).
+pub fn write_sweep_csv(
+    path: impl AsRef<Path>,
+    rows: &[(RunLabel, Summary, ClusterStats)],
+) -> anyhow::Result<()> {
+    let path = path.as_ref();
+    let write = || -> anyhow::Result<()> {
+        let mut wtr = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_path(path)?;
+        wtr.write_record(sweep_csv_header())?;
+        for (label, s, st) in rows {
+            wtr.serialize((
+                label,
+                &st.router,
+                st.replicas,
+                s,
+                reasons_cell(s),
+                stats_cells(st),
+            ))?;
+        }
+        wtr.flush()?;
+        Ok(())
+    };
+    write().with_context(|| format!("writing the sweep summary to {}", path.display()))
 }
 
 #[derive(Serialize)]
@@ -124,9 +185,7 @@ pub fn write_cluster(
                 reasons_cell(&o.summary),
                 routed,
                 tokens,
-                st.load_imbalance_requests,
-                st.load_imbalance_tokens,
-                st.cluster_prefix_hit_rate,
+                stats_cells(st),
             ))?;
             for r in &o.replicas {
                 wtr.serialize((
