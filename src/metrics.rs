@@ -449,6 +449,18 @@ pub fn slo_fraction_met(records: &[RequestRecord], slo: &Slo) -> f64 {
     ratio(met as f64, records.len() as f64)
 }
 
+/// The mean normalised latency, seconds per output token: the mean over completed requests
+/// with at least one output token of end-to-end latency / output tokens (the metric of
+/// FastServe, InferCept and Orca). `None` when there is no such request.
+pub fn mean_normalized_latency_s(records: &[RequestRecord]) -> Option<f64> {
+    let per_token: Vec<f64> = records
+        .iter()
+        .filter(|r| r.output_tokens > 0)
+        .filter_map(|r| r.e2e_s().map(|e| e / f64::from(r.output_tokens)))
+        .collect();
+    stat(&per_token, mean)
+}
+
 /// The most points [`latency_cdf`] returns.
 pub const CDF_MAX_POINTS: usize = 500;
 
@@ -500,6 +512,34 @@ mod tests {
             let (a, b): (f64, f64) = ($a, $b);
             assert!(close(a, b), "{} = {a}, expected {b}", stringify!($a));
         }};
+    }
+
+    fn record(arrival_s: f64, output_tokens: u32, finish_s: Option<f64>) -> RequestRecord {
+        RequestRecord {
+            id: 0,
+            arrival_s,
+            prompt_tokens: 8,
+            output_tokens,
+            first_token_s: finish_s,
+            finish_s,
+            rejected: None,
+            preemptions: 0,
+        }
+    }
+
+    #[test]
+    fn normalized_latency_averages_per_token_latency_of_completed_requests() {
+        assert_eq!(mean_normalized_latency_s(&[]), None);
+        // Unfinished and zero-output requests are left out.
+        let none = [record(0.0, 4, None), record(0.0, 0, Some(1.0))];
+        assert_eq!(mean_normalized_latency_s(&none), None);
+        // (2 s / 4 tokens + 9 s / 3 tokens) / 2 = (0.5 + 3) / 2; a mean of ratios, not 11 / 7.
+        let rs = [
+            record(1.0, 4, Some(3.0)),
+            record(0.0, 3, Some(9.0)),
+            record(0.0, 5, None),
+        ];
+        assert_close!(mean_normalized_latency_s(&rs).unwrap(), 1.75);
     }
 
     #[test]

@@ -134,6 +134,19 @@ enum Stage {
     Done,
 }
 
+/// What a capacity search looks for: the SLO fraction and the bracket of rate scales.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchBounds {
+    /// Fraction of all requests that must meet the SLO, in (0, 1].
+    pub slo_fraction: f64,
+    /// Lowest rate scale searched.
+    pub min_scale: f64,
+    /// Highest rate scale searched (above `min_scale`).
+    pub max_scale: f64,
+    /// Stop when the bracket's ratio hi/lo is at most 1 + this.
+    pub tolerance: f64,
+}
+
 /// One policy's search.
 #[derive(Debug)]
 struct Search {
@@ -149,7 +162,7 @@ struct Search {
 
 impl Search {
     /// The scale to simulate next (`None` when done).
-    fn next_scale(&self, a: &CapacityArgs) -> Option<f64> {
+    fn next_scale(&self, a: &SearchBounds) -> Option<f64> {
         match self.stage {
             Stage::Upper => Some(a.max_scale),
             Stage::Lower => Some(a.min_scale),
@@ -162,7 +175,7 @@ impl Search {
     }
 
     /// Takes in the simulation at `p.scale`.
-    fn record(&mut self, p: Probe, a: &CapacityArgs) {
+    fn record(&mut self, p: Probe, a: &SearchBounds) {
         self.runs += 1;
         let ok = p.fraction >= a.slo_fraction;
         match (self.stage, ok) {
@@ -251,6 +264,68 @@ fn probe(scale: f64, trace: &Trace, o: &SimOutcome, setup: &Setup) -> Probe {
     }
 }
 
+/// Searches each of `policies` for the highest rate scale at which `setup.slo` is met by
+/// `bounds.slo_fraction` of all requests, running up to `threads` simulations at once; one row
+/// per policy, in order. The caller checks that the bracket is ordered and an SLO is set.
+pub fn search(
+    setup: &Setup,
+    policies: &[PolicyName],
+    predictor: PredictorSpec,
+    bounds: &SearchBounds,
+    threads: usize,
+) -> CliResult<Vec<CapacityRow>> {
+    // Both bounds must give a trace the simulator's clock can hold.
+    scaled(&setup.trace, bounds.min_scale)?;
+    let mut searches: Vec<Search> = policies
+        .iter()
+        .map(|&name| Search {
+            name,
+            stage: Stage::Upper,
+            meets: None,
+            fails: None,
+            runs: 0,
+            note: None,
+        })
+        .collect();
+    loop {
+        let pending: Vec<(usize, f64)> = searches
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.next_scale(bounds).map(|x| (i, x)))
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let traces = pending
+            .iter()
+            .map(|&(_, x)| scaled(&setup.trace, x))
+            .collect::<CliResult<Vec<_>>>()?;
+        let mut jobs = Vec::with_capacity(pending.len());
+        for (&(i, x), trace) in pending.iter().zip(&traces) {
+            let name = searches[i].name;
+            jobs.push(Job {
+                label: RunLabel {
+                    policy: policy_label(name, &setup.policy),
+                    predictor: predictor.to_string(),
+                    rate_scale: x,
+                    trace: setup.trace.name.clone(),
+                },
+                trace,
+                cfg: setup.sim_config(setup.policy(name), predictor, trace)?,
+            });
+        }
+        let outcomes = run_all(&jobs, threads, false)?;
+        for ((&(i, x), trace), o) in pending.iter().zip(&traces).zip(&outcomes) {
+            let p = probe(x, trace, o, setup);
+            searches[i].record(p, bounds);
+        }
+    }
+    Ok(searches
+        .iter()
+        .map(|s| s.row(policy_label(s.name, &setup.policy), &predictor))
+        .collect())
+}
+
 /// Runs `augur capacity`.
 pub fn run(a: &CapacityArgs) -> CliResult {
     if a.min_scale >= a.max_scale {
@@ -275,57 +350,13 @@ pub fn run(a: &CapacityArgs) -> CliResult {
     let first = a.policies[0];
     let check = setup.sim_config(setup.policy(first), a.predictor, &setup.trace)?;
     setup.check_memory(&check, copies, concurrent)?;
-    // Both bounds must give a trace the simulator's clock can hold.
-    scaled(&setup.trace, a.min_scale)?;
-    let mut searches: Vec<Search> = a
-        .policies
-        .iter()
-        .map(|&name| Search {
-            name,
-            stage: Stage::Upper,
-            meets: None,
-            fails: None,
-            runs: 0,
-            note: None,
-        })
-        .collect();
-    loop {
-        let pending: Vec<(usize, f64)> = searches
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.next_scale(a).map(|x| (i, x)))
-            .collect();
-        if pending.is_empty() {
-            break;
-        }
-        let traces = pending
-            .iter()
-            .map(|&(_, x)| scaled(&setup.trace, x))
-            .collect::<CliResult<Vec<_>>>()?;
-        let mut jobs = Vec::with_capacity(pending.len());
-        for (&(i, x), trace) in pending.iter().zip(&traces) {
-            let name = searches[i].name;
-            jobs.push(Job {
-                label: RunLabel {
-                    policy: policy_label(name, &setup.policy),
-                    predictor: a.predictor.to_string(),
-                    rate_scale: x,
-                    trace: setup.trace.name.clone(),
-                },
-                trace,
-                cfg: setup.sim_config(setup.policy(name), a.predictor, trace)?,
-            });
-        }
-        let outcomes = run_all(&jobs, threads, false)?;
-        for ((&(i, x), trace), o) in pending.iter().zip(&traces).zip(&outcomes) {
-            let p = probe(x, trace, o, &setup);
-            searches[i].record(p, a);
-        }
-    }
-    let rows: Vec<CapacityRow> = searches
-        .iter()
-        .map(|s| s.row(policy_label(s.name, &setup.policy), &a.predictor))
-        .collect();
+    let bounds = SearchBounds {
+        slo_fraction: a.slo_fraction,
+        min_scale: a.min_scale,
+        max_scale: a.max_scale,
+        tolerance: a.tolerance,
+    };
+    let rows = search(&setup, &a.policies, a.predictor, &bounds, threads)?;
     let mut out = std::io::stdout().lock();
     match a.format {
         Format::Json => {

@@ -9,22 +9,14 @@ use augur::mg1::sim::POLICY_NAMES;
 use augur::mg1::sim::report_with_progress;
 use augur::mg1::{Mg1Config, Mg1Error, Mg1Policy, Mg1Report, PredictionModel, ServiceDist, report};
 use augur::report::compact;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::options::TextFormat;
 use super::{CliResult, usage};
 
 /// The policies `--policy all` compares.
 pub const ALL_POLICIES: [&str; 7] = ["fcfs", "sjf", "spjf", "pspjf", "srpt", "sprpt", "trail:0.8"];
-
-/// Output format of `augur mg1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Mg1Format {
-    /// An aligned table.
-    Table,
-    /// One JSON object per policy, one per line.
-    Json,
-}
 
 /// Simulate the M/G/1 queue with predictions beside its closed-form mean response time
 ///
@@ -65,9 +57,9 @@ pub struct Mg1Args {
     /// Seed of the arrival, size and prediction streams.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
-    /// Output format.
+    /// Output format: an aligned table, or one JSON object per policy, one per line.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Mg1Format,
+    pub format: TextFormat,
 }
 
 /// The most jobs one run takes (about a minute per policy in a release build).
@@ -150,13 +142,13 @@ pub fn run(a: &Mg1Args) -> CliResult {
     }
     let mut out = std::io::stdout().lock();
     match a.format {
-        Mg1Format::Json => {
+        TextFormat::Json => {
             for r in &reports {
                 serde_json::to_writer(&mut out, r).map_err(anyhow::Error::from)?;
                 writeln!(out)?;
             }
         }
-        Mg1Format::Table => write_table(&mut out, a, &reports)?,
+        TextFormat::Table => write_table(&mut out, a, &reports)?,
     }
     out.flush()?;
     Ok(())

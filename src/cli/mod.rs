@@ -15,6 +15,7 @@
 //! | [`mg1`] | `augur mg1`: the M/G/1 queue beside its closed forms |
 //! | [`cost`] | `augur cost`: one iteration's predicted time and its per-operator breakdown |
 //! | [`capacity`] | `augur capacity`: per policy, the highest arrival-rate scale that meets an SLO |
+//! | [`reproduce`] | `augur reproduce`: the papers' published directions beside augur's numbers |
 //! | [`policies`] | `augur policies`: the catalogue of policies, presets and predictors |
 //!
 //! Errors: clap reports malformed flags itself (exit code 2). Every other error is a
@@ -30,6 +31,7 @@ mod demo;
 mod mg1;
 mod options;
 mod policies;
+mod reproduce;
 mod runner;
 mod setup;
 mod simulate;
@@ -65,6 +67,7 @@ enum Command {
     Mg1(mg1::Mg1Args),
     Cost(cost::CostArgs),
     Capacity(Box<capacity::CapacityArgs>),
+    Reproduce(reproduce::ReproduceArgs),
     /// List the policies, model and GPU presets, predictors and trace specs.
     Policies,
 }
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Some(Command::Mg1(a)) => mg1::run(&a),
         Some(Command::Cost(a)) => cost::run(&a),
         Some(Command::Capacity(a)) => capacity::run(&a),
+        Some(Command::Reproduce(a)) => reproduce::run(&a),
         Some(Command::Policies) => policies::run(),
     };
     match result {

@@ -89,6 +89,16 @@ impl fmt::Display for PolicyName {
     }
 }
 
+/// An output format of the commands that print a table or JSON, and no CSV (`mg1`,
+/// `reproduce`); each command's help gives its JSON's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    /// An aligned table.
+    Table,
+    /// JSON.
+    Json,
+}
+
 /// How running requests are preempted (`--preemption`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "kebab-case")]
