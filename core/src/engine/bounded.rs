@@ -51,7 +51,8 @@ impl<'a, T: Copy> BoundedVec<'a, T> {
         match self.buf.get_mut(self.len) {
             Some(slot) => {
                 *slot = v;
-                self.len = self.len.saturating_add(1);
+                // `len` < `buf.len()` ≤ `isize::MAX` here, so this cannot wrap.
+                self.len = self.len.wrapping_add(1);
                 Ok(())
             }
             None => broken(what),

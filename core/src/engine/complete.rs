@@ -9,22 +9,6 @@ use crate::internal::{InternalError, OrBroken};
 use crate::time::Instant;
 use crate::util::div_block;
 
-/// The results given to one `complete` call: keyed by handle or by plan position.
-#[derive(Clone, Copy)]
-enum Results<'r> {
-    Keyed(&'r [StepResult]),
-    Positional(&'r [EntryResult]),
-}
-
-impl Results<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Results::Keyed(r) => r.len(),
-            Results::Positional(r) => r.len(),
-        }
-    }
-}
-
 /// What to do with a paused request's KV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PauseAction {
@@ -39,7 +23,12 @@ impl<'a> Engine<'a> {
     /// exactly once. All-or-nothing: if any result is invalid the error names it and nothing
     /// changes. Requests that finish are listed by [`Engine::last_finished`].
     pub fn complete(&mut self, results: &[StepResult], now: Instant) -> Result<(), CompleteError> {
-        self.complete_from(Results::Keyed(results), now)
+        self.complete_with(results.len(), now, |_, k| {
+            results
+                .get(k)
+                .map(Some)
+                .ok_or(ResultErrorKind::NotScheduled)
+        })
     }
 
     /// [`Engine::complete`] by position: `results[k]` is the result of entry `k` of the
@@ -66,45 +55,46 @@ impl<'a> Engine<'a> {
                 got: results.len(),
             });
         }
-        self.complete_from(Results::Positional(results), now)
+        self.complete_with(results.len(), now, |e, k| {
+            e.positional_result_at(results, k)
+        })
     }
 
-    /// Result `k` of `results` as a handle-keyed result; `None` for the position of an entry
+    /// Positional result `k` as a handle-keyed result; `None` for the position of an entry
     /// whose request was aborted after the plan was made (no result is expected for it, so
     /// whatever the caller put there is ignored).
-    fn result_at(
+    fn positional_result_at(
         &self,
-        results: Results<'_>,
+        results: &[EntryResult],
         k: usize,
     ) -> Result<Option<StepResult>, ResultErrorKind> {
-        match results {
-            Results::Keyed(r) => r
-                .get(k)
-                .copied()
-                .map(Some)
-                .ok_or(ResultErrorKind::NotScheduled),
-            Results::Positional(r) => {
-                let entry = self.plan.entries.as_slice().get(k);
-                match (r.get(k), entry) {
-                    (Some(_), Some(e)) if self.slot_of(e.handle).is_none() => Ok(None),
-                    (Some(res), Some(e)) => res.to_step_result(e.handle).map(Some),
-                    _ => Err(ResultErrorKind::NotScheduled),
-                }
-            }
+        let entry = self.plan.entries.as_slice().get(k);
+        match (results.get(k), entry) {
+            (Some(_), Some(e)) if self.slot_of(e.handle).is_none() => Ok(None),
+            (Some(res), Some(e)) => res.to_step_result(e.handle).map(Some),
+            _ => Err(ResultErrorKind::NotScheduled),
         }
     }
 
     /// The one path of both `complete` calls: validate every result, then apply them all.
-    fn complete_from(&mut self, results: Results<'_>, now: Instant) -> Result<(), CompleteError> {
+    /// Generic over how result `k` is read (`result_at`), so each form gets its own
+    /// monomorphic loop: a `match` on the form and a 64-byte copy per result cost more than
+    /// the rest of a plain decode's validation.
+    fn complete_with<R: core::borrow::Borrow<StepResult>>(
+        &mut self,
+        count: usize,
+        now: Instant,
+        result_at: impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
+    ) -> Result<(), CompleteError> {
         self.check_poison()?;
         if now.as_micros() < self.last_now {
             return Err(CompleteError::TimeWentBackwards);
         }
         self.complete_stamp = self.complete_stamp.saturating_add(1);
         let stamp = self.complete_stamp;
-        for index in 0..results.len() {
-            match self.result_at(results, index) {
-                Ok(Some(res)) => self.validate_result(&res, stamp),
+        for index in 0..count {
+            match result_at(self, index) {
+                Ok(Some(res)) => self.validate_result(res.borrow(), stamp),
                 Ok(None) => Ok(()),
                 Err(kind) => Err(kind),
             }
@@ -113,10 +103,13 @@ impl<'a> Engine<'a> {
         self.check_time(now);
         self.results_accepted = true;
         self.finished.clear();
-        for index in 0..results.len() {
+        for index in 0..count {
             // Validated above, so a failure here is a broken invariant.
-            let applied = match self.result_at(results, index) {
-                Ok(Some(res)) => self.apply_result(res.handle.index(), &res, now),
+            let applied = match result_at(self, index) {
+                Ok(Some(res)) => {
+                    let res = res.borrow();
+                    self.apply_result(res.handle.index(), res, now)
+                }
                 Ok(None) => Ok(()),
                 Err(_) => Err(InternalError::new(
                     "a validated result can no longer be read",
@@ -133,9 +126,7 @@ impl<'a> Engine<'a> {
         let i = self
             .slot_of(res.handle)
             .ok_or(ResultErrorKind::StaleHandle)?;
-        let bs = self.cfg.block_size;
         let step = self.step;
-        let (limit, draft) = (self.cfg.token_limit(), self.cfg.max_draft_tokens);
         let Some(r) = self.reqs.get_mut(i as usize) else {
             return Err(ResultErrorKind::StaleHandle);
         };
@@ -147,6 +138,18 @@ impl<'a> Engine<'a> {
         }
         r.validated_stamp = stamp;
         let samples = r.computed == r.num_tokens();
+        // The common result, one sampled token and nothing else (a decode, or the last chunk
+        // of a prefill), passes every check below.
+        if samples
+            && res.tokens == 1
+            && res.predicted_remaining.is_none()
+            && res.pause.is_none()
+            && res.filled_block_hash.is_none()
+        {
+            return Ok(());
+        }
+        let (limit, draft) = (self.cfg.token_limit(), self.cfg.max_draft_tokens);
+        let bs = self.cfg.block_size;
         // What a sampling entry may report: its sampled token plus accepted drafts, never past
         // the output cap or the token limit. Both leave room for at least the one token, so a
         // plain decode's result (one token) skips computing them.
@@ -214,55 +217,15 @@ impl<'a> Engine<'a> {
             .or_broken("a result for an entry no longer awaited")?;
         let r = self.req_mut(i)?;
         r.reported = true;
-        let seq = r.seq().or_broken("running request without KV")?;
         let (from, to) = (div_block(r.sched_from, bs), div_block(r.computed, bs));
-        let was_decode = r.sched_tokens == 1
-            && r.generated > 0
-            && r.sched_from.saturating_add(1) == r.num_tokens();
-        // Prompt blocks that filled in this step become findable for prefix reuse. Hashes are
-        // the caller's claims about content; a refusal (another block already holds the hash)
-        // only means this block is not indexed.
-        if to > from {
-            let list = r.hashes;
-            // Only the window `from..to`: walking a long prompt's list from its head on every
-            // chunk made chunked prefill quadratic in the prompt's blocks. A broken list ends
-            // the window early, as a missing hash does.
-            let (hashes, kv) = (&self.hashes, &mut self.kv);
-            let _ = hashes.for_each_in(&list, from, to, |b, h| {
-                let _ = kv.set_block_hash(seq, b, h);
-                Ok(())
-            });
+        // Only a step that filled a block has hashes to index (1 decode in 16).
+        if to > from || res.filled_block_hash.is_some() {
+            self.index_filled_blocks(i, from, to, res.filled_block_hash)?;
         }
-        if let Some(h) = res.filled_block_hash {
-            let b = to.saturating_sub(1);
-            let _ = self.kv.set_block_hash(seq, b, h);
-            let r = self
-                .reqs
-                .get_mut(i as usize)
-                .or_broken("request index out of range")?;
-            // Stored only contiguously: once one is dropped for lack of room, the later ones
-            // of this request cannot be stored either, and count as dropped too.
-            let list = &mut r.hashes;
-            let stored = match list.len().cmp(&b) {
-                core::cmp::Ordering::Equal => self.hashes.push(list, h)?,
-                core::cmp::Ordering::Less => false,
-                core::cmp::Ordering::Greater => true, // a prompt hash already covers it
-            };
-            if !stored {
-                self.stats.hashes_dropped = self.stats.hashes_dropped.saturating_add(1);
-            }
+        if self.cfg.policy.fair_share {
+            self.charge_tenant(i, res.tokens)?;
         }
-        let fair_share = self.cfg.policy.fair_share;
-        let (w_in, w_out) = (self.cfg.vtc_input_weight, self.cfg.vtc_output_weight);
         let r = self.req_mut(i)?;
-        // Only the fair-share queue keeps tenant counters; the single queue ignores charges.
-        let charge = if !fair_share {
-            0.0
-        } else if was_decode {
-            w_out * f64::from(res.tokens)
-        } else {
-            w_in * f64::from(r.sched_tokens) + w_out * f64::from(res.tokens)
-        };
         if res.tokens >= 1 {
             r.sampled_since_admit = true;
             // Validated against the output cap and the token limit: a request reaching
@@ -276,10 +239,6 @@ impl<'a> Engine<'a> {
         r.sched_tokens = 0;
         r.sched_blocks = 0;
         r.sched_chunks = 0;
-        let t = r.tenant;
-        if charge > 0.0 {
-            self.queue.charge(self.tenants, t, charge)?;
-        }
         if let Some(p) = res.predicted_remaining {
             self.set_prediction(i, p)?;
         }
@@ -311,6 +270,77 @@ impl<'a> Engine<'a> {
             self.pause(i, p)?;
         }
         self.advance_backlog(i)
+    }
+
+    /// Makes the blocks that running request `i` filled in this step (block indices
+    /// `from..to`) findable for prefix reuse: its prompt hashes in that window, and the
+    /// result's `filled_block_hash` for the last one. Out of line: most steps fill none.
+    #[inline(never)]
+    fn index_filled_blocks(
+        &mut self,
+        i: u32,
+        from: u32,
+        to: u32,
+        filled_block_hash: Option<u64>,
+    ) -> Result<(), InternalError> {
+        let r = self.req(i)?;
+        let seq = r.seq().or_broken("running request without KV")?;
+        // Hashes are the caller's claims about content; a refusal (another block already
+        // holds the hash) only means this block is not indexed.
+        if to > from {
+            let list = r.hashes;
+            // Only the window `from..to`: walking a long prompt's list from its head on every
+            // chunk made chunked prefill quadratic in the prompt's blocks. A broken list ends
+            // the window early, as a missing hash does.
+            let (hashes, kv) = (&self.hashes, &mut self.kv);
+            let _ = hashes.for_each_in(&list, from, to, |b, h| {
+                let _ = kv.set_block_hash(seq, b, h);
+                Ok(())
+            });
+        }
+        if let Some(h) = filled_block_hash {
+            let b = to.saturating_sub(1);
+            let _ = self.kv.set_block_hash(seq, b, h);
+            let r = self
+                .reqs
+                .get_mut(i as usize)
+                .or_broken("request index out of range")?;
+            // Stored only contiguously: once one is dropped for lack of room, the later ones
+            // of this request cannot be stored either, and count as dropped too.
+            let list = &mut r.hashes;
+            let stored = match list.len().cmp(&b) {
+                core::cmp::Ordering::Equal => self.hashes.push(list, h)?,
+                core::cmp::Ordering::Less => false,
+                core::cmp::Ordering::Greater => true, // a prompt hash already covers it
+            };
+            if !stored {
+                self.stats.hashes_dropped = self.stats.hashes_dropped.saturating_add(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Charges running request `i`'s tenant for this step's work (fair share only): its
+    /// computed tokens at the input weight and `produced` output tokens at the output
+    /// weight, except that a decode's one input token (the last sampled one) is already
+    /// charged as output.
+    fn charge_tenant(&mut self, i: u32, produced: u32) -> Result<(), InternalError> {
+        let (w_in, w_out) = (self.cfg.vtc_input_weight, self.cfg.vtc_output_weight);
+        let r = self.req(i)?;
+        // `generated` does not include this step's tokens yet.
+        let was_decode = r.sched_tokens == 1
+            && r.generated > 0
+            && r.sched_from.saturating_add(1) == r.num_tokens();
+        let charge = if was_decode {
+            w_out * f64::from(produced)
+        } else {
+            w_in * f64::from(r.sched_tokens) + w_out * f64::from(produced)
+        };
+        let t = r.tenant;
+        if charge > 0.0 {
+            self.queue.charge(self.tenants, t, charge)?;
+        }
+        Ok(())
     }
 
     /// Takes running request `i` out for an external call and decides what happens to its KV.

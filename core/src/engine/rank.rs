@@ -90,7 +90,9 @@ impl Engine<'_> {
     }
 
     /// Recomputes `i`'s part of the predicted backlog (after a prediction changed, or when the
-    /// integer update of [`Engine::advance_backlog`] does not apply).
+    /// integer update of [`Engine::advance_backlog`] does not apply). Out of line, so that
+    /// the per-token update that calls it stays small enough to inline.
+    #[inline(never)]
     pub(super) fn refresh_backlog(&mut self, i: u32) -> Result<(), InternalError> {
         let (new, stable_ceil) = self.backlog_of(i)?;
         let r = self.req_mut(i)?;
@@ -103,7 +105,7 @@ impl Engine<'_> {
     /// arithmetic while it is below its stable total (every token of a request that has not
     /// outgrown its prediction), otherwise by [`Engine::refresh_backlog`]. Both give the same
     /// value (see [`Engine::backlog_of`]); this runs for every request every step.
-    #[inline]
+    #[inline(always)]
     pub(super) fn advance_backlog(&mut self, i: u32) -> Result<(), InternalError> {
         let r = self.req_mut(i)?;
         if r.generated >= r.backlog_ceil {

@@ -234,12 +234,13 @@ impl Default for RequestSlot {
 impl RequestSlot {
     /// All tokens known: prompt, appended tool output, generated output. Each part, and the
     /// sum, stays below [`super::TOKEN_LIMIT`] (checked on entry, and a request finishes when
-    /// it reaches the limit), so the saturation never happens.
+    /// it reaches the limit), so the sum never wraps (wrapping adds cost one instruction
+    /// each; this runs several times per request per step).
     #[inline]
     pub(crate) fn num_tokens(&self) -> u32 {
         self.prompt_tokens
-            .saturating_add(self.extra_prompt)
-            .saturating_add(self.generated)
+            .wrapping_add(self.extra_prompt)
+            .wrapping_add(self.generated)
     }
 
     /// Tokens known but not computed yet.

@@ -132,7 +132,7 @@ impl<'a> Engine<'a> {
         let mut k = 0usize;
         while k < self.running_len as usize {
             let i = self.running_at(k)?;
-            k = k.saturating_add(1);
+            k = k.wrapping_add(1); // below `running_len`
             let r = self.req(i)?;
             let (n, blocks, chunks) = (r.sched_tokens, r.sched_blocks, r.sched_chunks);
             if n == 0 {
@@ -195,6 +195,8 @@ impl<'a> Engine<'a> {
         let mut need = Need::default();
         let mut prefills = 0u32;
         let mut k = 0usize;
+        // Sums below stay far from wrapping: at most `max_running` terms, each below the
+        // device pool's size (< 2^32); `k` < `running_len`.
         while k < self.running_len as usize {
             let i = self.running_at(k)?;
             let r = self.req(i)?;
@@ -207,7 +209,7 @@ impl<'a> Engine<'a> {
             let (mut n, mut b, mut c) = (0, 0, 0);
             if decode {
                 if *budget > 0 {
-                    *budget = budget.saturating_sub(1);
+                    *budget = budget.wrapping_sub(1);
                     n = 1;
                     (b, c) = self.growth(computed, 1);
                 }
@@ -215,9 +217,9 @@ impl<'a> Engine<'a> {
                 prefills = prefills.saturating_add(1);
             }
             self.set_scheduled(i, n, b, c)?;
-            need.blocks = need.blocks.saturating_add(u64::from(b));
-            need.chunks = need.chunks.saturating_add(u64::from(c));
-            k = k.saturating_add(1);
+            need.blocks = need.blocks.wrapping_add(u64::from(b));
+            need.chunks = need.chunks.wrapping_add(u64::from(c));
+            k = k.wrapping_add(1);
         }
         if prefills > 0 {
             let chunk_cap = self.chunk_cap();
@@ -809,35 +811,18 @@ impl<'a> Engine<'a> {
         let r = self.req(i)?;
         let seq = r.seq().or_broken("running request without KV")?;
         let before = r.computed;
-        let refused = |_| InternalError::new("planned growth refused by the block manager");
         let blocks_start = self.plan.blocks.len();
         // Most decodes land in the table's last block: no allocation, nothing to read back.
         let in_place = if whole_table {
             None
         } else {
-            self.kv.append_in_place(seq, n).map_err(refused)?
+            self.kv
+                .append_in_place(seq, n)
+                .map_err(|_| InternalError::new("planned growth refused by the block manager"))?
         };
-        let (table_start, read) = if let Some(len) = in_place {
-            (len, 0)
-        } else {
-            let out = self.kv.append_tokens(seq, n).map_err(refused)?;
-            self.consume_reserve(i, out.changed)?;
-            let p = &mut self.plan;
-            if let Some(c) = out.copy {
-                p.copies.push(c, "copy-on-write pairs past the list")?;
-            }
-            let table_start = if whole_table { 0 } else { out.first_changed };
-            let read = if !whole_table && out.changed == 0 {
-                0
-            } else {
-                let read = self
-                    .kv
-                    .read_table(seq, table_start, p.blocks.spare_mut())
-                    .map_err(|_| InternalError::new("plan block list too short for a table"))?;
-                p.blocks.commit(read, "plan block ids past the list")?;
-                read
-            };
-            (table_start, read)
+        let (table_start, read) = match in_place {
+            Some(len) => (len, 0),
+            None => self.grow_table(i, seq, n, whole_table)?,
         };
         let step = self.step;
         let r = self.req_mut(i)?;
@@ -865,15 +850,50 @@ impl<'a> Engine<'a> {
         r.sched_tokens = n;
         r.scheduled_step = step;
         r.reported = false;
-        self.stats.recomputed_tokens = self
-            .stats
-            .recomputed_tokens
-            .saturating_add(recomputed.into());
+        if recomputed > 0 {
+            self.stats.recomputed_tokens = self
+                .stats
+                .recomputed_tokens
+                .saturating_add(recomputed.into());
+        }
         self.plan
             .entries
             .push(entry, "plan entries past max_running")?;
         self.awaiting = self.awaiting.saturating_add(1);
         Ok(())
+    }
+
+    /// `run_tokens`' path for tokens that start blocks (or a whole new table): allocates
+    /// them, accounts them against the reservation, and copies the changed table entries
+    /// into the plan. Returns the entry's `table_start` and how many block ids it wrote. Kept
+    /// out of line so that the in-place decode path stays small.
+    #[inline(never)]
+    fn grow_table(
+        &mut self,
+        i: u32,
+        seq: crate::kv::SeqHandle,
+        n: u32,
+        whole_table: bool,
+    ) -> Result<(u32, usize), InternalError> {
+        let out = self
+            .kv
+            .append_tokens(seq, n)
+            .map_err(|_| InternalError::new("planned growth refused by the block manager"))?;
+        self.consume_reserve(i, out.changed)?;
+        let p = &mut self.plan;
+        if let Some(c) = out.copy {
+            p.copies.push(c, "copy-on-write pairs past the list")?;
+        }
+        let table_start = if whole_table { 0 } else { out.first_changed };
+        if !whole_table && out.changed == 0 {
+            return Ok((table_start, 0));
+        }
+        let read = self
+            .kv
+            .read_table(seq, table_start, p.blocks.spare_mut())
+            .map_err(|_| InternalError::new("plan block list too short for a table"))?;
+        p.blocks.commit(read, "plan block ids past the list")?;
+        Ok((table_start, read))
     }
 
     /// Preempts running request `v` — by `how`, or by the configured mode when `None` — and
