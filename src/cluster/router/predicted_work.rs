@@ -6,10 +6,10 @@
 //! as
 //!
 //! ```text
-//! backlog(r)                          the replica's predicted work ahead, in seconds
-//!                                     (WorkModel::backlog_s: prefill backlog × prefill cost
-//!                                     + predicted decode tokens × per-token decode cost at
-//!                                     its batch size, through the cost model)
+//! wait(r)                             until its prefill starts (WorkModel::wait_s): the
+//!                                     prefill queued ahead × prefill cost, plus, when the
+//!                                     batch (or the KV cache) is full, the predicted time
+//!                                     until running requests finish and make room
 //! + (prompt − overlap(r) × block) × prefill cost     the request's own new prefill there,
 //!                                     given the blocks the replica caches (prefix index)
 //! + predicted output × decode iteration time at r's batch + 1     its own decode there
@@ -50,7 +50,7 @@ impl Router for PredictedWork {
             let batch = v.load.running + v.pending_requests + 1;
             let context = v.load.mean_context_tokens.max(req.prompt_tokens);
             let decode_s = req.predicted_output_tokens * w.decode_step_us(batch, context) * 1e-6;
-            self.scratch[r] = w.backlog_s(v) + prefill_s + decode_s;
+            self.scratch[r] = w.wait_s(v) + prefill_s + decode_s;
         }
         argmin_by(n, |r| self.scratch[r])
     }
