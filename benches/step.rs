@@ -11,6 +11,8 @@
 //! and run to steady state first. Throughput is R elements, so criterion reports time per
 //! running request.
 
+// Each bench that includes the workload uses a part of it.
+#[allow(dead_code)]
 #[path = "common/steady_decode.rs"]
 mod steady_decode;
 

@@ -19,6 +19,8 @@
 // gungraun's macros generate undocumented modules and constants.
 #![allow(missing_docs)]
 
+// Each bench that includes the workload uses a part of it.
+#[allow(dead_code)]
 #[path = "common/steady_decode.rs"]
 mod steady_decode;
 
@@ -27,7 +29,7 @@ use std::hint::black_box;
 use augur::core::policy::PolicyKind;
 use augur::storage::EngineBuffers;
 use gungraun::{library_benchmark, library_benchmark_group, main};
-use steady_decode::{RustDriver, config};
+use steady_decode::{RustDriver, Variant, variant_config};
 
 /// Steps measured per benchmark.
 pub const STEPS: u32 = 20;
@@ -35,25 +37,46 @@ pub const STEPS: u32 = 20;
 /// A warmed-up driver: `running` decoding, `waiting` queued, lengths mixed. The storage is
 /// leaked: the process ends after the one benchmark it runs.
 fn warmed(policy: &str, running: u32, waiting: u32) -> RustDriver<'static> {
+    warmed_variant(policy, running, waiting, Variant::Steady)
+}
+
+/// [`warmed`] for a variant of the workload.
+fn warmed_variant(
+    policy: &str,
+    running: u32,
+    waiting: u32,
+    variant: Variant,
+) -> RustDriver<'static> {
     let kind = match policy {
         "fcfs" => PolicyKind::Fcfs,
         "sprpt" => PolicyKind::Sprpt,
         "memory-time" => PolicyKind::MemoryTime,
         other => panic!("no policy {other} in this bench"),
     };
-    let cfg = config(kind, running, waiting);
+    let cfg = variant_config(kind, running, waiting, variant);
     let buf: &'static mut EngineBuffers = Box::leak(Box::new(EngineBuffers::new(&cfg).unwrap()));
-    let mut d = RustDriver::new(buf.engine(cfg).unwrap(), running);
+    let mut d = RustDriver::with_variant(buf.engine(cfg).unwrap(), running, variant);
     d.warm_up(running, waiting);
     d
 }
 
-fn steps(mut d: RustDriver<'static>) -> RustDriver<'static> {
+/// Runs [`STEPS`] steps; checks that the workload preempted only if it is meant to.
+fn steps(mut d: RustDriver<'static>, preempts: bool) -> RustDriver<'static> {
+    let preemptions = |d: &RustDriver<'static>| {
+        let s = d.engine.stats();
+        s.preemptions_recompute + s.preemptions_swap
+    };
+    let before = preemptions(&d);
     for _ in 0..STEPS {
         d.step();
     }
-    let s = d.engine.stats();
-    assert_eq!(s.preemptions_recompute + s.preemptions_swap, 0, "{s:?}");
+    let during = preemptions(&d) - before;
+    assert_eq!(
+        during > 0,
+        preempts,
+        "{during} preemptions: {:?}",
+        d.engine.stats()
+    );
     black_box(d)
 }
 
@@ -70,12 +93,26 @@ fn steps(mut d: RustDriver<'static>) -> RustDriver<'static> {
     ]
 )]
 fn step(d: RustDriver<'static>) -> RustDriver<'static> {
-    steps(d)
+    steps(d, false)
+}
+
+// The other step paths (issue 10 reports them; its target is the steady decode only). Same
+// measure: divide by `STEPS × R` (R is `max_running`; under memory pressure fewer run).
+#[library_benchmark(setup = warmed_variant)]
+#[bench::prefix_caching_fcfs("fcfs", 256, 10_000, Variant::PrefixCaching)]
+#[bench::prefix_caching_sprpt("sprpt", 256, 10_000, Variant::PrefixCaching)]
+#[bench::chunked_prefill_fcfs("fcfs", 256, 10_000, Variant::ChunkedPrefill)]
+#[bench::chunked_prefill_sprpt("sprpt", 256, 10_000, Variant::ChunkedPrefill)]
+#[bench::memory_pressure_fcfs("fcfs", 256, 10_000, Variant::MemoryPressure)]
+#[bench::memory_pressure_sprpt("sprpt", 256, 10_000, Variant::MemoryPressure)]
+fn variant(d: RustDriver<'static>) -> RustDriver<'static> {
+    let preempts = !d.variant().fills_running_set();
+    steps(d, preempts)
 }
 
 library_benchmark_group!(
     name = steady_decode_step;
-    benchmarks = step
+    benchmarks = step, variant
 );
 
 main!(library_benchmark_groups = steady_decode_step);

@@ -20,7 +20,7 @@
 //!   the best waiting one (that scan is measured); the rank-preemption margin is huge, so it
 //!   never preempts: preemption churn is a different workload.
 
-use augur_core::engine::{Engine, EngineConfig, RequestDesc, StepResult};
+use augur_core::engine::{AdmissionMode, Engine, EngineConfig, RequestDesc, StepResult};
 use augur_core::policy::{Policy, PolicyKind};
 use augur_core::time::Instant;
 
@@ -55,9 +55,85 @@ pub fn config(kind: PolicyKind, running: u32, waiting: u32) -> EngineConfig {
     c
 }
 
+/// The steady decode with one thing changed, for `benches/step_instructions.rs`: issue 10
+/// targets the steady decode only, but reports these so that the other step paths stay
+/// honest. `benches/step.rs` and the C ABI bench use [`Variant::Steady`] only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// The workload above.
+    Steady,
+    /// Prefix caching on, and every prompt carries its 32 block hashes: the first 16 are a
+    /// prefix all requests share (a system prompt), the rest are the request's own. Each
+    /// admission hits 16 cached blocks; each finish hands 16 unique blocks to the evictable
+    /// cache, which the next allocations evict.
+    PrefixCaching,
+    /// 2,048-token prompts prefilled in 256-token chunks, eight steps each: every step
+    /// carries the chunks of the ~R/100 × 8 requests still prefilling beside the decodes.
+    ChunkedPrefill,
+    /// 16-token prompts (one block) and 4 device blocks per running slot, fewer than the
+    /// running requests grow to (1 + ~6 decode blocks on average): admission fills the
+    /// device, decodes that need a block preempt by recompute (about one per step), and the
+    /// running set swings between ~150 and ~230 of R = 256.
+    MemoryPressure,
+}
+
+/// Shared prefix blocks of [`Variant::PrefixCaching`].
+pub const SHARED_PREFIX_BLOCKS: u32 = 16;
+
+impl Variant {
+    /// Every prompt's length under this variant.
+    pub const fn prompt(self) -> u32 {
+        match self {
+            Variant::ChunkedPrefill => 2048,
+            Variant::MemoryPressure => 16,
+            _ => PROMPT,
+        }
+    }
+
+    /// Whether the running set reaches `max_running` (all but [`Variant::MemoryPressure`]).
+    pub const fn fills_running_set(self) -> bool {
+        !matches!(self, Variant::MemoryPressure)
+    }
+}
+
+/// [`config`] changed for `variant`.
+pub fn variant_config(
+    kind: PolicyKind,
+    running: u32,
+    waiting: u32,
+    variant: Variant,
+) -> EngineConfig {
+    let mut c = config(kind, running, waiting);
+    match variant {
+        Variant::Steady => {}
+        Variant::PrefixCaching => {
+            c.prefix_caching = true;
+            // Every live request's prompt hashes plus every device block's.
+            c.hash_capacity = c.max_requests * (PROMPT / 16) + c.device_blocks;
+        }
+        Variant::ChunkedPrefill => {
+            c.prefill_chunk = 256;
+            // Room for as many whole prompts per step as the steady workload admits: with
+            // less, admissions (one 256-token chunk per prefilling request per step) could not
+            // keep up with the finishes and the running set would never fill.
+            c.token_budget = running + admissions_per_step(running) * variant.prompt();
+            // 128 prompt blocks and up to 13 decode blocks per running request.
+            c.device_blocks = c.device_blocks.max(running * 160);
+        }
+        Variant::MemoryPressure => {
+            c.device_blocks = running * 4;
+            // vLLM's admission (blocks for this step's chunk only): it admits while the
+            // prompt fits and preempts when decodes run out of blocks.
+            c.admission = AdmissionMode::Eager;
+        }
+    }
+    c
+}
+
 /// Output lengths by request slot, drawn from a fixed-seed generator.
 pub struct Targets {
     rng: u64,
+    prompt: u32,
     /// Output length of the request in each slot (indexed by handle index).
     by_slot: Vec<u32>,
 }
@@ -65,8 +141,14 @@ pub struct Targets {
 impl Targets {
     /// Room for `max_requests` slots.
     pub fn new(max_requests: u32) -> Self {
+        Self::with_prompt(max_requests, PROMPT)
+    }
+
+    /// Room for `max_requests` slots, for prompts of `prompt` tokens.
+    pub fn with_prompt(max_requests: u32, prompt: u32) -> Self {
         Self {
             rng: 0x2545_f491_4f6c_dd1d,
+            prompt,
             by_slot: vec![0; max_requests as usize],
         }
     }
@@ -84,7 +166,7 @@ impl Targets {
     /// and computes `tokens` more) finishes it: the tokens generated once this one is are the
     /// computed tokens past the prompt, plus 1.
     pub fn finishes(&self, slot: u32, computed_before: u32, tokens: u32) -> bool {
-        computed_before + tokens + 1 - PROMPT >= self.by_slot[slot as usize]
+        computed_before + tokens + 1 >= self.prompt + self.by_slot[slot as usize]
     }
 }
 
@@ -98,29 +180,58 @@ pub struct RustDriver<'a> {
     results: Vec<StepResult>,
     /// Requests finished so far.
     pub finished: u64,
+    variant: Variant,
+    /// The prompt block hashes of the next arrival ([`Variant::PrefixCaching`]).
+    hashes: Vec<u64>,
 }
 
 impl<'a> RustDriver<'a> {
     /// Drives `engine`, built from [`config`] with `running` running requests.
     pub fn new(engine: Engine<'a>, running: u32) -> Self {
+        Self::with_variant(engine, running, Variant::Steady)
+    }
+
+    /// Drives `engine`, built from [`variant_config`] for `variant`.
+    pub fn with_variant(engine: Engine<'a>, running: u32, variant: Variant) -> Self {
         let max_requests = engine.config().max_requests;
         Self {
             engine,
             next_id: 1,
             now: 0,
-            targets: Targets::new(max_requests),
+            targets: Targets::with_prompt(max_requests, variant.prompt()),
             results: Vec::with_capacity(running as usize),
             finished: 0,
+            variant,
+            hashes: Vec::with_capacity((PROMPT / 16) as usize),
         }
+    }
+
+    /// The workload variant driven.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// A new arrival.
     pub fn add(&mut self) {
         let id = self.next_id;
         self.next_id += 1;
+        self.hashes.clear();
+        if self.variant == Variant::PrefixCaching {
+            // Shared blocks hash to 1..=16, the request's own to id·2⁸ + k (distinct for ids
+            // below 2⁵⁶): equal hashes mean equal content, as a real chained hash does.
+            let own = |k: u32| (id << 8) | u64::from(k);
+            self.hashes.extend((0..PROMPT / 16).map(|k| {
+                if k < SHARED_PREFIX_BLOCKS {
+                    u64::from(k) + 1
+                } else {
+                    own(k)
+                }
+            }));
+        }
         let desc = RequestDesc {
             predicted_output_tokens: Some(PREDICTION),
-            ..RequestDesc::new(id, PROMPT)
+            prompt_block_hashes: &self.hashes,
+            ..RequestDesc::new(id, self.variant.prompt())
         };
         let h = self
             .engine
@@ -160,11 +271,17 @@ impl<'a> RustDriver<'a> {
             self.add();
         }
         // The running set is counted at schedule time: the step's finishes have left it since.
-        while self.engine.stats().running + (self.engine.last_finished().len() as u32) < running {
+        // (Under memory pressure it never fills: the mixing steps are the whole warm-up.)
+        while self.variant.fills_running_set()
+            && self.engine.stats().running + (self.engine.last_finished().len() as u32) < running
+        {
             self.step();
         }
         for _ in 0..MIXING_STEPS {
             self.step();
+        }
+        if !self.variant.fills_running_set() {
+            return;
         }
         // Between steps, this step's finishes wait as new arrivals; the next step admits as
         // many.
