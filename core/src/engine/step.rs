@@ -816,9 +816,7 @@ impl<'a> Engine<'a> {
         let in_place = if whole_table {
             None
         } else {
-            self.kv
-                .append_in_place(seq, n)
-                .map_err(|_| InternalError::new("planned growth refused by the block manager"))?
+            self.kv.append_in_place(seq, n).map_err(growth_refused)?
         };
         let (table_start, read) = match in_place {
             Some(len) => (len, 0),
@@ -875,10 +873,7 @@ impl<'a> Engine<'a> {
         n: u32,
         whole_table: bool,
     ) -> Result<(u32, usize), InternalError> {
-        let out = self
-            .kv
-            .append_tokens(seq, n)
-            .map_err(|_| InternalError::new("planned growth refused by the block manager"))?;
+        let out = self.kv.append_tokens(seq, n).map_err(growth_refused)?;
         self.consume_reserve(i, out.changed)?;
         let p = &mut self.plan;
         if let Some(c) = out.copy {
@@ -1008,4 +1003,10 @@ impl<'a> Engine<'a> {
         self.stats.dropped = self.stats.dropped.saturating_add(1);
         Ok(())
     }
+}
+
+/// The error of `run_tokens` and `grow_table` when the block manager refuses growth that
+/// planning counted on: the plan and the block manager disagree, an internal invariant.
+fn growth_refused(_: crate::kv::KvError) -> InternalError {
+    InternalError::new("planned growth refused by the block manager")
 }
