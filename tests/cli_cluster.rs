@@ -200,26 +200,32 @@ fn shared_trace(name: &str) -> String {
     path
 }
 
-/// The Mooncake conversation trace.
-fn mooncake() -> String {
-    shared_trace("mooncake_fast25_conversation_trace.jsonl")
-}
-
-fn mooncake_run(router: &str, replicas: &str, rate: &str) -> Value {
-    let m = mooncake();
+/// `cluster --format json` on shared trace `trace` over `replicas` replicas behind `router`,
+/// with arrivals scaled by `arrivals` (`["--rate-scale", X]` or `["--load", RHO]`).
+fn cluster_run(trace: &str, replicas: &str, router: &str, arrivals: [&str; 2]) -> Value {
+    let path = shared_trace(trace);
     json(&[
         "cluster",
         "--trace",
-        &m,
+        &path,
         "--replicas",
         replicas,
         "--router",
         router,
-        "--rate-scale",
-        rate,
+        arrivals[0],
+        arrivals[1],
         "--format",
         "json",
     ])
+}
+
+fn mooncake_run(router: &str, replicas: &str, rate: &str) -> Value {
+    cluster_run(
+        "mooncake_fast25_conversation_trace.jsonl",
+        replicas,
+        router,
+        ["--rate-scale", rate],
+    )
 }
 
 #[test]
@@ -269,20 +275,7 @@ fn predicted_work_beats_least_outstanding_on_mooncake_under_load() {
 
 /// `cluster` on a shared trace at `--load 0.9` per replica, 4 replicas.
 fn loaded_run(trace: &str, router: &str) -> Value {
-    let path = shared_trace(trace);
-    json(&[
-        "cluster",
-        "--trace",
-        &path,
-        "--replicas",
-        "4",
-        "--router",
-        router,
-        "--load",
-        "0.9",
-        "--format",
-        "json",
-    ])
+    cluster_run(trace, "4", router, ["--load", "0.9"])
 }
 
 #[test]
