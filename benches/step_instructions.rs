@@ -40,6 +40,26 @@ fn warmed(policy: &str, running: u32, waiting: u32) -> RustDriver<'static> {
     warmed_variant(policy, running, waiting, Variant::Steady)
 }
 
+/// [`warmed`], reporting with `Engine::complete_except` from the first step on.
+fn warmed_sparse(policy: &str, running: u32, waiting: u32) -> RustDriver<'static> {
+    let kind = policy_kind(policy);
+    let cfg = variant_config(kind, running, waiting, Variant::Steady);
+    let buf: &'static mut EngineBuffers = Box::leak(Box::new(EngineBuffers::new(&cfg).unwrap()));
+    let mut d = RustDriver::new(buf.engine(cfg).unwrap(), running).sparse_results();
+    d.warm_up(running, waiting);
+    d
+}
+
+/// The policy a case names.
+fn policy_kind(policy: &str) -> PolicyKind {
+    match policy {
+        "fcfs" => PolicyKind::Fcfs,
+        "sprpt" => PolicyKind::Sprpt,
+        "memory-time" => PolicyKind::MemoryTime,
+        other => panic!("no policy {other} in this bench"),
+    }
+}
+
 /// [`warmed`] for a variant of the workload.
 fn warmed_variant(
     policy: &str,
@@ -47,13 +67,7 @@ fn warmed_variant(
     waiting: u32,
     variant: Variant,
 ) -> RustDriver<'static> {
-    let kind = match policy {
-        "fcfs" => PolicyKind::Fcfs,
-        "sprpt" => PolicyKind::Sprpt,
-        "memory-time" => PolicyKind::MemoryTime,
-        other => panic!("no policy {other} in this bench"),
-    };
-    let cfg = variant_config(kind, running, waiting, variant);
+    let cfg = variant_config(policy_kind(policy), running, waiting, variant);
     let buf: &'static mut EngineBuffers = Box::leak(Box::new(EngineBuffers::new(&cfg).unwrap()));
     let mut d = RustDriver::with_variant(buf.engine(cfg).unwrap(), running, variant);
     d.warm_up(running, waiting);
@@ -96,6 +110,24 @@ fn step(d: RustDriver<'static>) -> RustDriver<'static> {
     steps(d, false)
 }
 
+// The steady decode reported sparsely (`Engine::complete_except`: only the finishing entries
+// are listed), the form a server with plain decodes uses; same cases as `step`.
+#[library_benchmark(setup = warmed_sparse)]
+#[benches::cases(
+    args = [
+        ("fcfs", 256, 10_000), ("fcfs", 1024, 10_000), ("fcfs", 256, 1_000_000),
+        ("fcfs", 1024, 1_000_000), ("fcfs", 1024, 1_000),
+        ("sprpt", 256, 10_000), ("sprpt", 1024, 10_000), ("sprpt", 256, 1_000_000),
+        ("sprpt", 1024, 1_000_000), ("sprpt", 1024, 1_000),
+        ("memory-time", 256, 10_000), ("memory-time", 1024, 10_000),
+        ("memory-time", 256, 1_000_000), ("memory-time", 1024, 1_000_000),
+        ("memory-time", 1024, 1_000),
+    ]
+)]
+fn sparse(d: RustDriver<'static>) -> RustDriver<'static> {
+    steps(d, false)
+}
+
 // The other step paths (issue 10 reports them; its target is the steady decode only). Same
 // measure: divide by `STEPS × R` (R is `max_running`; under memory pressure fewer run).
 #[library_benchmark(setup = warmed_variant)]
@@ -112,7 +144,7 @@ fn variant(d: RustDriver<'static>) -> RustDriver<'static> {
 
 library_benchmark_group!(
     name = steady_decode_step;
-    benchmarks = step, variant
+    benchmarks = step, sparse, variant
 );
 
 main!(library_benchmark_groups = steady_decode_step);

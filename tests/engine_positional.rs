@@ -1,7 +1,8 @@
 //! Positional results (`Engine::complete_entries`, `EntryResult`) and speculative decoding
 //! (`EngineConfig::max_draft_tokens`):
-//! - positional and handle-keyed completion are one engine: two engines driven by the same
-//!   seeded workload, one completing with `complete` and one with `complete_entries`, make
+//! - positional, handle-keyed and sparse completion are one engine: three engines driven by
+//!   the same seeded workload, completing with `complete`, `complete_entries` and
+//!   `complete_except` (only the non-default results, in random order), make
 //!   identical plans, finishes and counters at every step, across policies, preemption and
 //!   pause modes, host tiers and draft settings (every plan checked by `check_plan`, the KV
 //!   content oracle and `Engine::audit` on both engines);
@@ -133,6 +134,8 @@ struct Tally {
     oracle_blocks_read: u64,
     oracle_host_checked: u64,
     prefix_hit_tokens: u64,
+    /// Entries the sparse side (`complete_except`) left to their default result.
+    defaults: u64,
 }
 
 fn claim_for(id: u64, b: u32) -> u64 {
@@ -311,15 +314,18 @@ fn keyed(
 
 // ----- positional and keyed completion are the same engine -----
 
-/// Drives two engines of `cfg` with one seeded workload: `a` completes with `complete`
+/// Drives three engines of `cfg` with one seeded workload: `a` completes with `complete`
 /// (handle-keyed, refined predictions in the results), `b` with `complete_entries` (then
-/// `update_prediction` for the same predictions). Every step both plans, finish lists and
-/// counters must be identical; both are checked and audited. Ends by draining.
+/// `update_prediction` for the same predictions), `c` with `complete_except` (only the
+/// results that differ from an entry's default, shuffled). Every step all plans, finish lists
+/// and counters must be identical; all are checked and audited. Ends by draining.
 fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, OracleStats) {
     let mut buf_a = EngineBuffers::new(&cfg).unwrap();
     let mut buf_b = EngineBuffers::new(&cfg).unwrap();
+    let mut buf_c = EngineBuffers::new(&cfg).unwrap();
     let mut a = Side::new(buf_a.engine(cfg).unwrap());
     let mut b = Side::new(buf_b.engine(cfg).unwrap());
+    let mut c = Side::new(buf_c.engine(cfg).unwrap());
     let mut w = Work::new(cfg, seed, total);
     let mut hashes = vec![];
     let ctx = |step: usize| format!("seed {seed}, step {step}, {cfg:?}");
@@ -347,6 +353,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                 let target = 1 + w.rng.below(40) as u32;
                 let (ra, rb) = (a.add(&desc, now), b.add(&desc, now));
                 assert_eq!(ra, rb, "add, {}", ctx(step));
+                assert_eq!(ra, c.add(&desc, now), "add, {}", ctx(step));
                 w.next_id += 1;
                 if let Ok(h) = ra {
                     w.live.insert(
@@ -372,9 +379,12 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                 let ra = a.e.resume_with_tokens(r.h, extra, Instant(now));
                 let rb = b.e.resume_with_tokens(r.h, extra, Instant(now));
                 assert_eq!(ra, rb, "resume, {}", ctx(step));
+                let rc = c.e.resume_with_tokens(r.h, extra, Instant(now));
+                assert_eq!(ra, rc, "resume, {}", ctx(step));
                 let resumed = ra.is_ok() || {
                     let ra = a.e.resume(r.h, Instant(now));
                     assert_eq!(ra, b.e.resume(r.h, Instant(now)), "resume, {}", ctx(step));
+                    assert_eq!(ra, c.e.resume(r.h, Instant(now)), "resume, {}", ctx(step));
                     ra.is_ok()
                 };
                 if resumed {
@@ -383,12 +393,14 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                     // Grown past what the device can ever hold: it can only be aborted.
                     a.abort(id, r.h, now);
                     b.abort(id, r.h, now);
+                    c.abort(id, r.h, now);
                     w.live.remove(&id);
                     w.tally.aborted += 1;
                 }
             } else if !drain && w.rng.below(400) == 0 {
                 a.abort(id, r.h, now);
                 b.abort(id, r.h, now);
+                c.abort(id, r.h, now);
                 w.live.remove(&id);
                 w.tally.aborted += 1;
             }
@@ -397,6 +409,12 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
         let pa = a.schedule(now);
         let pb = b.schedule(now);
         assert_eq!(pa, pb, "plans differ, {}", ctx(step));
+        assert_eq!(
+            pa,
+            c.schedule(now),
+            "sparse side's plan differs, {}",
+            ctx(step)
+        );
         let (rec, _) = pa;
         for d in &rec.dropped {
             w.live.remove(&d.external_id);
@@ -409,6 +427,19 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
         a.e.complete(&key, Instant(now)).expect("keyed results");
         b.e.complete_entries(&pos, Instant(now))
             .expect("positional results");
+        // `c` lists only the results that are not the default one, in a random order.
+        let mut exceptions: Vec<StepResult> = entries
+            .iter()
+            .zip(&key)
+            .filter(|(en, r)| **r != StepResult::new(en.handle, u32::from(en.samples)))
+            .map(|(_, r)| *r)
+            .collect();
+        for k in (1..exceptions.len()).rev() {
+            exceptions.swap(k, w.rng.below(k as u64 + 1) as usize);
+        }
+        w.tally.defaults += (entries.len() - exceptions.len()) as u64;
+        c.e.complete_except(&exceptions, Instant(now))
+            .expect("sparse results");
         for (en, p) in entries.iter().zip(&preds) {
             let Some(p) = *p else { continue };
             w.tally.predictions += 1;
@@ -430,10 +461,23 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
             "finishes differ, {}",
             ctx(step)
         );
+        assert_eq!(
+            a.e.last_finished(),
+            c.e.last_finished(),
+            "sparse side's finishes differ, {}",
+            ctx(step)
+        );
         let positional_keyed: Vec<StepResult> = keyed(&entries, &pos, &vec![None; pos.len()]);
         a.completed(&key);
         b.completed(&positional_keyed);
+        c.completed(&key);
         assert_eq!(a.e.stats(), b.e.stats(), "stats differ, {}", ctx(step));
+        assert_eq!(
+            a.e.stats(),
+            c.e.stats(),
+            "sparse side's stats differ, {}",
+            ctx(step)
+        );
         // Generated tokens are the sum of the tokens reported, accepted drafts included.
         for (en, r) in entries.iter().zip(&pos) {
             w.live.get_mut(&en.external_id).unwrap().generated += r.tokens;
@@ -457,6 +501,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
         for (&id, r) in &w.live {
             let (va, vb) = (a.e.request(r.h), b.e.request(r.h));
             assert_eq!(va, vb, "views of {id} differ, {}", ctx(step));
+            assert_eq!(va, c.e.request(r.h), "sparse view of {id}, {}", ctx(step));
             let v = va.expect("live");
             assert_eq!(
                 v.generated_tokens,
@@ -468,6 +513,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
     }
     assert_eq!(b.e.live_requests(), 0);
     assert_eq!(a.e.stats(), b.e.stats());
+    assert_eq!(a.e.stats(), c.e.stats());
     let s = a.e.stats();
     w.tally.steps = step as u64;
     w.tally.preemptions = s.preemptions_recompute + s.preemptions_swap + s.preemptions_keep;
@@ -514,6 +560,7 @@ fn sum(a: Tally, b: Tally) -> Tally {
         oracle_blocks_read: a.oracle_blocks_read + b.oracle_blocks_read,
         oracle_host_checked: a.oracle_host_checked + b.oracle_host_checked,
         prefix_hit_tokens: a.prefix_hit_tokens + b.prefix_hit_tokens,
+        defaults: a.defaults + b.defaults,
     }
 }
 
@@ -637,6 +684,7 @@ fn positional_and_keyed_completion_drive_identical_engines() {
         total.finished > 1000 && total.prefix_hit_tokens > 1000,
         "{total:?}"
     );
+    assert!(total.defaults > 1000, "{total:?}");
 }
 
 // ----- the errors of complete_entries -----
@@ -1326,4 +1374,143 @@ fn speculative_workloads_keep_the_plan_contract_under_swaps_and_preemption() {
         oracle.shared_blocks > 0 && oracle.foreign_reads > 0,
         "{oracle:?}"
     );
+}
+
+// ----- sparse results (complete_except) -----
+
+/// `complete_except`'s errors name the offending exception and change nothing: an exception
+/// for a request not in the plan, a stale handle, a duplicate, an invalid result (too many
+/// tokens), time going backwards. Afterwards the valid call applies: the listed exception
+/// (a finish) and the default result of every other entry (one token for the decode, none for
+/// the prefill chunk before the prompt's last); an aborted request's entry is skipped; a
+/// second call, or `complete_entries`, for the same plan is `AlreadyCompleted`, and a plan
+/// completed by `complete` takes no `complete_except` either.
+#[test]
+fn sparse_results_name_the_bad_exception_change_nothing_and_apply_defaults() {
+    let mut cfg = EngineConfig::new(4, 64, 8);
+    cfg.max_running = 4;
+    cfg.token_budget = 10;
+    cfg.prefill_chunk = 8;
+    let mut buf = EngineBuffers::new(&cfg).unwrap();
+    let mut e = buf.engine(cfg).unwrap();
+    let dec = e.add_request(&RequestDesc::new(1, 4), Instant(0)).unwrap();
+    let fin = e.add_request(&RequestDesc::new(2, 4), Instant(0)).unwrap();
+    // Both prompts run whole in step 1 and sample.
+    e.schedule(Instant(1)).unwrap();
+    e.complete_except(&[], Instant(1)).unwrap();
+    assert_eq!(e.request(dec).unwrap().generated_tokens, 1);
+    assert_eq!(e.request(fin).unwrap().generated_tokens, 1);
+    // Step 2: two decodes, a 16-token prompt's first chunk (8 of 16 tokens, no sample) and a
+    // short prompt that is aborted after the plan.
+    let long = e.add_request(&RequestDesc::new(3, 16), Instant(2)).unwrap();
+    let gone = e.add_request(&RequestDesc::new(4, 2), Instant(2)).unwrap();
+    let waiting = e.add_request(&RequestDesc::new(5, 4), Instant(2)).unwrap();
+    let plan = e.schedule(Instant(3)).unwrap();
+    let handles: Vec<_> = plan.entries.iter().map(|x| x.handle).collect();
+    assert_eq!(
+        handles,
+        [dec, fin, long],
+        "the budget leaves `gone` waiting"
+    );
+    let long_entry = plan.entries[2];
+    assert!(
+        !long_entry.samples && long_entry.tokens == 8,
+        "{long_entry:?}"
+    );
+    let all = [dec, fin, long, gone, waiting];
+    let before = snapshot(&e, &all);
+    let finish = StepResult {
+        finished: true,
+        ..StepResult::new(fin, 1)
+    };
+    let cases: [(&str, Vec<StepResult>, CompleteError); 4] = [
+        (
+            "not in the plan",
+            vec![finish, StepResult::new(waiting, 1)],
+            CompleteError::Result {
+                index: 1,
+                kind: ResultErrorKind::NotScheduled,
+            },
+        ),
+        (
+            "stale handle",
+            vec![StepResult::new(RequestHandle::from_raw(u64::MAX), 1)],
+            CompleteError::Result {
+                index: 0,
+                kind: ResultErrorKind::StaleHandle,
+            },
+        ),
+        (
+            "duplicate",
+            vec![finish, finish],
+            CompleteError::Result {
+                index: 1,
+                kind: ResultErrorKind::Duplicate,
+            },
+        ),
+        (
+            "tokens at a non-sampling chunk",
+            vec![finish, StepResult::new(long, 1)],
+            CompleteError::Result {
+                index: 1,
+                kind: ResultErrorKind::WrongTokenCount {
+                    expected: 0,
+                    got: 1,
+                },
+            },
+        ),
+    ];
+    for (what, results, want) in &cases {
+        assert_eq!(e.complete_except(results, Instant(4)), Err(*want), "{what}");
+        assert_eq!(snapshot(&e, &all), before, "{what} changed the engine");
+    }
+    e.complete_except(&[finish], Instant(4)).unwrap();
+    assert_eq!(
+        e.complete_except(&[], Instant(4)),
+        Err(CompleteError::AlreadyCompleted)
+    );
+    assert_eq!(
+        e.complete_entries(&[EntryResult::new(1)], Instant(4)),
+        Err(CompleteError::AlreadyCompleted)
+    );
+    assert_eq!(e.last_finished().len(), 1);
+    assert_eq!(e.last_finished()[0].handle, fin);
+    assert!(e.request(fin).is_err(), "finished and released");
+    let v = e.request(dec).unwrap();
+    assert_eq!((v.generated_tokens, v.computed_tokens), (2, 5));
+    let v = e.request(long).unwrap();
+    assert_eq!((v.generated_tokens, v.computed_tokens), (0, 8));
+    e.audit(&mut [0u32; 512]).unwrap();
+
+    // Step 3: `gone` is admitted, then aborted after the plan: its entry is skipped.
+    let plan = e.schedule(Instant(5)).unwrap();
+    assert!(plan.entries.iter().any(|x| x.handle == gone), "{plan:?}");
+    e.abort(gone, Instant(5)).unwrap();
+    assert_eq!(
+        e.complete_except(&[], Instant(1)),
+        Err(CompleteError::TimeWentBackwards)
+    );
+    e.complete_except(&[], Instant(6)).unwrap();
+    let v = e.request(long).unwrap();
+    assert_eq!(
+        (v.generated_tokens, v.computed_tokens),
+        (1, 16),
+        "the prompt's last chunk sampled its default token"
+    );
+    assert_eq!(e.request(dec).unwrap().generated_tokens, 3);
+    e.audit(&mut [0u32; 512]).unwrap();
+
+    // A plan completed by `complete` takes no sparse results.
+    let plan = e.schedule(Instant(7)).unwrap();
+    let results: Vec<_> = plan
+        .entries
+        .iter()
+        .map(|x| StepResult::new(x.handle, u32::from(x.samples)))
+        .collect();
+    e.complete(&results, Instant(8)).unwrap();
+    assert_eq!(
+        e.complete_except(&[], Instant(8)),
+        Err(CompleteError::AlreadyCompleted)
+    );
+    e.audit(&mut [0u32; 512]).unwrap();
 }

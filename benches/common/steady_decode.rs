@@ -183,6 +183,9 @@ pub struct RustDriver<'a> {
     variant: Variant,
     /// The prompt block hashes of the next arrival ([`Variant::PrefixCaching`]).
     hashes: Vec<u64>,
+    /// Reports with [`Engine::complete_except`] (only the finishing entries) instead of one
+    /// result per entry with [`Engine::complete`].
+    sparse: bool,
 }
 
 impl<'a> RustDriver<'a> {
@@ -203,7 +206,16 @@ impl<'a> RustDriver<'a> {
             finished: 0,
             variant,
             hashes: Vec::with_capacity((PROMPT / 16) as usize),
+            sparse: false,
         }
+    }
+
+    /// Reports results with [`Engine::complete_except`]: only the entries that finish are
+    /// listed, every other entry gets its default result (the same results as [`Self::step`]
+    /// reports one by one).
+    pub fn sparse_results(mut self) -> Self {
+        self.sparse = true;
+        self
     }
 
     /// The workload variant driven.
@@ -240,8 +252,8 @@ impl<'a> RustDriver<'a> {
         self.targets.draw(h.index());
     }
 
-    /// One step: schedule, report one token per sampling entry (finishing at the target),
-    /// replace the finished requests with new arrivals. Never inlined, so a profile shows it.
+    /// One step: schedule, report one token per sampling entry (finishing at the target; only
+    /// the finishing ones with [`Self::sparse_results`]), replace the finished requests with new arrivals. Never inlined, so a profile shows it.
     #[inline(never)]
     pub fn step(&mut self) {
         self.now += 1;
@@ -255,9 +267,16 @@ impl<'a> RustDriver<'a> {
                     self.targets
                         .finishes(en.handle.index(), en.computed_before, en.tokens);
             }
-            self.results.push(r);
+            if !self.sparse || r.finished {
+                self.results.push(r);
+            }
         }
-        self.engine.complete(&self.results, now).expect("complete");
+        if self.sparse {
+            self.engine.complete_except(&self.results, now)
+        } else {
+            self.engine.complete(&self.results, now)
+        }
+        .expect("complete");
         let done = self.engine.last_finished().len();
         self.finished += done as u64;
         for _ in 0..done {

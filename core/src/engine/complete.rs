@@ -60,6 +60,96 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// [`Engine::complete`] for the whole plan, listing only the entries whose result is not
+    /// the default: every entry not in `exceptions` produced exactly what it was scheduled
+    /// for and nothing else — one sampled token if it samples (a decode, a prompt's last
+    /// chunk), none if it does not (a prefill chunk before the last) — with no finish, no
+    /// refined prediction, no hash and no pause. A step of plain decodes is then reported
+    /// with an empty slice, or with one result per request that stopped; the engine reads no
+    /// result for the others and validates none.
+    ///
+    /// `exceptions` are validated as `complete` validates results (each names an entry of
+    /// this plan, at most once, in any order). All results are then applied in plan order,
+    /// so this call leaves the engine exactly as `complete` with every entry's result in plan
+    /// order does. Entries of requests aborted since the plan was made are skipped. Like
+    /// [`Engine::complete_entries`] it covers the whole plan in one call:
+    /// [`CompleteError::AlreadyCompleted`] once a call accepted results for this plan.
+    /// All-or-nothing: an invalid exception changes nothing.
+    pub fn complete_except(
+        &mut self,
+        exceptions: &[StepResult],
+        now: Instant,
+    ) -> Result<(), CompleteError> {
+        self.check_poison()?;
+        if self.results_accepted {
+            return Err(CompleteError::AlreadyCompleted);
+        }
+        if now.as_micros() < self.last_now {
+            return Err(CompleteError::TimeWentBackwards);
+        }
+        self.complete_stamp = self.complete_stamp.saturating_add(1);
+        let stamp = self.complete_stamp;
+        for (index, res) in exceptions.iter().enumerate() {
+            self.validate_result(res, stamp)
+                .map_err(|kind| CompleteError::Result { index, kind })?;
+            // Valid, so the slot is in range; the slice is shorter than `max_running`.
+            if let Some(r) = self.reqs.get_mut(res.handle.index() as usize) {
+                r.exception = u32::try_from(index).unwrap_or(u32::MAX);
+            }
+        }
+        self.check_time(now);
+        self.results_accepted = true;
+        self.finished.clear();
+        if let Err(e) = self.apply_plan_order(exceptions, stamp, now) {
+            return Err(CompleteError::Internal(self.poison(e)));
+        }
+        Ok(())
+    }
+
+    /// The second half of [`Engine::complete_except`]: every entry's result in plan order,
+    /// its validated exception (marked by `stamp`) or the default result. A default result
+    /// needs no validation (it is valid for every entry) and none is read.
+    fn apply_plan_order(
+        &mut self,
+        exceptions: &[StepResult],
+        stamp: u64,
+        now: Instant,
+    ) -> Result<(), InternalError> {
+        let step = self.step;
+        for k in 0..self.plan.entries.len() {
+            let (handle, samples) = self
+                .plan
+                .entries
+                .as_slice()
+                .get(k)
+                .map(|e| (e.handle, e.samples))
+                .or_broken("plan entry out of range")?;
+            let i = handle.index();
+            let r = self.req(i)?;
+            if !r.live() || r.generation != handle.generation() {
+                // Aborted since the plan was made: no result is expected.
+                continue;
+            }
+            if r.scheduled_step != step || r.state != SlotState::Running || r.reported {
+                return Err(InternalError::new(
+                    "a plan entry's request awaits no result",
+                ));
+            }
+            if r.validated_stamp == stamp {
+                let res = *exceptions
+                    .get(r.exception as usize)
+                    .or_broken("a validated exception out of range")?;
+                self.apply_result(i, &res, now)?;
+            } else {
+                self.apply_result(i, &StepResult::new(handle, u32::from(samples)), now)?;
+            }
+        }
+        if self.awaiting != 0 {
+            return Err(InternalError::new("entries left unreported in plan order"));
+        }
+        Ok(())
+    }
+
     /// Positional result `k` as a handle-keyed result; `None` for the position of an entry
     /// whose request was aborted after the plan was made (no result is expected for it, so
     /// whatever the caller put there is ignored).
@@ -123,12 +213,11 @@ impl<'a> Engine<'a> {
     }
 
     fn validate_result(&mut self, res: &StepResult, stamp: u64) -> Result<(), ResultErrorKind> {
-        let i = self
-            .slot_of(res.handle)
-            .ok_or(ResultErrorKind::StaleHandle)?;
         let step = self.step;
-        let Some(r) = self.reqs.get_mut(i as usize) else {
-            return Err(ResultErrorKind::StaleHandle);
+        // One lookup for the slot check and the fields below (this runs once per result).
+        let r = match self.reqs.get_mut(res.handle.index() as usize) {
+            Some(r) if r.live() && r.generation == res.handle.generation() => r,
+            _ => return Err(ResultErrorKind::StaleHandle),
         };
         if step == 0 || r.scheduled_step != step || r.state != SlotState::Running {
             return Err(ResultErrorKind::NotScheduled);
@@ -148,7 +237,7 @@ impl<'a> Engine<'a> {
         {
             return Ok(());
         }
-        let (limit, draft) = (self.cfg.token_limit(), self.cfg.max_draft_tokens);
+        let (limit, draft) = (self.token_limit, self.cfg.max_draft_tokens);
         let bs = self.cfg.block_size;
         // What a sampling entry may report: its sampled token plus accepted drafts, never past
         // the output cap or the token limit. Both leave room for at least the one token, so a
@@ -204,6 +293,9 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Applies one validated result. Inlined into its two loops: with the default results of
+    /// `complete_except` every optional field is a known `None`, and their tests fold away.
+    #[inline(always)]
     fn apply_result(
         &mut self,
         i: u32,
@@ -211,6 +303,8 @@ impl<'a> Engine<'a> {
         now: Instant,
     ) -> Result<(), InternalError> {
         let bs = self.cfg.block_size;
+        let limit = self.token_limit;
+        let fair_share = self.cfg.policy.fair_share;
         self.awaiting = self
             .awaiting
             .checked_sub(1)
@@ -218,12 +312,15 @@ impl<'a> Engine<'a> {
         let r = self.req_mut(i)?;
         r.reported = true;
         let (from, to) = (div_block(r.sched_from, bs), div_block(r.computed, bs));
-        // Only a step that filled a block has hashes to index (1 decode in 16).
-        if to > from || res.filled_block_hash.is_some() {
-            self.index_filled_blocks(i, from, to, res.filled_block_hash)?;
-        }
-        if self.cfg.policy.fair_share {
-            self.charge_tenant(i, res.tokens)?;
+        // Only a step that filled a block has hashes to index (1 decode in 16), and only fair
+        // share charges tenants: both out of the common path.
+        if to > from || res.filled_block_hash.is_some() || fair_share {
+            if to > from || res.filled_block_hash.is_some() {
+                self.index_filled_blocks(i, from, to, res.filled_block_hash)?;
+            }
+            if fair_share {
+                self.charge_tenant(i, res.tokens)?;
+            }
         }
         let r = self.req_mut(i)?;
         if res.tokens >= 1 {
@@ -242,7 +339,6 @@ impl<'a> Engine<'a> {
         if let Some(p) = res.predicted_remaining {
             self.set_prediction(i, p)?;
         }
-        let limit = self.cfg.token_limit();
         let r = self.req(i)?;
         let reason = if res.finished {
             Some(FinishReason::Stop)

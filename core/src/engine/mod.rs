@@ -248,6 +248,11 @@ pub struct Engine<'a> {
     admissions: u64,
     outstanding_reserve: u64,
     watermark_blocks: u32,
+    /// `cfg.token_limit()`, read for every result.
+    token_limit: u32,
+    /// The most tokens whose KV fits in the whole device pool (`device_blocks × block_size`),
+    /// tested for every running request every step ([`Engine::never_fits`]).
+    fit_tokens: u64,
     /// Set when a call found an internal invariant broken: every later call fails with it.
     poisoned: Option<InternalError>,
     /// Inside `schedule`: the plan being built is not yet the executor's.
@@ -345,6 +350,9 @@ impl<'a> Engine<'a> {
             admissions: 0,
             outstanding_reserve: 0,
             watermark_blocks: cfg.watermark_blocks(),
+            token_limit: cfg.token_limit(),
+            // Cannot wrap in 64 bits: two 32-bit factors.
+            fit_tokens: u64::from(cfg.device_blocks).wrapping_mul(u64::from(cfg.block_size.max(1))),
             poisoned: None,
             in_schedule: false,
             stats: EngineStats::default(),
@@ -502,9 +510,8 @@ impl<'a> Engine<'a> {
     /// sample next, so that it can make progress once admitted).
     #[inline]
     fn never_fits(&self, tokens: u64) -> bool {
-        // ceil(tokens / bs) > D exactly when tokens > D × bs (which cannot wrap in 64 bits).
-        tokens
-            > u64::from(self.cfg.device_blocks).wrapping_mul(u64::from(self.cfg.block_size.max(1)))
+        // ceil(tokens / bs) > D exactly when tokens > D × bs.
+        tokens > self.fit_tokens
     }
 
     fn handle_of(&self, i: u32) -> Result<RequestHandle, InternalError> {

@@ -164,6 +164,9 @@ pub struct RequestSlot {
     pub(crate) next_free: u32,
     /// The next request in the step's list of requests promoted by rank preemption.
     pub(crate) promoted_next: u32,
+    /// Position of this request's result among the exceptions of `complete_except` (valid
+    /// while `validated_stamp` is that call's stamp).
+    pub(crate) exception: u32,
     pub(crate) state: SlotState,
     pub(crate) has_prediction: bool,
     pub(crate) reported: bool,
@@ -219,6 +222,7 @@ impl Default for RequestSlot {
             idle_next: NIL,
             next_free: NIL,
             promoted_next: NIL,
+            exception: NIL,
             state: SlotState::Free,
             has_prediction: false,
             reported: false,

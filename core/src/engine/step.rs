@@ -170,6 +170,7 @@ impl<'a> Engine<'a> {
     /// The device blocks and table chunks running request `i` needs to compute `n` more tokens
     /// (engine sequences are never forked, so a partly filled last block is never shared and
     /// growing needs exactly the blocks the new tokens start).
+    #[inline]
     fn growth(&self, computed: u32, n: u32) -> (u32, u32) {
         let bs = self.cfg.block_size;
         // Tokens that land in the partly filled last block need nothing (15 of 16 decodes).
@@ -177,6 +178,13 @@ impl<'a> Engine<'a> {
         if offset != 0 && n <= bs.saturating_sub(offset) {
             return (0, 0);
         }
+        self.growth_across(computed, n)
+    }
+
+    /// [`Self::growth`] for tokens that start at least one block.
+    #[inline(never)]
+    fn growth_across(&self, computed: u32, n: u32) -> (u32, u32) {
+        let bs = self.cfg.block_size;
         let before = blocks_for(u64::from(computed), bs);
         let after = blocks_for(u64::from(computed).saturating_add(u64::from(n)), bs);
         let blocks = after.saturating_sub(before);
@@ -806,7 +814,10 @@ impl<'a> Engine<'a> {
 
     /// Allocates `n` more tokens for running request `i` and emits its plan entry; with
     /// `whole_table` the entry carries the full block table (newly admitted requests). The
-    /// caller has checked that the blocks, table chunks and plan room are there.
+    /// caller has checked that the blocks, table chunks and plan room are there. Inlined: the
+    /// step calls it once per running request, and its in-place path is a few dozen
+    /// instructions that a call's register saves and restores would add a third to.
+    #[inline(always)]
     fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) -> Result<(), InternalError> {
         let r = self.req(i)?;
         let seq = r.seq().or_broken("running request without KV")?;

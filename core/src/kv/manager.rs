@@ -791,9 +791,12 @@ impl<'a> BlockManager<'a> {
     /// and a multiply instead of `append_tokens`' growth planning.
     #[inline]
     pub fn append_in_place(&mut self, seq: SeqHandle, n: u32) -> Result<Option<u32>, KvError> {
-        let i = self.slot(seq)?;
         let bs = self.config.block_size;
-        let s = self.seq_at_mut(i)?;
+        // One lookup checks the handle and yields the slot (this runs once per decode).
+        let s = match self.seqs.get_mut(seq.index() as usize) {
+            Some(s) if s.live && s.generation == seq.generation() => s,
+            _ => return Err(KvError::StaleHandle),
+        };
         if s.tier != Tier::Device || s.forked {
             return Ok(None);
         }
