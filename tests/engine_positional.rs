@@ -1,8 +1,9 @@
 //! Positional results (`Engine::complete_entries`, `EntryResult`) and speculative decoding
 //! (`EngineConfig::max_draft_tokens`):
 //! - positional, handle-keyed and sparse completion are one engine: three engines driven by
-//!   the same seeded workload, completing with `complete`, `complete_entries` and
-//!   `complete_except` (only the non-default results, in random order), make
+//!   the same seeded workload, completing with `complete`, `complete_entries` (or
+//!   `complete_entries_except`) and `complete_except` (only the non-default results, in random
+//!   order), make
 //!   identical plans, finishes and counters at every step, across policies, preemption and
 //!   pause modes, host tiers and draft settings (every plan checked by `check_plan`, the KV
 //!   content oracle and `Engine::audit` on both engines);
@@ -20,9 +21,10 @@ mod engine_support;
 use std::collections::{BTreeMap, HashMap};
 
 use augur::core::engine::{
-    CompleteError, Engine, EngineConfig, EngineConfigError, EngineStats, EntryKind, EntryResult,
-    FinishReason, Finished, MAX_DRAFT_TOKENS, PauseMode, PauseRequest, PreemptionMode, RequestDesc,
-    RequestHandle, RequestView, ResultErrorKind, ScheduleError, ScheduledEntry, StepResult,
+    CompleteError, Engine, EngineConfig, EngineConfigError, EngineStats, EntryException, EntryKind,
+    EntryResult, FinishReason, Finished, MAX_DRAFT_TOKENS, PauseMode, PauseRequest, PreemptionMode,
+    RequestDesc, RequestHandle, RequestView, ResultErrorKind, ScheduleError, ScheduledEntry,
+    StepResult,
 };
 use augur::core::policy::{MlfqParams, Policy, PolicyKind};
 use augur::core::time::Instant;
@@ -315,9 +317,10 @@ fn keyed(
 // ----- positional and keyed completion are the same engine -----
 
 /// Drives three engines of `cfg` with one seeded workload: `a` completes with `complete`
-/// (handle-keyed, refined predictions in the results), `b` with `complete_entries` (then
-/// `update_prediction` for the same predictions), `c` with `complete_except` (only the
-/// results that differ from an entry's default, shuffled). Every step all plans, finish lists
+/// (handle-keyed, refined predictions in the results), `b` with `complete_entries` or, in a
+/// random half of the steps, `complete_entries_except` (then `update_prediction` for the same
+/// predictions), `c` with `complete_except` (only the results that differ from an entry's
+/// default, shuffled; the positional sparse exceptions are shuffled too). Every step all plans, finish lists
 /// and counters must be identical; all are checked and audited. Ends by draining.
 fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, OracleStats) {
     let mut buf_a = EngineBuffers::new(&cfg).unwrap();
@@ -425,8 +428,24 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
         let (pos, preds) = w.results(&a.e, &entries, drain);
         let key = keyed(&entries, &pos, &preds);
         a.e.complete(&key, Instant(now)).expect("keyed results");
-        b.e.complete_entries(&pos, Instant(now))
-            .expect("positional results");
+        if w.rng.chance(50) {
+            b.e.complete_entries(&pos, Instant(now))
+                .expect("positional results");
+        } else {
+            // Sparse by position: only the entries whose result is not the default.
+            let mut exceptions: Vec<EntryException> = entries
+                .iter()
+                .zip(&pos)
+                .enumerate()
+                .filter(|(_, (en, r))| **r != EntryResult::new(u32::from(en.samples)))
+                .map(|(k, (_, r))| EntryException::new(k as u32, *r))
+                .collect();
+            for k in (1..exceptions.len()).rev() {
+                exceptions.swap(k, w.rng.below(k as u64 + 1) as usize);
+            }
+            b.e.complete_entries_except(&exceptions, Instant(now))
+                .expect("sparse positional results");
+        }
         // `c` lists only the results that are not the default one, in a random order.
         let mut exceptions: Vec<StepResult> = entries
             .iter()
@@ -1379,8 +1398,9 @@ fn speculative_workloads_keep_the_plan_contract_under_swaps_and_preemption() {
 // ----- sparse results (complete_except) -----
 
 /// `complete_except`'s errors name the offending exception and change nothing: an exception
-/// for a request not in the plan, a stale handle, a duplicate, an invalid result (too many
-/// tokens), time going backwards. Afterwards the valid call applies: the listed exception
+/// for a request not in the plan, a stale handle, a duplicate, an invalid result (tokens at a
+/// chunk that does not sample), time going backwards; and `complete_entries_except`'s: an
+/// entry past the plan, unknown flag bits, one entry twice. Afterwards the valid call applies: the listed exception
 /// (a finish) and the default result of every other entry (one token for the decode, none for
 /// the prefill chunk before the prompt's last); an aborted request's entry is skipped; a
 /// second call, or `complete_entries`, for the same plan is `AlreadyCompleted`, and a plan
@@ -1464,6 +1484,51 @@ fn sparse_results_name_the_bad_exception_change_nothing_and_apply_defaults() {
         assert_eq!(e.complete_except(results, Instant(4)), Err(*want), "{what}");
         assert_eq!(snapshot(&e, &all), before, "{what} changed the engine");
     }
+    // The positional sparse form: an entry past the plan, unknown flag bits, two exceptions
+    // for one entry.
+    let pos_cases: [(&str, Vec<EntryException>, CompleteError); 3] = [
+        (
+            "entry past the plan",
+            vec![EntryException::new(3, EntryResult::new(1))],
+            CompleteError::Result {
+                index: 0,
+                kind: ResultErrorKind::NotScheduled,
+            },
+        ),
+        (
+            "unknown flags",
+            vec![EntryException::new(
+                0,
+                EntryResult {
+                    flags: 1 << 9,
+                    ..EntryResult::new(1)
+                },
+            )],
+            CompleteError::Result {
+                index: 0,
+                kind: ResultErrorKind::UnknownFlags { flags: 1 << 9 },
+            },
+        ),
+        (
+            "one entry twice",
+            vec![
+                EntryException::new(1, EntryResult::new(1)),
+                EntryException::new(1, EntryResult::new(1)),
+            ],
+            CompleteError::Result {
+                index: 1,
+                kind: ResultErrorKind::Duplicate,
+            },
+        ),
+    ];
+    for (what, results, want) in &pos_cases {
+        assert_eq!(
+            e.complete_entries_except(results, Instant(4)),
+            Err(*want),
+            "{what}"
+        );
+        assert_eq!(snapshot(&e, &all), before, "{what} changed the engine");
+    }
     e.complete_except(&[finish], Instant(4)).unwrap();
     assert_eq!(
         e.complete_except(&[], Instant(4)),
@@ -1482,15 +1547,27 @@ fn sparse_results_name_the_bad_exception_change_nothing_and_apply_defaults() {
     assert_eq!((v.generated_tokens, v.computed_tokens), (0, 8));
     e.audit(&mut [0u32; 512]).unwrap();
 
-    // Step 3: `gone` is admitted, then aborted after the plan: its entry is skipped.
+    // Step 3: `gone` is admitted, then aborted after the plan: its entry is skipped, and a
+    // positional exception for it (even an invalid one) is ignored.
     let plan = e.schedule(Instant(5)).unwrap();
-    assert!(plan.entries.iter().any(|x| x.handle == gone), "{plan:?}");
+    let gone_at = plan
+        .entries
+        .iter()
+        .position(|x| x.handle == gone)
+        .expect("gone is admitted") as u32;
     e.abort(gone, Instant(5)).unwrap();
     assert_eq!(
         e.complete_except(&[], Instant(1)),
         Err(CompleteError::TimeWentBackwards)
     );
-    e.complete_except(&[], Instant(6)).unwrap();
+    let ignored = EntryException::new(
+        gone_at,
+        EntryResult {
+            flags: 1 << 9,
+            ..EntryResult::new(7)
+        },
+    );
+    e.complete_entries_except(&[ignored], Instant(6)).unwrap();
     let v = e.request(long).unwrap();
     assert_eq!(
         (v.generated_tokens, v.computed_tokens),

@@ -18,7 +18,9 @@
 //!   a request that can never fit) — a running request always owes at least one token and the
 //!   budget is at least 1, and with nothing running the whole device is free for the head of
 //!   the queue (see `Model::schedule`);
-//! - finishes (stop, output cap, length) are exactly the model's;
+//! - finishes (stop, output cap, length) are exactly the model's, whether the results came
+//!   keyed (`complete`, whole or partial batches) or sparse (`complete_except` with only the
+//!   non-default results, shuffled, for a whole plan);
 //! - bad calls (stale and forged handles, results for unscheduled requests, duplicates, wrong
 //!   token counts, NaN and negative predictions, zero-length prompts, time going backwards,
 //!   `schedule` with results pending, ...) return the specific error and change nothing
@@ -351,6 +353,9 @@ struct Model {
     last: u64,
     /// Entries of the current plan still awaiting a result.
     pending: Vec<ScheduledEntry>,
+    /// A `complete` call accepted results for the current plan (then `complete_except`, which
+    /// covers a whole plan, is refused).
+    accepted: bool,
     /// External ids scheduled in the current plan.
     plan_ids: HashSet<u64>,
     /// External ids reported for the current plan that are still running (not paused).
@@ -418,6 +423,7 @@ impl Model {
             now: 0,
             last: 0,
             pending: vec![],
+            accepted: false,
             plan_ids: HashSet::new(),
             reported: HashSet::new(),
             tables: HashMap::new(),
@@ -777,6 +783,7 @@ impl Model {
             self.plan_ids.insert(en.external_id);
             self.pending.push(*en);
         }
+        self.accepted = false;
         self.trace.push(Rec::Plan(rec));
     }
 
@@ -903,8 +910,25 @@ impl Model {
         if rng.chance(30) {
             self.bad_complete(e, &batch, &mut rng);
         }
-        e.complete(&results, Instant(self.now))
-            .expect("valid results");
+        if !self.accepted && batch.len() == self.pending.len() && rng.chance(40) {
+            // The whole rest of the plan in one sparse call: only the results that are not
+            // the entry's default, shuffled (they are applied in plan order all the same).
+            let mut exceptions: Vec<StepResult> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(en, r)| **r != StepResult::new(en.handle, u32::from(en.samples)))
+                .map(|(_, r)| *r)
+                .collect();
+            for k in (1..exceptions.len()).rev() {
+                exceptions.swap(k, rng.below(k as u64 + 1) as usize);
+            }
+            e.complete_except(&exceptions, Instant(self.now))
+                .expect("valid sparse results");
+        } else {
+            e.complete(&results, Instant(self.now))
+                .expect("valid results");
+        }
+        self.accepted = true;
         self.last = self.now;
         self.apply(e, &results);
     }

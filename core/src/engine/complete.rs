@@ -1,11 +1,12 @@
 //! `complete`: applying what the executor reports for the scheduled entries.
 
 use super::plan::{
-    CompleteError, EntryResult, FinishReason, Finished, PauseRequest, ResultErrorKind, StepResult,
+    CompleteError, EntryException, EntryResult, FinishReason, Finished, PauseRequest,
+    ResultErrorKind, StepResult,
 };
 use super::request::SlotState;
 use super::{Engine, PauseMode, RequestHandle};
-use crate::internal::{InternalError, OrBroken};
+use crate::internal::{InternalError, OrBroken, broken};
 use crate::time::Instant;
 use crate::util::div_block;
 
@@ -80,6 +81,50 @@ impl<'a> Engine<'a> {
         exceptions: &[StepResult],
         now: Instant,
     ) -> Result<(), CompleteError> {
+        self.complete_sparse_with(exceptions.len(), now, |_, k| {
+            exceptions
+                .get(k)
+                .map(Some)
+                .ok_or(ResultErrorKind::NotScheduled)
+        })
+    }
+
+    /// [`Engine::complete_except`] by position, the C executor's form: each exception names
+    /// its plan entry (`entry`, an index into the current plan's entries) and carries the
+    /// positional [`EntryResult`]; every other entry gets its default result. An exception
+    /// naming no entry of the plan is [`ResultErrorKind::NotScheduled`], two naming one entry
+    /// [`ResultErrorKind::Duplicate`]; an exception for an entry whose request was aborted
+    /// since the plan was made is ignored, as [`Engine::complete_entries`] ignores the result
+    /// at its position. Refined predictions go through [`Engine::update_prediction`].
+    pub fn complete_entries_except(
+        &mut self,
+        exceptions: &[EntryException],
+        now: Instant,
+    ) -> Result<(), CompleteError> {
+        self.complete_sparse_with(exceptions.len(), now, |e, k| {
+            let x = exceptions.get(k).ok_or(ResultErrorKind::NotScheduled)?;
+            let entry = e
+                .plan
+                .entries
+                .as_slice()
+                .get(x.entry as usize)
+                .ok_or(ResultErrorKind::NotScheduled)?;
+            if e.slot_of(entry.handle).is_none() {
+                return Ok(None);
+            }
+            x.result.to_step_result(entry.handle).map(Some)
+        })
+    }
+
+    /// The one path of both sparse forms: validate the exceptions (read through
+    /// `exception_at`, `None` for one to ignore), then apply every entry's result in plan
+    /// order. Generic like [`Engine::complete_with`].
+    fn complete_sparse_with<R: core::borrow::Borrow<StepResult>>(
+        &mut self,
+        count: usize,
+        now: Instant,
+        exception_at: impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
+    ) -> Result<(), CompleteError> {
         self.check_poison()?;
         if self.results_accepted {
             return Err(CompleteError::AlreadyCompleted);
@@ -89,31 +134,40 @@ impl<'a> Engine<'a> {
         }
         self.complete_stamp = self.complete_stamp.saturating_add(1);
         let stamp = self.complete_stamp;
-        for (index, res) in exceptions.iter().enumerate() {
-            self.validate_result(res, stamp)
+        for index in 0..count {
+            let res = exception_at(self, index)
+                .and_then(|res| {
+                    if let Some(res) = &res {
+                        self.validate_result(res.borrow(), stamp)?;
+                    }
+                    Ok(res)
+                })
                 .map_err(|kind| CompleteError::Result { index, kind })?;
-            // Valid, so the slot is in range; the slice is shorter than `max_running`.
-            if let Some(r) = self.reqs.get_mut(res.handle.index() as usize) {
+            // Valid, so the slot is in range; `count` is below `max_running` (each entry
+            // at most once).
+            if let Some(res) = res
+                && let Some(r) = self.reqs.get_mut(res.borrow().handle.index() as usize)
+            {
                 r.exception = u32::try_from(index).unwrap_or(u32::MAX);
             }
         }
         self.check_time(now);
         self.results_accepted = true;
         self.finished.clear();
-        if let Err(e) = self.apply_plan_order(exceptions, stamp, now) {
+        if let Err(e) = self.apply_plan_order(stamp, now, &exception_at) {
             return Err(CompleteError::Internal(self.poison(e)));
         }
         Ok(())
     }
 
-    /// The second half of [`Engine::complete_except`]: every entry's result in plan order,
-    /// its validated exception (marked by `stamp`) or the default result. A default result
+    /// The second half of the sparse forms: every entry's result in plan order, its
+    /// validated exception (marked by `stamp`) or the default result. A default result
     /// needs no validation (it is valid for every entry) and none is read.
-    fn apply_plan_order(
+    fn apply_plan_order<R: core::borrow::Borrow<StepResult>>(
         &mut self,
-        exceptions: &[StepResult],
         stamp: u64,
         now: Instant,
+        exception_at: &impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
     ) -> Result<(), InternalError> {
         let step = self.step;
         for k in 0..self.plan.entries.len() {
@@ -136,9 +190,10 @@ impl<'a> Engine<'a> {
                 ));
             }
             if r.validated_stamp == stamp {
-                let res = *exceptions
-                    .get(r.exception as usize)
-                    .or_broken("a validated exception out of range")?;
+                let res = match exception_at(self, r.exception as usize) {
+                    Ok(Some(res)) => *res.borrow(),
+                    _ => return broken("a validated exception can no longer be read"),
+                };
                 self.apply_result(i, &res, now)?;
             } else {
                 self.apply_result(i, &StepResult::new(handle, u32::from(samples)), now)?;
@@ -312,10 +367,12 @@ impl<'a> Engine<'a> {
         let r = self.req_mut(i)?;
         r.reported = true;
         let (from, to) = (div_block(r.sched_from, bs), div_block(r.computed, bs));
-        // Only a step that filled a block has hashes to index (1 decode in 16), and only fair
+        // Only a step that filled a block of the request's hash list (or reports a hash) has
+        // hashes to index (at most 1 decode in 16; none without prefix caching), and only fair
         // share charges tenants: both out of the common path.
-        if to > from || res.filled_block_hash.is_some() || fair_share {
-            if to > from || res.filled_block_hash.is_some() {
+        let index = (to > from && r.hashes.len() > from) || res.filled_block_hash.is_some();
+        if index || fair_share {
+            if index {
                 self.index_filled_blocks(i, from, to, res.filled_block_hash)?;
             }
             if fair_share {

@@ -12,6 +12,14 @@ complete(results, now)   ──► tokens appended, finished requests freed, pre
                              pauses for external calls applied
 ```
 
+Results come in one of three forms, all one engine (the tests drive the same workload
+through each and compare every plan): [`Engine::complete`] takes handle-keyed results, in
+any number of calls; [`Engine::complete_entries`] one positional `#[repr(C)]` result per
+plan entry (what a C executor sends); [`Engine::complete_except`] only the results that are
+not an entry's default (one token where it samples, nothing else), so a step of plain
+decodes is reported with the few requests that stopped and the engine reads no result for
+the rest.
+
 # One step (`schedule`)
 1. **Running requests first.** Every running decode gets its token; running prefills get their
    next chunk (at most `prefill_chunk`) while the token budget lasts.
@@ -92,9 +100,9 @@ pub use config::{
     TOKEN_LIMIT,
 };
 pub use plan::{
-    AddError, CompleteError, DropReason, Dropped, EntryKind, EntryResult, FinishReason, Finished,
-    PauseRequest, Plan, Preemption, PreemptionCause, PreemptionKind, RequestError, ResultErrorKind,
-    ScheduleError, ScheduledEntry, StepResult,
+    AddError, CompleteError, DropReason, Dropped, EntryException, EntryKind, EntryResult,
+    FinishReason, Finished, PauseRequest, Plan, Preemption, PreemptionCause, PreemptionKind,
+    RequestError, ResultErrorKind, ScheduleError, ScheduledEntry, StepResult,
 };
 pub use request::{RequestDesc, RequestHandle, RequestSlot, RequestState, RequestView};
 pub use wait_queue::{PairNode, TenantSlot};

@@ -322,6 +322,25 @@ pub struct EntryResult {
     pub filled_block_hash: u64,
 }
 
+/// One exception of [`Engine::complete_entries_except`](crate::engine::Engine::complete_entries_except):
+/// the result of plan entry `entry` when it is not the default. `#[repr(C)]`, integers only,
+/// like [`EntryResult`] (`augur_entry_exception` has the same layout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EntryException {
+    /// The entry's position in the current plan (`plan.entries[entry]`).
+    pub entry: u32,
+    /// Its result.
+    pub result: EntryResult,
+}
+
+impl EntryException {
+    /// The result `result` of entry `entry`.
+    pub const fn new(entry: u32, result: EntryResult) -> Self {
+        EntryException { entry, result }
+    }
+}
+
 impl EntryResult {
     /// The request is done (stop token, client gone).
     pub const FINISHED: u32 = 1;
