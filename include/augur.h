@@ -499,6 +499,15 @@ typedef struct augur_entry_result {
   uint64_t filled_block_hash;
 } augur_entry_result;
 
+// One exception of `augur_complete_except`: the result of plan entry `entry` (its index in
+// `augur_plan.entries`) when it is not the default.
+typedef struct augur_entry_exception {
+  // The entry's position in the current plan.
+  uint32_t entry;
+  // Its result, as `augur_complete` takes it.
+  struct augur_entry_result result;
+} augur_entry_exception;
+
 // A request finished by the last `augur_complete`; its handle is now stale.
 typedef struct augur_finished {
   // The request (now stale).
@@ -919,6 +928,25 @@ augur_status augur_complete(struct augur_engine *engine,
                             const struct augur_entry_result *results,
                             size_t len,
                             uint64_t now_us);
+
+// Reports the results of the current plan sparsely: only the entries whose result is not
+// the default are listed, each with its position (`exceptions[j].entry`, in any order);
+// every other entry produced exactly what it was scheduled for — one sampled token if its
+// `samples` is set, none otherwise — and nothing else (no flags). A step of plain decodes is
+// reported with the few entries that finished, paused or accepted drafts, and augur reads
+// nothing for the rest. The engine ends exactly as `augur_complete` with every result would
+// leave it. All-or-nothing like `augur_complete`: on `AUGUR_E_INVALID_RESULT` the message
+// names the exception's index (an entry past the plan, one entry twice, a bad result) and
+// nothing changed; an exception for an entry whose request was aborted since the plan is
+// ignored. A plan is completed once (`AUGUR_E_WRONG_STATE` after any completing call).
+//
+// # Safety
+// `engine` must be NULL or a live engine pointer; `exceptions` NULL or `len` readable
+// exceptions (NULL with `len` 0: no exceptions).
+augur_status augur_complete_except(struct augur_engine *engine,
+                                   const struct augur_entry_exception *exceptions,
+                                   size_t len,
+                                   uint64_t now_us);
 
 // The requests the last `augur_complete` finished: `*out` points into the engine (valid
 // until the next call that changes it; NULL when `*len` is 0).

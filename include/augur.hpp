@@ -343,6 +343,16 @@ public:
                               std::uint64_t now_us) noexcept {
         return augur_complete(e_, results.data(), results.size(), now_us);
     }
+    /// Only the entries whose result is not the default (one token where the entry samples,
+    /// nothing else), each naming its position; every other entry gets the default.
+    void complete_except(Span<const augur_entry_exception> exceptions, std::uint64_t now_us) {
+        detail::check(augur_complete_except(e_, exceptions.data(), exceptions.size(), now_us),
+                      "augur_complete_except", e_);
+    }
+    augur_status try_complete_except(Span<const augur_entry_exception> exceptions,
+                                     std::uint64_t now_us) noexcept {
+        return augur_complete_except(e_, exceptions.data(), exceptions.size(), now_us);
+    }
     /// The requests the last complete() finished (valid until the next changing call).
     Span<const augur_finished> last_finished() const {
         const augur_finished* f = nullptr;

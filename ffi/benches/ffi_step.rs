@@ -10,7 +10,9 @@
 //!   `Engine::complete`), the engine carved from one region (`augur_region::engine_in_region`);
 //! - `ffi/…`: `augur_schedule`, reading the plan in place, one `augur_entry_result` per entry,
 //!   `augur_complete`, `augur_last_finished` and `augur_add_request` for the replacements: what
-//!   a C server pays, guard (`catch_unwind`), engine tag and pointer checks included.
+//!   a C server pays, guard (`catch_unwind`), engine tag and pointer checks included;
+//! - `ffi-sparse/…`: the same with `augur_complete_except`, listing only the finishing
+//!   entries (the form a server of plain decodes uses).
 //!
 //! augur-ffi builds only a staticlib and a cdylib, so its source is compiled in with `#[path]`:
 //! the functions measured are the `extern "C"` functions C links. Throughput is R elements, so
@@ -47,11 +49,14 @@ struct CDriver {
     now: u64,
     targets: Targets,
     results: Vec<augur_entry_result>,
+    /// Only the finishing entries, for `augur_complete_except` (when `sparse`).
+    exceptions: Vec<augur_entry_exception>,
+    sparse: bool,
     finished: u64,
 }
 
 impl CDriver {
-    fn new(cfg: &augur_core::engine::EngineConfig, running: u32) -> Self {
+    fn new(cfg: &augur_core::engine::EngineConfig, running: u32, sparse: bool) -> Self {
         let c = augur_config::from_core(cfg);
         let mut engine = core::ptr::null_mut();
         // SAFETY: valid pointers.
@@ -62,6 +67,8 @@ impl CDriver {
             now: 0,
             targets: Targets::new(cfg.max_requests),
             results: Vec::with_capacity(running as usize),
+            exceptions: Vec::with_capacity(running as usize),
+            sparse,
             finished: 0,
         }
     }
@@ -106,28 +113,49 @@ impl CDriver {
             unsafe { core::slice::from_raw_parts(plan.entries, plan.entries_len) }
         };
         self.results.clear();
-        for en in entries {
+        self.exceptions.clear();
+        for (k, en) in entries.iter().enumerate() {
             let finished = en.samples
                 && self.targets.finishes(
                     RequestHandle::from_raw(en.handle).index(),
                     en.computed_before,
                     en.tokens,
                 );
-            self.results.push(augur_entry_result {
+            let result = augur_entry_result {
                 tokens: u32::from(en.samples),
                 flags: if finished { AUGUR_RESULT_FINISHED } else { 0 },
                 pause_duration_us: 0,
                 filled_block_hash: 0,
-            });
+            };
+            if !self.sparse {
+                self.results.push(result);
+            } else if finished {
+                self.exceptions.push(augur_entry_exception {
+                    entry: k as u32,
+                    result,
+                });
+            }
         }
-        // SAFETY: one result per entry.
-        let s = unsafe {
-            augur_complete(
-                self.engine,
-                self.results.as_ptr(),
-                self.results.len(),
-                self.now,
-            )
+        let s = if self.sparse {
+            // SAFETY: `exceptions.len()` exceptions.
+            unsafe {
+                augur_complete_except(
+                    self.engine,
+                    self.exceptions.as_ptr(),
+                    self.exceptions.len(),
+                    self.now,
+                )
+            }
+        } else {
+            // SAFETY: one result per entry.
+            unsafe {
+                augur_complete(
+                    self.engine,
+                    self.results.as_ptr(),
+                    self.results.len(),
+                    self.now,
+                )
+            }
         };
         assert_eq!(s, AUGUR_OK);
         let (mut fin, mut n) = (core::ptr::null(), 0);
@@ -193,14 +221,18 @@ fn bench(c: &mut Criterion) {
             let mut rust = RustDriver::new(rust_engine(cfg, &mut region), running);
             rust.warm_up(running, waiting);
             let warm_steps = rust.engine.stats().steps;
-            let mut ffi = CDriver::new(&cfg, running);
+            let mut ffi = CDriver::new(&cfg, running, false);
             ffi.warm_up(running, waiting, warm_steps);
-            let (rs, cs) = (rust.engine.stats(), ffi.stats());
-            assert_eq!(
-                (rs.running, rs.waiting, rs.finished, rs.steps),
-                (cs.running, cs.waiting, cs.finished, cs.steps),
-                "the two drivers reached different states"
-            );
+            let mut sparse = CDriver::new(&cfg, running, true);
+            sparse.warm_up(running, waiting, warm_steps);
+            let rs = rust.engine.stats();
+            for cs in [ffi.stats(), sparse.stats()] {
+                assert_eq!(
+                    (rs.running, rs.waiting, rs.finished, rs.steps),
+                    (cs.running, cs.waiting, cs.finished, cs.steps),
+                    "the drivers reached different states"
+                );
+            }
             let id = |api: &str| format!("{api}/{name}/running={running}/waiting={waiting}");
             if let Some(n) = steps_only {
                 let only = std::env::var("AUGUR_BENCH_ONLY").unwrap_or_default();
@@ -213,6 +245,9 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..n {
                     ffi.step();
                 }
+                for _ in 0..n {
+                    sparse.step();
+                }
                 eprintln!(
                     "{}: {} steps of each driver ({warm_steps} of warm-up)",
                     id(""),
@@ -223,6 +258,7 @@ fn bench(c: &mut Criterion) {
             g.throughput(Throughput::Elements(u64::from(running)));
             g.bench_function(id("rust"), |b| b.iter(|| rust.step()));
             g.bench_function(id("ffi"), |b| b.iter(|| ffi.step()));
+            g.bench_function(id("ffi-sparse"), |b| b.iter(|| sparse.step()));
         }
     }
     g.finish();

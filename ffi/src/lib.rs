@@ -25,7 +25,8 @@ pub mod types;
 use core::ffi::{c_char, c_void};
 
 use augur_core::engine::{
-    Engine, EntryResult, Plan, RequestDesc, RequestHandle, RequestState, RequestView,
+    Engine, EntryException, EntryResult, Plan, RequestDesc, RequestHandle, RequestState,
+    RequestView,
 };
 use augur_core::kv::Tier;
 use augur_core::time::Instant;
@@ -588,6 +589,38 @@ pub unsafe extern "C" fn augur_complete(
         let r = unsafe { ptr::slice_in(results.cast::<EntryResult>(), len, "results") }?;
         e.engine
             .complete_entries(r, time(now_us))
+            .map_err(fail_from)
+    })
+}
+
+/// Reports the results of the current plan sparsely: only the entries whose result is not
+/// the default are listed, each with its position (`exceptions[j].entry`, in any order);
+/// every other entry produced exactly what it was scheduled for — one sampled token if its
+/// `samples` is set, none otherwise — and nothing else (no flags). A step of plain decodes is
+/// reported with the few entries that finished, paused or accepted drafts, and augur reads
+/// nothing for the rest. The engine ends exactly as `augur_complete` with every result would
+/// leave it. All-or-nothing like `augur_complete`: on `AUGUR_E_INVALID_RESULT` the message
+/// names the exception's index (an entry past the plan, one entry twice, a bad result) and
+/// nothing changed; an exception for an entry whose request was aborted since the plan is
+/// ignored. A plan is completed once (`AUGUR_E_WRONG_STATE` after any completing call).
+///
+/// # Safety
+/// `engine` must be NULL or a live engine pointer; `exceptions` NULL or `len` readable
+/// exceptions (NULL with `len` 0: no exceptions).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn augur_complete_except(
+    engine: *mut augur_engine,
+    exceptions: *const augur_entry_exception,
+    len: usize,
+    now_us: u64,
+) -> augur_status {
+    with_engine(engine, |e| {
+        // SAFETY: the caller's contract; `augur_entry_exception` and `EntryException` have the
+        // same layout (checked in `types`) and every bit pattern of their integer fields is
+        // valid (padding is never read as a value).
+        let x = unsafe { ptr::slice_in(exceptions.cast::<EntryException>(), len, "exceptions") }?;
+        e.engine
+            .complete_entries_except(x, time(now_us))
             .map_err(fail_from)
     })
 }

@@ -114,6 +114,7 @@ fn a_serving_loop_keeps_mirrors_equal_to_the_engine_tables() {
     }
     let mut finished = 0;
     let mut steps = 0;
+    let mut sparse_exceptions = 0;
     while finished < 6 && steps < 400 {
         steps += 1;
         now += 10;
@@ -148,8 +149,25 @@ fn a_serving_loop_keeps_mirrors_equal_to_the_engine_tables() {
             }
             results.push(r);
         }
-        // SAFETY: `results` holds one result per entry.
-        let s = unsafe { augur_complete(e, results.as_ptr(), results.len(), now) };
+        let s = if steps % 2 == 0 {
+            // SAFETY: `results` holds one result per entry.
+            unsafe { augur_complete(e, results.as_ptr(), results.len(), now) }
+        } else {
+            // Odd steps sparsely: only the finishing entries, by position.
+            let exceptions: Vec<augur_entry_exception> = results
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.flags != 0)
+                .map(|(k, r)| augur_entry_exception {
+                    entry: k as u32,
+                    result: *r,
+                })
+                .collect();
+            sparse_exceptions += exceptions.len();
+            // SAFETY: `exceptions` holds `len` exceptions (a dangling pointer when empty,
+            // which `len` 0 never reads).
+            unsafe { augur_complete_except(e, exceptions.as_ptr(), exceptions.len(), now) }
+        };
         assert_eq!(s, AUGUR_OK, "{}", last_error(e));
         let (mut fp, mut fl) = (null(), 0);
         // SAFETY: valid pointers.
@@ -173,6 +191,10 @@ fn a_serving_loop_keeps_mirrors_equal_to_the_engine_tables() {
         }
     }
     assert_eq!(finished, 6, "every request finishes");
+    assert!(
+        sparse_exceptions > 0,
+        "some finishes were reported sparsely"
+    );
     let mut st = augur_stats::default();
     // SAFETY: valid pointers.
     assert_eq!(unsafe { augur_engine_stats(e, &mut st) }, AUGUR_OK);

@@ -15,8 +15,8 @@
 use core::mem::{align_of, offset_of, size_of};
 
 use augur_core::engine::{
-    AdmissionMode, CostWeights, Dropped, EngineConfig, EntryResult, Finished, PauseMode,
-    Preemption, PreemptionMode, ScheduledEntry,
+    AdmissionMode, CostWeights, Dropped, EngineConfig, EntryException, EntryResult, Finished,
+    PauseMode, Preemption, PreemptionMode, ScheduledEntry,
 };
 use augur_core::kv::{BlockPair, KvEvent, KvEventKind, Tier};
 use augur_core::policy::{MlfqParams, OverrunRule, Policy, PolicyKind, TimeCosts};
@@ -670,6 +670,17 @@ pub struct augur_entry_result {
     pub filled_block_hash: u64,
 }
 
+/// One exception of `augur_complete_except`: the result of plan entry `entry` (its index in
+/// `augur_plan.entries`) when it is not the default.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct augur_entry_exception {
+    /// The entry's position in the current plan.
+    pub entry: u32,
+    /// Its result, as `augur_complete` takes it.
+    pub result: augur_entry_result,
+}
+
 // ----- reading state -----
 
 /// `augur_request_info.state`: in the waiting queue.
@@ -943,6 +954,7 @@ same_layout!(
     EntryResult,
     [tokens, flags, pause_duration_us, filled_block_hash]
 );
+same_layout!(augur_entry_exception, EntryException, [entry, result]);
 
 // The field types too: a handle is a `u64`, kinds are `u32` enums with the values above.
 const _: () = {

@@ -147,6 +147,8 @@ pub(crate) struct Replica<'e> {
     /// Requests refused for lack of hash storage, retried at every turn.
     pub(crate) retry: VecDeque<usize>,
     resumes: BinaryHeap<Reverse<(u64, usize)>>,
+    /// The step's results that are not an entry's default (finishes, pauses, refined
+    /// predictions), for `Engine::complete_except`.
     results: Vec<StepResult>,
     dropped: Vec<u64>,
     resumed: Vec<(u64, usize)>,
@@ -447,14 +449,17 @@ impl<'e> Replica<'e> {
                     r.predicted_remaining = Some((p - l.generated as f64).max(0.0));
                 }
             }
-            self.results.push(r);
+            // Only the results that are not the entry's default (see `complete_except`).
+            if r != StepResult::new(e.handle, e.samples as u32) {
+                self.results.push(r);
+            }
         }
         let util = {
             let k = self.engine.stats().kv.device;
             k.in_use as f64 / k.total.max(1) as f64
         };
         self.engine
-            .complete(&self.results, Instant(t_end))
+            .complete_except(&self.results, Instant(t_end))
             .map_err(|e| anyhow::anyhow!("complete: {e}"))?;
         let mut finished = std::mem::take(&mut self.resumed);
         finished.clear();

@@ -398,8 +398,42 @@ static void bad_results(void) {
     CHECK(e, info.generated_tokens == 1);
     /* The same plan again: a plan is completed once. */
     EXPECT(e, augur_complete(e, r, 2, 1), AUGUR_E_WRONG_STATE, "already accepted");
+    EXPECT(e, augur_complete_except(e, NULL, 0, 1), AUGUR_E_WRONG_STATE, "already accepted");
     OK(e, augur_request_get_info(e, small, &info));
     CHECK(e, info.generated_tokens == 1);
+
+    /* The next plan, reported sparsely: each bad exception names its index and changes
+     * nothing; then no exceptions at all gives every entry its default result (a token for
+     * the decode, none for the chunk that does not sample). */
+    OK(e, augur_schedule(e, 2, &p));
+    CHECK(e, p.entries_len == 2);
+    is = p.entries[0].handle == small ? 0 : 1;
+    CHECK(e, p.entries[is].handle == small && p.entries[1 - is].handle == big);
+    CHECK(e, p.entries[is].samples && !p.entries[1 - is].samples);
+    augur_entry_exception x[2];
+    memset(x, 0, sizeof x);
+    EXPECT(NULL, augur_complete_except(NULL, x, 1, 2), AUGUR_E_NULL_POINTER, NONE);
+    EXPECT(e, augur_complete_except(e, NULL, 1, 2), AUGUR_E_NULL_POINTER, "exceptions");
+    x[0].entry = 2; /* past the plan */
+    x[0].result.tokens = 1;
+    EXPECT(e, augur_complete_except(e, x, 1, 2), AUGUR_E_INVALID_RESULT, "result 0: NotScheduled");
+    x[0].entry = (uint32_t)is;
+    x[1] = x[0];
+    EXPECT(e, augur_complete_except(e, x, 2, 2), AUGUR_E_INVALID_RESULT, "result 1: Duplicate");
+    x[1].entry = (uint32_t)(1 - is); /* a token at the chunk that did not sample */
+    snprintf(want, sizeof want, "result 1: WrongTokenCount");
+    EXPECT(e, augur_complete_except(e, x, 2, 2), AUGUR_E_INVALID_RESULT, want);
+    EXPECT(e, augur_complete_except(e, x, 1, 1), AUGUR_E_TIME_WENT_BACKWARDS, "time");
+    OK(e, augur_request_get_info(e, small, &info));
+    CHECK(e, info.generated_tokens == 1); /* nothing was applied */
+    OK(e, augur_request_get_info(e, big, &info));
+    uint32_t big_computed = info.computed_tokens;
+    OK(e, augur_complete_except(e, NULL, 0, 2));
+    OK(e, augur_request_get_info(e, small, &info));
+    CHECK(e, info.generated_tokens == 2);
+    OK(e, augur_request_get_info(e, big, &info));
+    CHECK(e, info.generated_tokens == 0 && info.computed_tokens == big_computed);
+    EXPECT(e, augur_complete(e, r, 2, 2), AUGUR_E_WRONG_STATE, "already accepted");
 
     /* Bad descriptors. */
     augur_request h = 77;

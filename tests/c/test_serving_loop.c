@@ -8,7 +8,9 @@
  *
  * Its Rust twin, examples/serving_loop.rs, runs the identical loop on augur_core's Engine
  * directly (Engine::complete_entries with EntryResult, positional like this file) and must
- * print identical lines: tests/c/run diffs the two outputs.
+ * print identical lines: tests/c/run diffs the two outputs. Odd steps here report with
+ * augur_complete_except (only the non-default results), even steps with augur_complete, so
+ * the diff also shows that the sparse form leaves the engine where the full one does.
  *
  * Usage: test_serving_loop SEED
  */
@@ -130,6 +132,8 @@ int main(int argc, char **argv) {
     uint32_t next_id = 1, live = 0, done = 0;
     uint64_t pauses = 0, resumes = 0, aborts = 0;
     augur_entry_result results[64];
+    augur_entry_exception exceptions[64];
+    uint64_t sparse_exceptions = 0;
     uint64_t hashes[MAX_HASHES];
     augur_stats st;
     memset(&st, 0, sizeof st);
@@ -256,7 +260,25 @@ int main(int argc, char **argv) {
                 pauses++;
             }
         }
-        CHECK_OK(e, augur_complete(e, p.entries_len ? results : NULL, p.entries_len, now));
+        if (t % 2 == 0) {
+            CHECK_OK(e, augur_complete(e, p.entries_len ? results : NULL, p.entries_len, now));
+        } else {
+            /* Odd steps report sparsely: only the results that are not the entry's default
+             * (one token where it samples, no flags), last entry first. The engine must end
+             * exactly where augur_complete leaves it: the Rust twin completes every step with
+             * all results, and the outputs are diffed. */
+            size_t nx = 0;
+            for (size_t k = p.entries_len; k-- > 0;) {
+                const augur_entry_result *r = &results[k];
+                if (r->flags != 0 || r->tokens != (p.entries[k].samples ? 1u : 0u)) {
+                    exceptions[nx].entry = (uint32_t)k;
+                    exceptions[nx].result = *r;
+                    nx++;
+                }
+            }
+            CHECK_OK(e, augur_complete_except(e, nx ? exceptions : NULL, nx, now));
+            sparse_exceptions += nx;
+        }
 
         const augur_finished *f = NULL;
         size_t nf = 0;
@@ -307,6 +329,8 @@ int main(int argc, char **argv) {
     }
     CHECK(e, done == N_REQ);
     CHECK(e, live == 0);
+    /* The sparse steps listed finishes and pauses (not only empty exception lists). */
+    CHECK(e, sparse_exceptions > 50);
     CHECK(e, st.device_blocks_in_use == 0 && st.host_blocks_in_use == 0);
     /* With nothing in use, every cached block is a free cached one: the replayed view must
      * count exactly what the engine's gauges say. */

@@ -4,7 +4,8 @@ use super::plan::{
     CompleteError, EntryException, EntryResult, FinishReason, Finished, PauseRequest,
     ResultErrorKind, StepResult,
 };
-use super::request::SlotState;
+use super::rank::advance_backlog_in;
+use super::request::{RequestSlot, SlotState};
 use super::{Engine, PauseMode, RequestHandle};
 use crate::internal::{InternalError, OrBroken, broken};
 use crate::time::Instant;
@@ -163,6 +164,14 @@ impl<'a> Engine<'a> {
     /// The second half of the sparse forms: every entry's result in plan order, its
     /// validated exception (marked by `stamp`) or the default result. A default result
     /// needs no validation (it is valid for every entry) and none is read.
+    ///
+    /// Two passes. The first applies the default results that touch nothing but the
+    /// request's own slot and the backlog gauge ([`plain_default`]: no block to index, no
+    /// finish, no backlog refresh, no fair share), on the slots directly, and notes where
+    /// the others are; the second applies those (the exceptions and the other defaults) in
+    /// plan order through [`Engine::apply_result`]. The order between the two groups cannot
+    /// show: a plain default changes only its own slot and a sum, which the others never
+    /// read.
     fn apply_plan_order<R: core::borrow::Borrow<StepResult>>(
         &mut self,
         stamp: u64,
@@ -170,39 +179,102 @@ impl<'a> Engine<'a> {
         exception_at: &impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
     ) -> Result<(), InternalError> {
         let step = self.step;
-        for k in 0..self.plan.entries.len() {
-            let (handle, samples) = self
-                .plan
-                .entries
-                .as_slice()
-                .get(k)
-                .map(|e| (e.handle, e.samples))
-                .or_broken("plan entry out of range")?;
-            let i = handle.index();
-            let r = self.req(i)?;
-            if !r.live() || r.generation != handle.generation() {
-                // Aborted since the plan was made: no result is expected.
-                continue;
+        let (bs, limit) = (self.cfg.block_size, self.token_limit);
+        // Where the second pass must look: the first `REST` positions, or every entry when
+        // there are more (or fair share skips the first pass).
+        const REST: usize = 64;
+        let mut rest_at = [0u32; REST];
+        let mut rest = 0usize;
+        let mut applied = 0u32;
+        if !self.cfg.policy.fair_share {
+            let backlog = &mut self.stats.predicted_backlog_tokens;
+            for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
+                let r = self
+                    .reqs
+                    .get_mut(e.handle.index() as usize)
+                    .or_broken("plan entry for a request out of range")?;
+                if !r.live() || r.generation != e.handle.generation() {
+                    continue; // aborted since the plan was made
+                }
+                let result = StepResult::new(e.handle, u32::from(e.samples));
+                if r.validated_stamp == stamp || !plain_default(r, &result, bs, limit) {
+                    if let Some(at) = rest_at.get_mut(rest) {
+                        // Below the plan's length, itself a u32.
+                        *at = k as u32;
+                    }
+                    rest = rest.wrapping_add(1);
+                    continue;
+                }
+                if r.scheduled_step != step || r.state != SlotState::Running || r.reported {
+                    return broken("a plan entry's request awaits no result");
+                }
+                r.reported = true;
+                record_slot(r, &result, now);
+                if advance_backlog_in(r, backlog)? {
+                    return broken("a plain default result needs a backlog refresh");
+                }
+                applied = applied.wrapping_add(1); // below the plan's length
             }
-            if r.scheduled_step != step || r.state != SlotState::Running || r.reported {
-                return Err(InternalError::new(
-                    "a plan entry's request awaits no result",
-                ));
+            self.awaiting = self
+                .awaiting
+                .checked_sub(applied)
+                .or_broken("more results than entries awaited")?;
+        }
+        match rest_at.get(..rest) {
+            Some(at) if applied > 0 => {
+                for &k in at {
+                    self.apply_in_plan_order(k as usize, stamp, now, exception_at)?;
+                }
             }
-            if r.validated_stamp == stamp {
-                let res = match exception_at(self, r.exception as usize) {
-                    Ok(Some(res)) => *res.borrow(),
-                    _ => return broken("a validated exception can no longer be read"),
-                };
-                self.apply_result(i, &res, now)?;
-            } else {
-                self.apply_result(i, &StepResult::new(handle, u32::from(samples)), now)?;
+            _ => {
+                for k in 0..self.plan.entries.len() {
+                    self.apply_in_plan_order(k, stamp, now, exception_at)?;
+                }
             }
         }
         if self.awaiting != 0 {
             return Err(InternalError::new("entries left unreported in plan order"));
         }
         Ok(())
+    }
+
+    /// The result of plan entry `k` (its exception, or the default) unless it was applied
+    /// already in this call or its request was aborted since the plan was made.
+    fn apply_in_plan_order<R: core::borrow::Borrow<StepResult>>(
+        &mut self,
+        k: usize,
+        stamp: u64,
+        now: Instant,
+        exception_at: &impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
+    ) -> Result<(), InternalError> {
+        let step = self.step;
+        let (handle, samples) = self
+            .plan
+            .entries
+            .as_slice()
+            .get(k)
+            .map(|e| (e.handle, e.samples))
+            .or_broken("plan entry out of range")?;
+        let i = handle.index();
+        let r = self.req(i)?;
+        if !r.live() || r.generation != handle.generation() {
+            return Ok(()); // aborted since the plan was made: no result is expected
+        }
+        if r.reported && r.scheduled_step == step {
+            return Ok(()); // a plain default of the first pass
+        }
+        if r.scheduled_step != step || r.state != SlotState::Running {
+            return broken("a plan entry's request awaits no result");
+        }
+        if r.validated_stamp == stamp {
+            let res = match exception_at(self, r.exception as usize) {
+                Ok(Some(res)) => *res.borrow(),
+                _ => return broken("a validated exception can no longer be read"),
+            };
+            self.apply_result(i, &res, now)
+        } else {
+            self.apply_result(i, &StepResult::new(handle, u32::from(samples)), now)
+        }
     }
 
     /// Positional result `k` as a handle-keyed result; `None` for the position of an entry
@@ -267,6 +339,10 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Checks result `res` against its request and marks it seen (`stamp`). Inlined into the
+    /// result loops; the checks beyond the common result are out of line
+    /// ([`Engine::validate_rest`]).
+    #[inline(always)]
     fn validate_result(&mut self, res: &StepResult, stamp: u64) -> Result<(), ResultErrorKind> {
         let step = self.step;
         // One lookup for the slot check and the fields below (this runs once per result).
@@ -292,6 +368,18 @@ impl<'a> Engine<'a> {
         {
             return Ok(());
         }
+        self.validate_rest(res, samples)
+    }
+
+    /// The checks of [`Engine::validate_result`] beyond the common result: token counts
+    /// against drafts, the output cap and the token limit; predictions; pauses and finishes
+    /// at sampling points; filled-block hashes.
+    #[inline(never)]
+    fn validate_rest(&self, res: &StepResult, samples: bool) -> Result<(), ResultErrorKind> {
+        let r = self
+            .reqs
+            .get(res.handle.index() as usize)
+            .ok_or(ResultErrorKind::StaleHandle)?;
         let (limit, draft) = (self.token_limit, self.cfg.max_draft_tokens);
         let bs = self.cfg.block_size;
         // What a sampling entry may report: its sampled token plus accepted drafts, never past
@@ -350,6 +438,9 @@ impl<'a> Engine<'a> {
 
     /// Applies one validated result. Inlined into its two loops: with the default results of
     /// `complete_except` every optional field is a known `None`, and their tests fold away.
+    /// The common result (no block to index, no fair share, no prediction, pause or finish)
+    /// touches the request's slot once: the bookkeeping of the slot and the backlog gauge are
+    /// done on the one reference.
     #[inline(always)]
     fn apply_result(
         &mut self,
@@ -358,7 +449,6 @@ impl<'a> Engine<'a> {
         now: Instant,
     ) -> Result<(), InternalError> {
         let bs = self.cfg.block_size;
-        let limit = self.token_limit;
         let fair_share = self.cfg.policy.fair_share;
         self.awaiting = self
             .awaiting
@@ -379,34 +469,23 @@ impl<'a> Engine<'a> {
                 self.charge_tenant(i, res.tokens)?;
             }
         }
-        let r = self.req_mut(i)?;
-        if res.tokens >= 1 {
-            r.sampled_since_admit = true;
-            // Validated against the output cap and the token limit: a request reaching
-            // either finishes just below. Accepted draft tokens beyond the first are known
-            // but not computed, so the next step computes their KV.
-            r.generated = r.generated.saturating_add(res.tokens);
-            if r.first_token_us == u64::MAX {
-                r.first_token_us = now.as_micros();
+        let limit = self.token_limit;
+        let r = self
+            .reqs
+            .get_mut(i as usize)
+            .or_broken("request index out of range")?;
+        let reason = record_tokens(r, res, now, limit);
+        if reason.is_none() && res.predicted_remaining.is_none() && res.pause.is_none() {
+            if advance_backlog_in(r, &mut self.stats.predicted_backlog_tokens)? {
+                self.refresh_backlog(i)?;
             }
+            return Ok(());
         }
-        r.sched_tokens = 0;
-        r.sched_blocks = 0;
-        r.sched_chunks = 0;
         if let Some(p) = res.predicted_remaining {
             self.set_prediction(i, p)?;
         }
-        let r = self.req(i)?;
-        let reason = if res.finished {
-            Some(FinishReason::Stop)
-        } else if r.generated >= r.max_output {
-            Some(FinishReason::MaxOutput)
-        } else if r.num_tokens() >= limit {
-            Some(FinishReason::Length)
-        } else {
-            None
-        };
         if let Some(reason) = reason {
+            let r = self.req(i)?;
             let record = Finished {
                 handle: RequestHandle::new(i, r.generation),
                 external_id: r.external_id,
@@ -558,4 +637,71 @@ impl<'a> Engine<'a> {
         }
         self.set_state(i, SlotState::Paused)
     }
+}
+
+/// The part of result `res` that only touches the request's own slot `r`: the tokens it
+/// generated, its first token's time, this step's schedule cleared. Returns why the request
+/// finishes, if it does: its stop, its output cap, or the token limit `limit`.
+#[inline(always)]
+fn record_tokens(
+    r: &mut RequestSlot,
+    res: &StepResult,
+    now: Instant,
+    limit: u32,
+) -> Option<FinishReason> {
+    let reason = finish_reason_after(r, res, limit);
+    record_slot(r, res, now);
+    reason
+}
+
+/// [`record_tokens`] without the finish test: the slot's changes alone.
+#[inline(always)]
+fn record_slot(r: &mut RequestSlot, res: &StepResult, now: Instant) {
+    if res.tokens >= 1 {
+        r.sampled_since_admit = true;
+        // Validated against the output cap and the token limit: a request reaching either
+        // finishes just below. Accepted draft tokens beyond the first are known but not
+        // computed, so the next step computes their KV.
+        r.generated = r.generated.saturating_add(res.tokens);
+        if r.first_token_us == u64::MAX {
+            r.first_token_us = now.as_micros();
+        }
+    }
+    r.sched_tokens = 0;
+    r.sched_blocks = 0;
+    r.sched_chunks = 0;
+}
+
+/// Why request `r` finishes once result `res` is recorded (its stop, its output cap, or the
+/// token limit `limit`), if it does; read before the result changes the slot.
+#[inline(always)]
+fn finish_reason_after(r: &RequestSlot, res: &StepResult, limit: u32) -> Option<FinishReason> {
+    // Validated: the result's tokens keep the request below the token limit (< 2^31).
+    let generated = r.generated.wrapping_add(res.tokens);
+    if res.finished {
+        Some(FinishReason::Stop)
+    } else if generated >= r.max_output {
+        Some(FinishReason::MaxOutput)
+    } else if r.num_tokens().wrapping_add(res.tokens) >= limit {
+        Some(FinishReason::Length)
+    } else {
+        None
+    }
+}
+
+/// Whether default result `res` of running request `r` changes nothing but `r` and the
+/// backlog gauge when applied ([`Engine::apply_result`]): it fills no block of the request's
+/// hash list, finishes nothing, and leaves the backlog's integer update valid (the request
+/// stays below its stable total). Fair share (a tenant charge per result) is the caller's
+/// test.
+#[inline(always)]
+fn plain_default(r: &RequestSlot, res: &StepResult, block_size: u32, limit: u32) -> bool {
+    let (from, to) = (
+        div_block(r.sched_from, block_size),
+        div_block(r.computed, block_size),
+    );
+    let indexes = to > from && r.hashes.len() > from;
+    !indexes
+        && finish_reason_after(r, res, limit).is_none()
+        && r.generated.wrapping_add(res.tokens) < r.backlog_ceil
 }

@@ -497,10 +497,10 @@ impl<'a> Engine<'a> {
     /// (a stale or duplicated running-set entry would otherwise run a request twice).
     #[inline]
     fn running_at(&self, k: usize) -> Result<u32, InternalError> {
+        // Positions past `running_len` hold stale ids, caught by the position check below.
         let i = self
             .running
-            .get(..self.running_len as usize)
-            .and_then(|r| r.get(k))
+            .get(k)
             .copied()
             .or_broken("running position out of range")?;
         let r = self.req(i)?;

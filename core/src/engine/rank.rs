@@ -107,28 +107,50 @@ impl Engine<'_> {
     /// value (see [`Engine::backlog_of`]); this runs for every request every step.
     #[inline(always)]
     pub(super) fn advance_backlog(&mut self, i: u32) -> Result<(), InternalError> {
-        let r = self.req_mut(i)?;
-        if r.generated >= r.backlog_ceil {
+        let r = self
+            .reqs
+            .get_mut(i as usize)
+            .or_broken("request index out of range")?;
+        if advance_backlog_in(r, &mut self.stats.predicted_backlog_tokens)? {
             return self.refresh_backlog(i);
         }
-        // generated < backlog_ceil: no wrap.
-        let new = u64::from(r.backlog_ceil.wrapping_sub(r.generated));
-        let old = core::mem::replace(&mut r.backlog_contrib, new);
-        self.replace_backlog(old, new)
+        Ok(())
     }
 
     /// Replaces one request's part `old` of the backlog gauge by `new`.
     #[inline]
     fn replace_backlog(&mut self, old: u64, new: u64) -> Result<(), InternalError> {
-        // Each request's part is below 2^32 and there are fewer than 2^31 requests.
-        self.stats.predicted_backlog_tokens = self
-            .stats
-            .predicted_backlog_tokens
-            .checked_sub(old)
-            .and_then(|b| b.checked_add(new))
-            .or_broken("predicted backlog out of range")?;
-        Ok(())
+        replace_backlog_in(&mut self.stats.predicted_backlog_tokens, old, new)
     }
+}
+
+/// [`Engine::advance_backlog`] on the slot `r` in hand: the integer update of its part of
+/// the gauge `backlog`. Returns `true`, changing nothing, when that update does not apply (it
+/// has reached its stable total) and [`Engine::refresh_backlog`] must run instead.
+#[inline(always)]
+pub(super) fn advance_backlog_in(
+    r: &mut RequestSlot,
+    backlog: &mut u64,
+) -> Result<bool, InternalError> {
+    if r.generated >= r.backlog_ceil {
+        return Ok(true);
+    }
+    // generated < backlog_ceil: no wrap.
+    let new = u64::from(r.backlog_ceil.wrapping_sub(r.generated));
+    let old = core::mem::replace(&mut r.backlog_contrib, new);
+    replace_backlog_in(backlog, old, new)?;
+    Ok(false)
+}
+
+/// Replaces one request's part `old` of the backlog gauge `backlog` by `new`.
+#[inline(always)]
+fn replace_backlog_in(backlog: &mut u64, old: u64, new: u64) -> Result<(), InternalError> {
+    // Each request's part is below 2^32 and there are fewer than 2^31 requests.
+    *backlog = backlog
+        .checked_sub(old)
+        .and_then(|b| b.checked_add(new))
+        .or_broken("predicted backlog out of range")?;
+    Ok(())
 }
 
 /// `ceil(x)` for `x` in `(0, 2^53)` without libm's software rounding (this runs for every

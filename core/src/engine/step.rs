@@ -138,7 +138,8 @@ impl<'a> Engine<'a> {
             if n == 0 {
                 continue;
             }
-            if self.growth_fits(blocks, chunks, u64::from(blocks)) {
+            // Most decodes take no block: nothing to check then.
+            if (blocks == 0 && chunks == 0) || self.growth_fits(blocks, chunks, u64::from(blocks)) {
                 self.run_tokens(i, n, false)?;
             } else {
                 // Room could not be made (only possible when nothing else is left to take it
@@ -203,6 +204,8 @@ impl<'a> Engine<'a> {
         let mut need = Need::default();
         let mut prefills = 0u32;
         let mut k = 0usize;
+        // Read once: the loop's stores could otherwise, as far as the compiler knows, change it.
+        let bs = self.cfg.block_size;
         // Sums below stay far from wrapping: at most `max_running` terms, each below the
         // device pool's size (< 2^32); `k` < `running_len`.
         while k < self.running_len as usize {
@@ -219,7 +222,11 @@ impl<'a> Engine<'a> {
                 if *budget > 0 {
                     *budget = budget.wrapping_sub(1);
                     n = 1;
-                    (b, c) = self.growth(computed, 1);
+                    // One token lands in the last block unless that block is full
+                    // (`growth`'s test for one token).
+                    if rem_block(computed, bs) == 0 {
+                        (b, c) = self.growth_across(computed, 1);
+                    }
                 }
             } else if owed > 0 {
                 prefills = prefills.saturating_add(1);
@@ -836,7 +843,8 @@ impl<'a> Engine<'a> {
         let step = self.step;
         let r = self.req_mut(i)?;
         let total = r.num_tokens();
-        let after = before.saturating_add(n);
+        // Below `TOKEN_LIMIT` (< 2^31) both, and `n` is at most what the request owes.
+        let after = before.wrapping_add(n);
         let kind = if n == 1 && r.generated > 0 && after == total {
             EntryKind::Decode
         } else {
@@ -868,7 +876,8 @@ impl<'a> Engine<'a> {
         self.plan
             .entries
             .push(entry, "plan entries past max_running")?;
-        self.awaiting = self.awaiting.saturating_add(1);
+        // At most one entry per running request: far below `u32::MAX`.
+        self.awaiting = self.awaiting.wrapping_add(1);
         Ok(())
     }
 

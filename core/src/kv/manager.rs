@@ -789,7 +789,7 @@ impl<'a> BlockManager<'a> {
     /// Why it exists: with 16-token blocks, 15 of 16 decodes land in the last block, and the
     /// engine's step makes one such call per running request. This path costs a handle check
     /// and a multiply instead of `append_tokens`' growth planning.
-    #[inline]
+    #[inline(always)]
     pub fn append_in_place(&mut self, seq: SeqHandle, n: u32) -> Result<Option<u32>, KvError> {
         let bs = self.config.block_size;
         // One lookup checks the handle and yields the slot (this runs once per decode).
