@@ -10,8 +10,9 @@
 //! an engine (allocated, or inside a caller region after a too-small and a misaligned try),
 //! and then calls: add (duplicate ids, bad flags, NaN predictions, NULL pointers), find,
 //! update prediction, prompt block hashes, abort, resume, schedule, complete (wrong counts,
-//! bad results, accepted drafts, pauses, finishes), block tables (short buffers), stats and
-//! info, stale and forged request handles, a forged engine pointer, time going backwards.
+//! bad results, accepted drafts, pauses, finishes; well-formed results positional or sparse
+//! through `augur_complete_except`), block tables (short buffers), stats and info, stale and
+//! forged request handles, a forged engine pointer, time going backwards.
 //! What it checks, after every call:
 //! - every status is one `augur_status` defines, never `AUGUR_E_PANIC` or `AUGUR_E_POISONED`
 //!   (a panic is caught by the guard, so the harness must look for it), and every failure
@@ -131,6 +132,8 @@ pub struct Reached {
     pub resumed: u64,
     /// Steps completed with more than one token for some entry.
     pub drafts: u64,
+    /// Steps completed with `augur_complete_except`.
+    pub sparse_completes: u64,
     /// Malformed result batches refused.
     pub refused_results: u64,
     /// Mirrors compared with the engine's tables.
@@ -407,6 +410,7 @@ fn run_into(data: &[u8], limits: &Limits, reached: &mut Reached) -> Checked {
     reached.finished += r.finished;
     reached.resumed += r.resumed;
     reached.drafts += r.drafts;
+    reached.sparse_completes += r.sparse_completes;
     reached.refused_results += r.refused_results;
     reached.mirror_checks += r.mirror_checks;
     reached.kv_events += r.kv_events;
@@ -891,8 +895,20 @@ impl Host {
                 ensure!(s == want, "complete (bad results): {s}, expected {want}");
             }
         }
-        // SAFETY: `results` holds its length.
-        let mut s = unsafe { augur_complete(e, results.as_ptr(), results.len(), t) };
+        // The well-formed results, as one per entry or, half the time, sparsely: only the
+        // entries whose result is not the default, last entry first.
+        let sparse = b.bool();
+        let report = |results: &[augur_entry_result]| {
+            if sparse {
+                let exceptions = sparse_results(&entries, results);
+                // SAFETY: `exceptions` holds its length.
+                unsafe { augur_complete_except(e, exceptions.as_ptr(), exceptions.len(), t) }
+            } else {
+                // SAFETY: `results` holds its length.
+                unsafe { augur_complete(e, results.as_ptr(), results.len(), t) }
+            }
+        };
+        let mut s = report(&results);
         self.note_time("complete", s, t)?;
         if s == AUGUR_E_TIME_WENT_BACKWARDS {
             return Ok(());
@@ -906,8 +922,7 @@ impl Host {
             for r in &mut results {
                 r.tokens = r.tokens.min(1);
             }
-            // SAFETY: as above.
-            s = unsafe { augur_complete(e, results.as_ptr(), results.len(), t) };
+            s = report(&results);
             self.note_time("complete", s, t)?;
         }
         if s != AUGUR_OK {
@@ -917,6 +932,7 @@ impl Host {
         }
         self.pending = None;
         self.reached.drafts += u64::from(results.iter().any(|r| r.tokens > 1));
+        self.reached.sparse_completes += u64::from(sparse);
         self.after_step()
     }
 
@@ -1181,4 +1197,23 @@ unsafe fn view<'a, T>(p: *const T, n: usize) -> &'a [T] {
         // SAFETY: the caller's contract.
         unsafe { core::slice::from_raw_parts(p, n) }
     }
+}
+
+/// The results of `entries` that are not an entry's default (one token where it samples, no
+/// flags), as `augur_complete_except` takes them, last entry first.
+fn sparse_results(
+    entries: &[augur_plan_entry],
+    results: &[augur_entry_result],
+) -> Vec<augur_entry_exception> {
+    entries
+        .iter()
+        .zip(results)
+        .enumerate()
+        .rev()
+        .filter(|(_, (en, r))| r.flags != 0 || r.tokens != u32::from(en.samples))
+        .map(|(k, (_, r))| augur_entry_exception {
+            entry: k as u32,
+            result: *r,
+        })
+        .collect()
 }

@@ -629,6 +629,7 @@ mod random_calls {
             total.finished += r.finished;
             total.resumed += r.resumed;
             total.drafts += r.drafts;
+            total.sparse_completes += r.sparse_completes;
             total.refused_results += r.refused_results;
             total.mirror_checks += r.mirror_checks;
             total.kv_events += r.kv_events;
@@ -645,6 +646,7 @@ mod random_calls {
             finished,
             resumed,
             drafts,
+            sparse_completes,
             refused_results,
             mirror_checks,
             kv_events,
@@ -660,6 +662,7 @@ mod random_calls {
             ("finished", finished, 150),
             ("resumed", resumed, 30),
             ("steps with drafts", drafts, 50),
+            ("steps completed sparsely", sparse_completes, 300),
             ("refused result batches", refused_results, 300),
             ("mirror checks", mirror_checks, 2000),
             ("KV events replayed", kv_events, 100),

@@ -562,6 +562,9 @@ struct Harness {
     stale: Vec<RequestHandle>,
     paused: Vec<RequestHandle>,
     pending: Vec<ScheduledEntry>,
+    /// A `complete` call accepted results for the current plan (`complete_except`, which
+    /// covers a whole plan, is then refused).
+    accepted: bool,
     now: u64,
     next_ext: u64,
     adds: u32,
@@ -621,6 +624,7 @@ pub fn run<S: Source>(s: &mut S, lim: &Limits) -> Result<Outcome, String> {
         stale: Vec::new(),
         paused: Vec::new(),
         pending: Vec::new(),
+        accepted: false,
         now: 0,
         next_ext: 1,
         adds: 0,
@@ -1053,6 +1057,7 @@ impl Harness {
                 });
                 self.pending.clear();
                 self.pending.extend_from_slice(plan.entries);
+                self.accepted = false;
                 let dropped: Vec<RequestHandle> = plan.dropped.iter().map(|d| d.handle).collect();
                 for d in dropped {
                     if !self.remove_handle(d) {
@@ -1177,30 +1182,46 @@ impl Harness {
         if spoiled {
             self.spoil(s, &mut results);
         }
-        self.apply(s, e, results, !spoiled)
+        self.apply(s, e, results, None, !spoiled)
     }
 
-    /// Completes every outstanding entry with well-formed results.
+    /// Completes every outstanding entry with well-formed results: one result per entry
+    /// (`complete`), or, for a plan no call has reported on yet, only the results that are
+    /// not the entry's default, shuffled (`complete_except`).
     fn complete_all<S: Source>(&mut self, s: &mut S, e: &mut Engine<'_>) -> Check {
-        let results: Vec<StepResult> = self
-            .pending
-            .clone()
-            .iter()
-            .map(|en| self.result_for(s, en))
-            .collect();
-        self.apply(s, e, results, true)
+        let pending = self.pending.clone();
+        let results: Vec<StepResult> = pending.iter().map(|en| self.result_for(s, en)).collect();
+        let sparse = (!self.accepted && s.bool()).then(|| {
+            let mut exceptions: Vec<StepResult> = pending
+                .iter()
+                .zip(&results)
+                .filter(|(en, r)| **r != StepResult::new(en.handle, u32::from(en.samples)))
+                .map(|(_, r)| *r)
+                .collect();
+            for k in (1..exceptions.len()).rev() {
+                let j = s.below(k as u32 + 1) as usize;
+                exceptions.swap(k, j);
+            }
+            exceptions
+        });
+        self.apply(s, e, results, sparse, true)
     }
 
+    /// Reports `results` with `complete`, or with `complete_except(exceptions)` when
+    /// `exceptions` is given (then `results` is every entry's result, for the model).
     fn apply<S: Source>(
         &mut self,
         s: &mut S,
         e: &mut Engine<'_>,
         results: Vec<StepResult>,
+        exceptions: Option<Vec<StepResult>>,
         well_formed: bool,
     ) -> Check {
         let t = self.time(s);
         if self.lim.trace {
-            let list: Vec<String> = results
+            let list: Vec<String> = exceptions
+                .as_ref()
+                .unwrap_or(&results)
                 .iter()
                 .map(|r| {
                     format!(
@@ -1215,13 +1236,23 @@ impl Harness {
                     )
                 })
                 .collect();
+            let call = if exceptions.is_some() {
+                "complete_except"
+            } else {
+                "complete"
+            };
             eprintln!(
-                "let r = e.complete(&[{}], Instant({t}));",
+                "let r = e.{call}(&[{}], Instant({t}));",
                 list.join(",\n    ")
             );
         }
-        match e.complete(&results, Instant(t)) {
+        let r = match &exceptions {
+            Some(x) => e.complete_except(x, Instant(t)),
+            None => e.complete(&results, Instant(t)),
+        };
+        match r {
             Ok(()) => {
+                self.accepted = true;
                 let finished: Vec<RequestHandle> =
                     e.last_finished().iter().map(|f| f.handle).collect();
                 self.trace(format_args!("// -> Ok, finished {:?}", e.last_finished()));
