@@ -15,6 +15,10 @@
 //! `target/gungraun` splits the count by function.
 //!
 //! Divide by `STEPS × R` for instructions per running request per step.
+//!
+//! Groups: `step::cases_N` reports one result per entry (`Engine::complete`);
+//! `sparse::cases_N`, the same fifteen cases, only the finishing entries
+//! (`Engine::complete_except`); `variant::*` the other step paths.
 
 // gungraun's macros generate undocumented modules and constants.
 #![allow(missing_docs)]

@@ -497,7 +497,8 @@ impl<'a> Engine<'a> {
     /// (a stale or duplicated running-set entry would otherwise run a request twice).
     #[inline]
     fn running_at(&self, k: usize) -> Result<u32, InternalError> {
-        // Positions past `running_len` hold stale ids, caught by the position check below.
+        // Positions past `running_len` hold stale ids: every loop stops at `running_len`,
+        // and `remove_running`, whose position comes from the request, checks it first.
         let i = self
             .running
             .get(k)

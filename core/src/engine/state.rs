@@ -78,6 +78,9 @@ impl Engine<'_> {
             .running_len
             .checked_sub(1)
             .or_broken("removing from an empty running set")?;
+        if pos > last_pos {
+            return broken("a running request's position is past the running set");
+        }
         let last = self.running_at(last_pos as usize)?;
         if self.running_at(pos as usize)? != i {
             return broken("running position does not hold the request");
