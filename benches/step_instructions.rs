@@ -41,15 +41,38 @@ pub const STEPS: u32 = 20;
 /// A warmed-up driver: `running` decoding, `waiting` queued, lengths mixed. The storage is
 /// leaked: the process ends after the one benchmark it runs.
 fn warmed(policy: &str, running: u32, waiting: u32) -> RustDriver<'static> {
-    warmed_variant(policy, running, waiting, Variant::Steady)
+    warmed_with(policy, running, waiting, Variant::Steady, false)
 }
 
 /// [`warmed`], reporting with `Engine::complete_except` from the first step on.
 fn warmed_sparse(policy: &str, running: u32, waiting: u32) -> RustDriver<'static> {
-    let kind = policy_kind(policy);
-    let cfg = variant_config(kind, running, waiting, Variant::Steady);
+    warmed_with(policy, running, waiting, Variant::Steady, true)
+}
+
+/// [`warmed`] for a variant of the workload.
+fn warmed_variant(
+    policy: &str,
+    running: u32,
+    waiting: u32,
+    variant: Variant,
+) -> RustDriver<'static> {
+    warmed_with(policy, running, waiting, variant, false)
+}
+
+/// The one setup behind the others: `variant` of the workload, results sparse or keyed.
+fn warmed_with(
+    policy: &str,
+    running: u32,
+    waiting: u32,
+    variant: Variant,
+    sparse: bool,
+) -> RustDriver<'static> {
+    let cfg = variant_config(policy_kind(policy), running, waiting, variant);
     let buf: &'static mut EngineBuffers = Box::leak(Box::new(EngineBuffers::new(&cfg).unwrap()));
-    let mut d = RustDriver::new(buf.engine(cfg).unwrap(), running).sparse_results();
+    let mut d = RustDriver::with_variant(buf.engine(cfg).unwrap(), running, variant);
+    if sparse {
+        d = d.sparse_results();
+    }
     d.warm_up(running, waiting);
     d
 }
@@ -62,20 +85,6 @@ fn policy_kind(policy: &str) -> PolicyKind {
         "memory-time" => PolicyKind::MemoryTime,
         other => panic!("no policy {other} in this bench"),
     }
-}
-
-/// [`warmed`] for a variant of the workload.
-fn warmed_variant(
-    policy: &str,
-    running: u32,
-    waiting: u32,
-    variant: Variant,
-) -> RustDriver<'static> {
-    let cfg = variant_config(policy_kind(policy), running, waiting, variant);
-    let buf: &'static mut EngineBuffers = Box::leak(Box::new(EngineBuffers::new(&cfg).unwrap()));
-    let mut d = RustDriver::with_variant(buf.engine(cfg).unwrap(), running, variant);
-    d.warm_up(running, waiting);
-    d
 }
 
 /// Runs [`STEPS`] steps; checks that the workload preempted only if it is meant to.

@@ -55,8 +55,8 @@ fn a_busy_engine_allocates_nothing() {
     let mut e = buf.engine(cfg).unwrap();
     let mut live: [Option<Live>; SLOTS] = [None; SLOTS];
     let mut results = [StepResult::new(RequestHandle::from_raw(0), 0); MAX_RUNNING];
-    // Each entry's default result's tokens (`complete_except` leaves those out).
-    let mut default_tokens = [0u32; MAX_RUNNING];
+    // Each entry's default result (`complete_except` leaves those out).
+    let mut defaults = [StepResult::new(RequestHandle::from_raw(0), 0); MAX_RUNNING];
     let mut scratch = vec![0u32; (cfg.device_blocks + cfg.host_blocks) as usize];
 
     let (steps, allocations) = count_allocations(|| {
@@ -137,7 +137,7 @@ fn a_busy_engine_allocates_nothing() {
                     res.filled_block_hash = Some((1 << 40) | (step << 8) | n as u64);
                 }
                 results[n] = res;
-                default_tokens[n] = en.samples as u32;
+                defaults[n] = en.default_result();
                 n += 1;
             }
             if step.is_multiple_of(3) {
@@ -146,7 +146,7 @@ fn a_busy_engine_allocates_nothing() {
                 let mut m = 0;
                 for k in 0..n {
                     let r = results[k];
-                    if r != StepResult::new(r.handle, default_tokens[k]) {
+                    if r != defaults[k] {
                         results[m] = r;
                         m += 1;
                     }

@@ -31,7 +31,7 @@ use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
 use engine_support::kv_oracle::{KvOracle, OracleStats};
 use engine_support::rng::Rng;
-use engine_support::{PlanRecord, check_plan, check_preemptions_reported};
+use engine_support::{PlanRecord, check_plan, check_preemptions_reported, exceptions_of};
 
 // ----- one engine with the executor-side checks -----
 
@@ -440,22 +440,13 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                 .filter(|(_, (en, r))| **r != EntryResult::new(u32::from(en.samples)))
                 .map(|(k, (_, r))| EntryException::new(k as u32, *r))
                 .collect();
-            for k in (1..exceptions.len()).rev() {
-                exceptions.swap(k, w.rng.below(k as u64 + 1) as usize);
-            }
+            w.rng.shuffle(&mut exceptions);
             b.e.complete_entries_except(&exceptions, Instant(now))
                 .expect("sparse positional results");
         }
         // `c` lists only the results that are not the default one, in a random order.
-        let mut exceptions: Vec<StepResult> = entries
-            .iter()
-            .zip(&key)
-            .filter(|(en, r)| **r != StepResult::new(en.handle, u32::from(en.samples)))
-            .map(|(_, r)| *r)
-            .collect();
-        for k in (1..exceptions.len()).rev() {
-            exceptions.swap(k, w.rng.below(k as u64 + 1) as usize);
-        }
+        let mut exceptions = exceptions_of(&entries, &key);
+        w.rng.shuffle(&mut exceptions);
         w.tally.defaults += (entries.len() - exceptions.len()) as u64;
         c.e.complete_except(&exceptions, Instant(now))
             .expect("sparse results");
@@ -1582,7 +1573,7 @@ fn sparse_results_name_the_bad_exception_change_nothing_and_apply_defaults() {
     let results: Vec<_> = plan
         .entries
         .iter()
-        .map(|x| StepResult::new(x.handle, u32::from(x.samples)))
+        .map(ScheduledEntry::default_result)
         .collect();
     e.complete(&results, Instant(8)).unwrap();
     assert_eq!(

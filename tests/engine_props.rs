@@ -68,7 +68,9 @@ use augur::core::time::Instant;
 use augur::storage::EngineBuffers;
 use engine_support::kv_oracle::{KvOracle, OracleStats};
 use engine_support::rng::Rng;
-use engine_support::{Driver, PlanRecord, check_plan, check_preemptions_reported, req};
+use engine_support::{
+    Driver, PlanRecord, check_plan, check_preemptions_reported, exceptions_of, req,
+};
 use proptest::prelude::*;
 
 const MAX_REQUESTS: u32 = 32;
@@ -913,15 +915,8 @@ impl Model {
         if !self.accepted && batch.len() == self.pending.len() && rng.chance(40) {
             // The whole rest of the plan in one sparse call: only the results that are not
             // the entry's default, shuffled (they are applied in plan order all the same).
-            let mut exceptions: Vec<StepResult> = batch
-                .iter()
-                .zip(&results)
-                .filter(|(en, r)| **r != StepResult::new(en.handle, u32::from(en.samples)))
-                .map(|(_, r)| *r)
-                .collect();
-            for k in (1..exceptions.len()).rev() {
-                exceptions.swap(k, rng.below(k as u64 + 1) as usize);
-            }
+            let mut exceptions = exceptions_of(&batch, &results);
+            rng.shuffle(&mut exceptions);
             e.complete_except(&exceptions, Instant(self.now))
                 .expect("valid sparse results");
         } else {

@@ -261,7 +261,7 @@ impl<'a> RustDriver<'a> {
         self.results.clear();
         let plan = self.engine.schedule(now).expect("schedule");
         for en in plan.entries {
-            let mut r = StepResult::new(en.handle, en.samples as u32);
+            let mut r = en.default_result();
             if en.samples {
                 r.finished =
                     self.targets

@@ -87,6 +87,13 @@ pub trait Source {
     fn below(&mut self, n: u32) -> u32 {
         self.range(0, n.max(1) as u64 - 1) as u32
     }
+    /// Puts `v` in an order the input chooses (Fisher–Yates).
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for k in (1..v.len()).rev() {
+            let j = self.below(k as u32 + 1) as usize;
+            v.swap(k, j);
+        }
+    }
     /// One of `xs` (not empty).
     fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
         xs[self.below(xs.len() as u32) as usize]
@@ -1172,10 +1179,7 @@ impl Harness {
         };
         if s.bool() {
             // Shuffle a little: results may come in any order.
-            for k in (1..chosen.len()).rev() {
-                let j = s.below(k as u32 + 1) as usize;
-                chosen.swap(k, j);
-            }
+            s.shuffle(&mut chosen);
         }
         let mut results: Vec<StepResult> = chosen.iter().map(|en| self.result_for(s, en)).collect();
         let spoiled = s.chance(24);
@@ -1195,13 +1199,10 @@ impl Harness {
             let mut exceptions: Vec<StepResult> = pending
                 .iter()
                 .zip(&results)
-                .filter(|(en, r)| **r != StepResult::new(en.handle, u32::from(en.samples)))
+                .filter(|(en, r)| **r != en.default_result())
                 .map(|(_, r)| *r)
                 .collect();
-            for k in (1..exceptions.len()).rev() {
-                let j = s.below(k as u32 + 1) as usize;
-                exceptions.swap(k, j);
-            }
+            s.shuffle(&mut exceptions);
             exceptions
         });
         self.apply(s, e, results, sparse, true)

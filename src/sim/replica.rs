@@ -400,7 +400,7 @@ impl<'e> Replica<'e> {
             if let Some(tl) = tl {
                 tl.entry(e, t, t_end);
             }
-            let mut r = StepResult::new(e.handle, e.samples as u32);
+            let mut r = e.default_result();
             let l = &mut sh.live[i];
             if l.generated == 0 {
                 // Prefill progress (a prefix hit shows as `computed_before`).
@@ -450,7 +450,7 @@ impl<'e> Replica<'e> {
                 }
             }
             // Only the results that are not the entry's default (see `complete_except`).
-            if r != StepResult::new(e.handle, e.samples as u32) {
+            if r != e.default_result() {
                 self.results.push(r);
             }
         }

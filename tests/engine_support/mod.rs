@@ -141,6 +141,17 @@ pub fn check_plan(cfg: &EngineConfig, plan: &Plan<'_>, tables: &mut HashMap<u64,
     }
 }
 
+/// The results of `entries` (`results[k]` for `entries[k]`) that are not the entry's
+/// default result: what `Engine::complete_except` takes for the same step.
+pub fn exceptions_of(entries: &[ScheduledEntry], results: &[StepResult]) -> Vec<StepResult> {
+    entries
+        .iter()
+        .zip(results)
+        .filter(|(en, r)| **r != en.default_result())
+        .map(|(_, r)| *r)
+        .collect()
+}
+
 /// Every preemption is reported: the plan's preemption records are exactly the preemptions the
 /// counters gained in that `schedule` call.
 pub fn check_preemptions_reported(before: &EngineStats, after: &EngineStats, plan: &Plan<'_>) {

@@ -104,16 +104,7 @@ impl<'a> Engine<'a> {
     ) -> Result<(), CompleteError> {
         self.complete_sparse_with(exceptions.len(), now, |e, k| {
             let x = exceptions.get(k).ok_or(ResultErrorKind::NotScheduled)?;
-            let entry = e
-                .plan
-                .entries
-                .as_slice()
-                .get(x.entry as usize)
-                .ok_or(ResultErrorKind::NotScheduled)?;
-            if e.slot_of(entry.handle).is_none() {
-                return Ok(None);
-            }
-            x.result.to_step_result(entry.handle).map(Some)
+            e.positional_result(x.entry as usize, &x.result)
         })
     }
 
@@ -196,7 +187,7 @@ impl<'a> Engine<'a> {
                 if !r.live() || r.generation != e.handle.generation() {
                     continue; // aborted since the plan was made
                 }
-                let result = StepResult::new(e.handle, u32::from(e.samples));
+                let result = e.default_result();
                 if r.validated_stamp == stamp || !plain_default(r, &result, bs, limit) {
                     if let Some(at) = rest_at.get_mut(rest) {
                         // Below the plan's length, itself a u32.
@@ -248,12 +239,12 @@ impl<'a> Engine<'a> {
         exception_at: &impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
     ) -> Result<(), InternalError> {
         let step = self.step;
-        let (handle, samples) = self
+        let (handle, default) = self
             .plan
             .entries
             .as_slice()
             .get(k)
-            .map(|e| (e.handle, e.samples))
+            .map(|e| (e.handle, e.default_result()))
             .or_broken("plan entry out of range")?;
         let i = handle.index();
         let r = self.req(i)?;
@@ -273,7 +264,7 @@ impl<'a> Engine<'a> {
             };
             self.apply_result(i, &res, now)
         } else {
-            self.apply_result(i, &StepResult::new(handle, u32::from(samples)), now)
+            self.apply_result(i, &default, now)
         }
     }
 
@@ -285,12 +276,29 @@ impl<'a> Engine<'a> {
         results: &[EntryResult],
         k: usize,
     ) -> Result<Option<StepResult>, ResultErrorKind> {
-        let entry = self.plan.entries.as_slice().get(k);
-        match (results.get(k), entry) {
-            (Some(_), Some(e)) if self.slot_of(e.handle).is_none() => Ok(None),
-            (Some(res), Some(e)) => res.to_step_result(e.handle).map(Some),
-            _ => Err(ResultErrorKind::NotScheduled),
+        let res = results.get(k).ok_or(ResultErrorKind::NotScheduled)?;
+        self.positional_result(k, res)
+    }
+
+    /// Positional result `res` of plan entry `k` as a handle-keyed result, for both
+    /// positional forms: `None` if the entry's request was aborted after the plan was made
+    /// (whatever `res` says is ignored), [`ResultErrorKind::NotScheduled`] if the plan has
+    /// no entry `k`.
+    fn positional_result(
+        &self,
+        k: usize,
+        res: &EntryResult,
+    ) -> Result<Option<StepResult>, ResultErrorKind> {
+        let e = self
+            .plan
+            .entries
+            .as_slice()
+            .get(k)
+            .ok_or(ResultErrorKind::NotScheduled)?;
+        if self.slot_of(e.handle).is_none() {
+            return Ok(None);
         }
+        res.to_step_result(e.handle).map(Some)
     }
 
     /// The one path of both `complete` calls: validate every result, then apply them all.

@@ -48,6 +48,16 @@ pub struct ScheduledEntry {
     pub blocks_len: u32,
 }
 
+impl ScheduledEntry {
+    /// This entry's result when nothing happened but what was scheduled: one sampled token
+    /// if it samples, none if it does not, nothing else. What
+    /// [`Engine::complete_except`](crate::engine::Engine::complete_except) gives every entry
+    /// it is not told about.
+    pub const fn default_result(&self) -> StepResult {
+        StepResult::new(self.handle, self.samples as u32)
+    }
+}
+
 impl Default for ScheduledEntry {
     fn default() -> Self {
         ScheduledEntry {
