@@ -138,6 +138,8 @@ struct Tally {
     prefix_hit_tokens: u64,
     /// Entries the sparse side (`complete_except`) left to their default result.
     defaults: u64,
+    /// Steps the engines planned by the steady one-pass path.
+    steady_steps: u64,
 }
 
 fn claim_for(id: u64, b: u32) -> u64 {
@@ -329,6 +331,11 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
     let mut a = Side::new(buf_a.engine(cfg).unwrap());
     let mut b = Side::new(buf_b.engine(cfg).unwrap());
     let mut c = Side::new(buf_c.engine(cfg).unwrap());
+    // `d` is `a` planned by the general path only: the steady one-pass path must not change
+    // any plan.
+    let mut buf_d = EngineBuffers::new(&cfg).unwrap();
+    let mut d = Side::new(buf_d.engine(cfg).unwrap());
+    d.e.set_general_path_only(true);
     let mut w = Work::new(cfg, seed, total);
     let mut hashes = vec![];
     let ctx = |step: usize| format!("seed {seed}, step {step}, {cfg:?}");
@@ -357,6 +364,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                 let (ra, rb) = (a.add(&desc, now), b.add(&desc, now));
                 assert_eq!(ra, rb, "add, {}", ctx(step));
                 assert_eq!(ra, c.add(&desc, now), "add, {}", ctx(step));
+                assert_eq!(ra, d.add(&desc, now), "add, {}", ctx(step));
                 w.next_id += 1;
                 if let Ok(h) = ra {
                     w.live.insert(
@@ -384,10 +392,13 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                 assert_eq!(ra, rb, "resume, {}", ctx(step));
                 let rc = c.e.resume_with_tokens(r.h, extra, Instant(now));
                 assert_eq!(ra, rc, "resume, {}", ctx(step));
+                let rd = d.e.resume_with_tokens(r.h, extra, Instant(now));
+                assert_eq!(ra, rd, "resume, {}", ctx(step));
                 let resumed = ra.is_ok() || {
                     let ra = a.e.resume(r.h, Instant(now));
                     assert_eq!(ra, b.e.resume(r.h, Instant(now)), "resume, {}", ctx(step));
                     assert_eq!(ra, c.e.resume(r.h, Instant(now)), "resume, {}", ctx(step));
+                    assert_eq!(ra, d.e.resume(r.h, Instant(now)), "resume, {}", ctx(step));
                     ra.is_ok()
                 };
                 if resumed {
@@ -397,6 +408,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                     a.abort(id, r.h, now);
                     b.abort(id, r.h, now);
                     c.abort(id, r.h, now);
+                    d.abort(id, r.h, now);
                     w.live.remove(&id);
                     w.tally.aborted += 1;
                 }
@@ -404,6 +416,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
                 a.abort(id, r.h, now);
                 b.abort(id, r.h, now);
                 c.abort(id, r.h, now);
+                d.abort(id, r.h, now);
                 w.live.remove(&id);
                 w.tally.aborted += 1;
             }
@@ -418,6 +431,14 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
             "sparse side's plan differs, {}",
             ctx(step)
         );
+        let steady = a.e.stats().steady_steps > w.tally.steady_steps;
+        w.tally.steady_steps = a.e.stats().steady_steps;
+        assert_eq!(
+            pa,
+            d.schedule(now),
+            "the general path plans otherwise (steady path taken: {steady}), {}",
+            ctx(step)
+        );
         let (rec, _) = pa;
         for d in &rec.dropped {
             w.live.remove(&d.external_id);
@@ -428,6 +449,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
         let (pos, preds) = w.results(&a.e, &entries, drain);
         let key = keyed(&entries, &pos, &preds);
         a.e.complete(&key, Instant(now)).expect("keyed results");
+        d.e.complete(&key, Instant(now)).expect("keyed results");
         if w.rng.chance(50) {
             b.e.complete_entries(&pos, Instant(now))
                 .expect("positional results");
@@ -477,11 +499,23 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
             "sparse side's finishes differ, {}",
             ctx(step)
         );
+        assert_eq!(
+            a.e.last_finished(),
+            d.e.last_finished(),
+            "general-path side's finishes differ, {}",
+            ctx(step)
+        );
         let positional_keyed: Vec<StepResult> = keyed(&entries, &pos, &vec![None; pos.len()]);
         a.completed(&key);
         b.completed(&positional_keyed);
         c.completed(&key);
+        d.completed(&key);
         assert_eq!(a.e.stats(), b.e.stats(), "stats differ, {}", ctx(step));
+        let general = EngineStats {
+            steady_steps: 0,
+            ..a.e.stats()
+        };
+        assert_eq!(general, d.e.stats(), "general-path stats, {}", ctx(step));
         assert_eq!(
             a.e.stats(),
             c.e.stats(),
@@ -512,6 +546,7 @@ fn run_twins(cfg: EngineConfig, seed: u64, steps: usize, total: u64) -> (Tally, 
             let (va, vb) = (a.e.request(r.h), b.e.request(r.h));
             assert_eq!(va, vb, "views of {id} differ, {}", ctx(step));
             assert_eq!(va, c.e.request(r.h), "sparse view of {id}, {}", ctx(step));
+            assert_eq!(va, d.e.request(r.h), "general view of {id}, {}", ctx(step));
             let v = va.expect("live");
             assert_eq!(
                 v.generated_tokens,
@@ -571,6 +606,7 @@ fn sum(a: Tally, b: Tally) -> Tally {
         oracle_host_checked: a.oracle_host_checked + b.oracle_host_checked,
         prefix_hit_tokens: a.prefix_hit_tokens + b.prefix_hit_tokens,
         defaults: a.defaults + b.defaults,
+        steady_steps: a.steady_steps + b.steady_steps,
     }
 }
 
@@ -674,6 +710,11 @@ fn positional_and_keyed_completion_drive_identical_engines() {
         cfg.max_draft_tokens = draft;
         cfg.max_preemptions_per_step = 1 + k as u32 % 3;
         cfg.rank_preemption_may_recompute = k % 3 == 0;
+        // A margin in some runs: the steady path's rank test must use it as the general does.
+        cfg.priority_margin = if k % 4 == 2 { 4.0 } else { 0.0 };
+        // A budget below the batch in one (a steady step's decodes then never exceed it: all
+        // of them got tokens the step before).
+        cfg.token_budget = if k == 4 { 6 } else { 48 };
         cfg.max_sequence_tokens = if k == 3 { 48 } else { 0 };
         cfg.costs.swap_us_per_block = 1.0;
         for seed in 0..6u64 {
@@ -695,6 +736,11 @@ fn positional_and_keyed_completion_drive_identical_engines() {
         "{total:?}"
     );
     assert!(total.defaults > 1000, "{total:?}");
+    // Both planning paths ran often.
+    assert!(
+        total.steady_steps > 1000 && total.steps - total.steady_steps > 1000,
+        "{total:?}"
+    );
 }
 
 // ----- the errors of complete_entries -----

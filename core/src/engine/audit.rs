@@ -87,6 +87,18 @@ impl Engine<'_> {
                 .ok_or("running index out of range")?;
             Ok::<u64, &'static str>(sum.saturating_add(u64::from(slot.reserve_left)))
         })?;
+        // Counted by `complete` from below: the steady step trusts it when it equals the
+        // running set's size, so it must never overcount.
+        let decoding = running.iter().try_fold(0u32, |sum, &i| {
+            let slot = self
+                .reqs
+                .get(i as usize)
+                .ok_or("running index out of range")?;
+            Ok::<u32, &'static str>(sum.saturating_add(u32::from(slot.owes_decode())))
+        })?;
+        if self.decode_ready > decoding {
+            return Err("more running requests counted as decoding than decode");
+        }
         if reserve != self.outstanding_reserve {
             return Err("outstanding reservation is off");
         }

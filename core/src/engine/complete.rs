@@ -176,7 +176,7 @@ impl<'a> Engine<'a> {
         const REST: usize = 64;
         let mut rest_at = [0u32; REST];
         let mut rest = 0usize;
-        let mut applied = 0u32;
+        let (mut applied, mut decoding) = (0u32, 0u32);
         if !self.cfg.policy.fair_share {
             let backlog = &mut self.stats.predicted_backlog_tokens;
             for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
@@ -204,12 +204,15 @@ impl<'a> Engine<'a> {
                 if advance_backlog_in(r, backlog)? {
                     return broken("a plain default result needs a backlog refresh");
                 }
-                applied = applied.wrapping_add(1); // below the plan's length
+                // Both below the plan's length.
+                applied = applied.wrapping_add(1);
+                decoding = decoding.wrapping_add(u32::from(r.owes_decode()));
             }
             self.awaiting = self
                 .awaiting
                 .checked_sub(applied)
                 .or_broken("more results than entries awaited")?;
+            self.decode_ready = self.decode_ready.wrapping_add(decoding);
         }
         match rest_at.get(..rest) {
             Some(at) if applied > 0 => {
@@ -484,9 +487,11 @@ impl<'a> Engine<'a> {
             .or_broken("request index out of range")?;
         let reason = record_tokens(r, res, now, limit);
         if reason.is_none() && res.predicted_remaining.is_none() && res.pause.is_none() {
+            let decodes = r.owes_decode();
             if advance_backlog_in(r, &mut self.stats.predicted_backlog_tokens)? {
                 self.refresh_backlog(i)?;
             }
+            self.count_decode_ready(decodes);
             return Ok(());
         }
         if let Some(p) = res.predicted_remaining {
@@ -508,8 +513,19 @@ impl<'a> Engine<'a> {
         }
         if let Some(p) = res.pause {
             self.pause(i, p)?;
+            return self.advance_backlog(i);
         }
-        self.advance_backlog(i)
+        self.advance_backlog(i)?;
+        let decodes = self.req(i)?.owes_decode();
+        self.count_decode_ready(decodes);
+        Ok(())
+    }
+
+    /// Counts one more running request that owes exactly a decode after its result (see
+    /// `decode_ready`). At most one per running request per plan: far below `u32::MAX`.
+    #[inline(always)]
+    fn count_decode_ready(&mut self, decodes: bool) {
+        self.decode_ready = self.decode_ready.wrapping_add(u32::from(decodes));
     }
 
     /// Makes the blocks that running request `i` filled in this step (block indices

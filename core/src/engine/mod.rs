@@ -170,6 +170,10 @@ pub struct EngineStats {
     /// Block hashes not stored because the hash store was full (once one of a request is
     /// dropped, its later ones cannot be stored either and count here too).
     pub hashes_dropped: u64,
+    /// Steps planned by the steady one-pass path (every running request decoding, its block
+    /// fitting, nothing to preempt); the rest of `steps` took the general path. The plans
+    /// are the same either way: this only says how often the cheap path applied.
+    pub steady_steps: u64,
     /// The block manager's counters.
     pub kv: KvCounters,
 }
@@ -247,6 +251,12 @@ pub struct Engine<'a> {
     finished: BoundedVec<'a, Finished>,
     step: u64,
     awaiting: u32,
+    /// How many running requests are known to owe exactly a decode: counted by `complete` as
+    /// it applies results (a request that stays running and owes its decode), reset by
+    /// `schedule` as it reads it, cleared by an abort of a running request. Never above the
+    /// true number, so when it equals `running_len` every running request decodes and the
+    /// step can take [`Engine::plan_decodes`]' one pass. See the audit.
+    decode_ready: u32,
     /// A `complete` call accepted results for the current plan: positional results, which
     /// cover the whole plan in one call, are then refused (`CompleteError::AlreadyCompleted`).
     results_accepted: bool,
@@ -265,6 +275,9 @@ pub struct Engine<'a> {
     poisoned: Option<InternalError>,
     /// Inside `schedule`: the plan being built is not yet the executor's.
     in_schedule: bool,
+    /// Test hook (feature `test-hooks`): plan every step by the general path.
+    #[cfg(feature = "test-hooks")]
+    general_path_only: bool,
     stats: EngineStats,
 }
 
@@ -351,6 +364,9 @@ impl<'a> Engine<'a> {
             finished: BoundedVec::new(take("finished", storage.finished, l.finished)?),
             step: 0,
             awaiting: 0,
+            decode_ready: 0,
+            #[cfg(feature = "test-hooks")]
+            general_path_only: false,
             results_accepted: false,
             complete_stamp: 0,
             last_now: 0,
@@ -378,6 +394,15 @@ impl<'a> Engine<'a> {
         s.running = self.running_len;
         s.kv = self.kv.counters();
         s
+    }
+
+    /// Test hook, not part of the API (feature `test-hooks`, which only the workspace's own
+    /// tests enable): with `true`, every step is planned by the general path, never by the
+    /// steady one-pass path, so that tests can check that both plan alike.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn set_general_path_only(&mut self, on: bool) {
+        self.general_path_only = on;
     }
 
     /// The block manager (read only).

@@ -261,6 +261,10 @@ impl Engine<'_> {
         if !self.check_time(now) {
             return Err(RequestError::TimeWentBackwards);
         }
+        if self.req(i).is_ok_and(|r| r.state == SlotState::Running) {
+            // It may have been counted; an undercount only costs the next step its fast path.
+            self.decode_ready = 0;
+        }
         self.release(i)
             .map_err(|e| RequestError::Internal(self.poison(e)))?;
         self.stats.aborted = self.stats.aborted.saturating_add(1);

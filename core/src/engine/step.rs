@@ -13,7 +13,7 @@ use super::plan::{
 };
 use super::request::SlotState;
 use super::{Engine, PauseMode, PreemptionMode, RequestHandle, blocks_for};
-use crate::internal::{InternalError, OrBroken};
+use crate::internal::{InternalError, OrBroken, broken};
 use crate::kv::{Tier, table_chunks_for};
 use crate::queue::RankKey;
 use crate::time::Instant;
@@ -122,6 +122,19 @@ impl<'a> Engine<'a> {
         p.swapped_in = false;
 
         let mut budget = self.cfg.token_budget;
+        let decode_ready = core::mem::take(&mut self.decode_ready);
+        #[cfg(feature = "test-hooks")]
+        let decode_ready = if self.general_path_only {
+            u32::MAX
+        } else {
+            decode_ready
+        };
+        if decode_ready == self.running_len && self.decodes_need_nothing_else()? {
+            self.stats.steady_steps = self.stats.steady_steps.saturating_add(1);
+            self.plan_decodes(&mut budget)?;
+            // Nothing was preempted, so there is no budget to top up with.
+            return self.admit_waiting(NIL, &mut budget);
+        }
         let mut need = self.plan_running(&mut budget)?;
 
         let memory_preempted = self.make_room(&mut need, &mut budget)?;
@@ -156,6 +169,83 @@ impl<'a> Engine<'a> {
         }
         if self.plan.preempted.len() > 0 && budget > 0 {
             self.top_up_running(&mut budget)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a step in which every running request decodes can skip the general path's
+    /// bookkeeping: the budget covers one token each, the memory bound of one new block,
+    /// one new table chunk and one block id per request fits (so no request's need can be
+    /// short and `make_room` would do nothing), and rank preemption would preempt nothing
+    /// ([`Self::rank_preemption_idle`]). O(1) except for that last test's scan of the running
+    /// set under a preemptive policy with a full batch, which the general path makes too.
+    /// (The budget test never fails after a counted step: every request it counted got
+    /// tokens from the budget then. It guards the pass's budget arithmetic all the same.)
+    fn decodes_need_nothing_else(&self) -> Result<bool, InternalError> {
+        let n = self.running_len;
+        if n == 0 || self.cfg.token_budget < n || !self.growth_fits(n, n, u64::from(n)) {
+            return Ok(false);
+        }
+        if self.cfg.policy.preempts_for_rank() {
+            return self.rank_preemption_idle();
+        }
+        Ok(true)
+    }
+
+    /// Whether [`Self::preempt_for_rank`] would preempt nothing in this step whatever the
+    /// running requests' exact need, given that it is at most one block and one table chunk
+    /// each: its first iteration breaks. The tests it makes before its scan are made here
+    /// with the least supply that need leaves (an admission that fits with less fits with
+    /// more); its rank test does not depend on memory at all.
+    fn rank_preemption_idle(&self) -> Result<bool, InternalError> {
+        let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
+            return Ok(true);
+        };
+        // Nothing is preempted yet in this plan, so `preempted_now(w)` is false.
+        if self.unsent_swap_out(w)?.is_some() {
+            return Ok(true);
+        }
+        let n = u64::from(self.running_len);
+        if self.running_len < self.cfg.max_running {
+            let supply = Supply {
+                blocks: u64::from(self.kv.available_device()).saturating_sub(n),
+                chunks: u64::from(self.kv.free_table_chunks()).saturating_sub(n),
+            };
+            if self
+                .plan_admission(w, self.cfg.token_budget, supply)?
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
+        let Some((key_v, _)) = self.worst_preemptible()? else {
+            return Ok(true);
+        };
+        Ok(kw.rank() + self.cfg.priority_margin >= key_v.rank())
+    }
+
+    /// The steady step's one pass: every running request owes a decode and its token, block
+    /// and table chunk fit ([`Self::decodes_need_nothing_else`]), so each is run at once, in
+    /// running order — the entries, blocks and budget the general path would plan. A
+    /// request that owes no decode here means `decode_ready` was counted wrong.
+    fn plan_decodes(&mut self, budget: &mut u32) -> Result<(), InternalError> {
+        let mut k = 0usize;
+        while k < self.running_len as usize {
+            let i = self.running_at(k)?;
+            let r = self.req(i)?;
+            if !r.owes_decode() {
+                return broken("a request counted as decoding owes no decode");
+            }
+            if self.never_fits(u64::from(r.num_tokens())) {
+                // Unreachable with a block free (a decode that never fits holds every device
+                // block), kept so that both paths drop alike.
+                self.drop_request(i, DropReason::ExceedsKvCapacity)?;
+                continue;
+            }
+            // At least `running_len` (checked), one token per request.
+            *budget = budget.wrapping_sub(1);
+            self.run_tokens(i, 1, false)?;
+            k = k.wrapping_add(1); // below `running_len`
         }
         Ok(())
     }
