@@ -206,7 +206,8 @@ impl<'a> Engine<'a> {
                 }
                 // Both below the plan's length.
                 applied = applied.wrapping_add(1);
-                decoding = decoding.wrapping_add(u32::from(r.owes_decode()));
+                // As `count_decode_ready` counts: a default result is 0 or 1 token.
+                decoding = decoding.wrapping_add(result.tokens);
             }
             self.awaiting = self
                 .awaiting
@@ -487,11 +488,10 @@ impl<'a> Engine<'a> {
             .or_broken("request index out of range")?;
         let reason = record_tokens(r, res, now, limit);
         if reason.is_none() && res.predicted_remaining.is_none() && res.pause.is_none() {
-            let decodes = r.owes_decode();
             if advance_backlog_in(r, &mut self.stats.predicted_backlog_tokens)? {
                 self.refresh_backlog(i)?;
             }
-            self.count_decode_ready(decodes);
+            self.count_decode_ready(res.tokens);
             return Ok(());
         }
         if let Some(p) = res.predicted_remaining {
@@ -516,16 +516,19 @@ impl<'a> Engine<'a> {
             return self.advance_backlog(i);
         }
         self.advance_backlog(i)?;
-        let decodes = self.req(i)?.owes_decode();
-        self.count_decode_ready(decodes);
+        self.count_decode_ready(res.tokens);
         Ok(())
     }
 
-    /// Counts one more running request that owes exactly a decode after its result (see
-    /// `decode_ready`). At most one per running request per plan: far below `u32::MAX`.
+    /// Counts the request whose result of `tokens` tokens was just applied if it stays
+    /// running and now owes exactly a decode (see `decode_ready`), which one token says
+    /// cheaply: a valid result of one token is a sampling entry's, whose request had every
+    /// known token computed and now owes the one it sampled. Other results count nothing,
+    /// which undercounts at worst (a recompute chunk that stops one token short of the
+    /// end). At most one per running request per plan: far below `u32::MAX`.
     #[inline(always)]
-    fn count_decode_ready(&mut self, decodes: bool) {
-        self.decode_ready = self.decode_ready.wrapping_add(u32::from(decodes));
+    fn count_decode_ready(&mut self, tokens: u32) {
+        self.decode_ready = self.decode_ready.wrapping_add(u32::from(tokens == 1));
     }
 
     /// Makes the blocks that running request `i` filled in this step (block indices
