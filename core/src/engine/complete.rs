@@ -178,7 +178,8 @@ impl<'a> Engine<'a> {
         let mut rest = 0usize;
         let (mut applied, mut decoding) = (0u32, 0u32);
         if !self.cfg.policy.fair_share {
-            let backlog = &mut self.stats.predicted_backlog_tokens;
+            // What the plain defaults take off the backlog gauge, subtracted once at the end.
+            let mut released = 0u64;
             for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
                 let r = self
                     .reqs
@@ -201,9 +202,13 @@ impl<'a> Engine<'a> {
                 }
                 r.reported = true;
                 record_slot(r, &result, now);
-                if advance_backlog_in(r, backlog)? {
-                    return broken("a plain default result needs a backlog refresh");
-                }
+                // Still below its stable total (`plain_default`), so its part of the gauge is
+                // `ceiling − generated` ([`Engine::backlog_of`]), as `advance_backlog_in` sets
+                // it. Each part is below 2^32: the sum of at most a plan's cannot wrap, and a
+                // part that grew (impossible) would wrap it and fail the subtraction below.
+                let part = u64::from(r.backlog_ceil.wrapping_sub(r.generated));
+                let old = core::mem::replace(&mut r.backlog_contrib, part);
+                released = released.wrapping_add(old.wrapping_sub(part));
                 // Both below the plan's length.
                 applied = applied.wrapping_add(1);
                 // As `count_decode_ready` counts: a default result is 0 or 1 token.
@@ -214,6 +219,10 @@ impl<'a> Engine<'a> {
                 .checked_sub(applied)
                 .or_broken("more results than entries awaited")?;
             self.decode_ready = self.decode_ready.wrapping_add(decoding);
+            let backlog = &mut self.stats.predicted_backlog_tokens;
+            *backlog = backlog
+                .checked_sub(released)
+                .or_broken("plain defaults released more backlog than the gauge holds")?;
         }
         match rest_at.get(..rest) {
             Some(at) if applied > 0 => {

@@ -230,6 +230,8 @@ impl<'a> Engine<'a> {
     /// request that owes no decode here means `decode_ready` was counted wrong.
     fn plan_decodes(&mut self, budget: &mut u32) -> Result<(), InternalError> {
         let mut k = 0usize;
+        // One token each, at most `running_len` (checked): taken from the budget at the end.
+        let mut ran = 0u32;
         while k < self.running_len as usize {
             let i = self.running_at(k)?;
             let r = self.req(i)?;
@@ -242,11 +244,11 @@ impl<'a> Engine<'a> {
                 self.drop_request(i, DropReason::ExceedsKvCapacity)?;
                 continue;
             }
-            // At least `running_len` (checked), one token per request.
-            *budget = budget.wrapping_sub(1);
             self.run_tokens(i, 1, false)?;
+            ran = ran.wrapping_add(1);
             k = k.wrapping_add(1); // below `running_len`
         }
+        *budget = budget.saturating_sub(ran);
         Ok(())
     }
 
@@ -918,7 +920,9 @@ impl<'a> Engine<'a> {
     fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) -> Result<(), InternalError> {
         let r = self.req(i)?;
         let seq = r.seq().or_broken("running request without KV")?;
-        let before = r.computed;
+        // Read before the block manager's stores, so that a caller that read them too (the
+        // steady pass, which knows the request decodes) lets the compiler fold the kind.
+        let (before, total, generated) = (r.computed, r.num_tokens(), r.generated);
         let blocks_start = self.plan.blocks.len();
         // Most decodes land in the table's last block: no allocation, nothing to read back.
         let in_place = if whole_table {
@@ -932,10 +936,9 @@ impl<'a> Engine<'a> {
         };
         let step = self.step;
         let r = self.req_mut(i)?;
-        let total = r.num_tokens();
         // Below `TOKEN_LIMIT` (< 2^31) both, and `n` is at most what the request owes.
         let after = before.wrapping_add(n);
-        let kind = if n == 1 && r.generated > 0 && after == total {
+        let kind = if n == 1 && generated > 0 && after == total {
             EntryKind::Decode
         } else {
             EntryKind::Prefill
