@@ -166,28 +166,8 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
             return Ok(false);
         };
         let offset = Self::offset(list.len);
-        if offset == 0 {
-            let c = self.free_head;
-            if c == NIL {
-                return Ok(false);
-            }
-            let free = self
-                .free
-                .checked_sub(1)
-                .or_broken("chunk free list longer than its count")?;
-            let tail = list.tail;
-            let chunk = self.chunk_mut(c)?;
-            let next_free = chunk.next;
-            chunk.prev = tail;
-            chunk.next = NIL;
-            if tail == NIL {
-                list.head = c;
-            } else {
-                self.chunk_mut(tail)?.next = c;
-            }
-            self.free_head = next_free;
-            self.free = free;
-            list.tail = c;
+        if offset == 0 && !self.link_free_chunk(list)? {
+            return Ok(false);
         }
         let tail = list.tail;
         *self
@@ -196,6 +176,71 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
             .get_mut(offset)
             .or_broken("chunk offset out of range")? = v;
         list.len = len;
+        Ok(true)
+    }
+
+    /// Appends `count` items, the values `next` returns in turn, filling each chunk in one
+    /// go (a new block table is 32 pushes, and `push` looks its chunk up for every item).
+    /// `Ok(false)`, with nothing changed and `next` never called, when the chunks they need
+    /// are not free or the list would pass `u32::MAX` items. An error of `next` ends it with
+    /// the items before it appended.
+    #[inline]
+    pub(crate) fn extend_with(
+        &mut self,
+        list: &mut ChunkList,
+        count: u32,
+        mut next: impl FnMut() -> Result<T, InternalError>,
+    ) -> Result<bool, InternalError> {
+        if list.len.checked_add(count).is_none() || Self::extra_chunks(list, count) > self.free {
+            return Ok(false);
+        }
+        let mut left = count;
+        while left > 0 {
+            let offset = Self::offset(list.len);
+            if offset == 0 && !self.link_free_chunk(list)? {
+                return broken("chunks ran out after they were counted");
+            }
+            let tail = list.tail;
+            let items = self
+                .chunk_mut(tail)?
+                .items
+                .get_mut(offset..)
+                .or_broken("chunk offset out of range")?;
+            for item in items.iter_mut().take(left as usize) {
+                *item = next()?;
+                // Both stay within the checked `len + count`.
+                list.len = list.len.wrapping_add(1);
+                left = left.wrapping_sub(1);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Takes a chunk off the free list onto the tail of `list` (whose last chunk is full);
+    /// `false`, changing nothing, when none is free.
+    #[inline]
+    fn link_free_chunk(&mut self, list: &mut ChunkList) -> Result<bool, InternalError> {
+        let c = self.free_head;
+        if c == NIL {
+            return Ok(false);
+        }
+        let free = self
+            .free
+            .checked_sub(1)
+            .or_broken("chunk free list longer than its count")?;
+        let tail = list.tail;
+        let chunk = self.chunk_mut(c)?;
+        let next_free = chunk.next;
+        chunk.prev = tail;
+        chunk.next = NIL;
+        if tail == NIL {
+            list.head = c;
+        } else {
+            self.chunk_mut(tail)?.next = c;
+        }
+        self.free_head = next_free;
+        self.free = free;
+        list.tail = c;
         Ok(true)
     }
 
@@ -434,6 +479,9 @@ impl<T: Copy, const N: usize> Iterator for ChunkIter<'_, T, N> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
     use super::*;
 
     #[test]
@@ -526,6 +574,79 @@ mod tests {
         let mut d = ChunkList::EMPTY;
         assert!(!pool.clone_list(&e, &mut d).unwrap(), "too few free chunks");
         assert_eq!((d, pool.free_chunks()), (ChunkList::EMPTY, 1));
+    }
+
+    /// `extend_with` appends what the same pushes would (every start offset and count across
+    /// chunk boundaries, two lists sharing the pool), and refuses without calling `next`
+    /// when the chunks are not free or the length would pass `u32::MAX`.
+    #[test]
+    fn test_extend_with_is_pushes_in_one_go() {
+        for start in 0..7u32 {
+            for count in 0..9u32 {
+                let mut by_push = [Chunk::<u32, 3>::default(); 6];
+                let mut by_extend = [Chunk::<u32, 3>::default(); 6];
+                let (mut p, mut e) = (ChunkPool::new(&mut by_push), ChunkPool::new(&mut by_extend));
+                let (mut lp, mut le) = (ChunkList::EMPTY, ChunkList::EMPTY);
+                let (mut other_p, mut other_e) = (ChunkList::EMPTY, ChunkList::EMPTY);
+                for v in 0..start {
+                    assert!(p.push(&mut lp, v).unwrap() && e.push(&mut le, v).unwrap());
+                    // Interleaved with another list, so the chunks are not contiguous.
+                    assert!(p.push(&mut other_p, v).unwrap() && e.push(&mut other_e, v).unwrap());
+                }
+                let fits = ChunkPool::<u32, 3>::extra_chunks(&lp, count) <= p.free_chunks();
+                let mut v = 100;
+                let extended = e
+                    .extend_with(&mut le, count, || {
+                        v += 1;
+                        Ok(v)
+                    })
+                    .unwrap();
+                assert_eq!(extended, fits, "start {start}, count {count}");
+                if fits {
+                    for v in 101..101 + count {
+                        assert!(p.push(&mut lp, v).unwrap());
+                    }
+                } else {
+                    assert_eq!(v, 100, "next called although it did not fit");
+                }
+                let (got, want): (Vec<u32>, Vec<u32>) = (
+                    e.iter(&le).map(|x| x.unwrap()).collect(),
+                    p.iter(&lp).map(|x| x.unwrap()).collect(),
+                );
+                assert_eq!(got, want, "start {start}, count {count}");
+                assert_eq!(e.free_chunks(), p.free_chunks());
+                let other: Vec<u32> = e.iter(&other_e).map(|x| x.unwrap()).collect();
+                assert_eq!(
+                    other,
+                    (0..start).collect::<Vec<_>>(),
+                    "the other list changed"
+                );
+            }
+        }
+        let mut storage = [Chunk::<u32, 3>::default(); 2];
+        let mut pool = ChunkPool::new(&mut storage);
+        let mut huge = ChunkList {
+            len: u32::MAX - 1,
+            ..ChunkList::EMPTY
+        };
+        assert!(
+            !pool
+                .extend_with(&mut huge, 2, || panic!("not called"))
+                .unwrap()
+        );
+        // An error of `next` ends it, the items before it appended.
+        let mut list = ChunkList::EMPTY;
+        let mut n = 0;
+        let r = pool.extend_with(&mut list, 5, || {
+            n += 1;
+            if n == 3 {
+                Err(InternalError::new("test"))
+            } else {
+                Ok(n)
+            }
+        });
+        assert!(r.is_err());
+        assert_eq!(list.len(), 2);
     }
 
     #[test]
