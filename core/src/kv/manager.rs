@@ -340,7 +340,9 @@ impl BlockPool<'_> {
     }
 
     /// Drops one reference; a device block that becomes free stays findable if it is hashed.
-    #[inline]
+    /// Inlined into the loop that frees a table (every finish frees one); host blocks take
+    /// the out-of-line path.
+    #[inline(always)]
     fn release(&mut self, b: u32) -> Result<(), InternalError> {
         let slot = block_mut(self.blocks, b)?;
         slot.ref_count = slot
@@ -350,17 +352,24 @@ impl BlockPool<'_> {
         if slot.ref_count > 0 {
             return Ok(());
         }
-        if b < self.device_blocks {
-            if slot.flags & HASHED != 0 {
-                self.device_cached.push_back(self.blocks, b)
-            } else {
-                self.device_free.push_back(self.blocks, b)
-            }
-        } else {
-            self.log.removed(b, slot.flags & HASHED != 0, slot.key());
-            slot.flags &= !HASHED;
-            self.host_free.push_back(self.blocks, b)
+        if b >= self.device_blocks {
+            return self.free_host_block(b);
         }
+        if slot.flags & HASHED != 0 {
+            self.device_cached.push_back(self.blocks, b)
+        } else {
+            self.device_free.push_back(self.blocks, b)
+        }
+    }
+
+    /// [`Self::release`]'s end for a host block that became free: its cached content is
+    /// forgotten (the host tier keeps no cache once free).
+    #[inline(never)]
+    fn free_host_block(&mut self, b: u32) -> Result<(), InternalError> {
+        let slot = block_mut(self.blocks, b)?;
+        self.log.removed(b, slot.flags & HASHED != 0, slot.key());
+        slot.flags &= !HASHED;
+        self.host_free.push_back(self.blocks, b)
     }
 
     /// Takes one more reference to a device block found in the cache.
