@@ -54,6 +54,14 @@ the rest.
    context per token of progress (issue 9; see `Engine::reserve_target` in `step`).
 5. Preempted requests go back to the queue with their current rank and original arrival order.
 
+**The steady step.** When every running request owes exactly a decode (a count `complete`
+keeps as it applies results, never above the truth: the audit checks it), the budget covers a
+token each, one new block, table chunk and block id per request fit, and rank preemption would
+preempt nothing, steps 1 to 3 cannot change anything: `schedule` then runs each decode in one
+pass instead of planning the step's need first, and goes on with admission. The plan is the one
+the general path makes (the property and twin tests compare both paths on every step);
+[`EngineStats::steady_steps`] counts how often it applied.
+
 Every decision is deterministic; ties go to the earlier arrival. Per-step work is O(running +
 admitted + preempted × running), never proportional to the waiting queue: the queue is an
 indexed heap, and waiting keys are static (see [`crate::policy`]).
