@@ -41,6 +41,11 @@ impl<'a> Engine<'a> {
     /// through [`Engine::update_prediction`]. All-or-nothing, like `complete`. Once a call
     /// accepted results for this plan, positional results are [`CompleteError::AlreadyCompleted`]
     /// (a second call would otherwise pass whenever every request of the plan had finished).
+    ///
+    /// It is applied as [`Engine::complete_entries_except`] with every result that is not
+    /// its entry's default as an exception: a default result (`tokens` 1 where the entry
+    /// samples, 0 where it does not, no flags) is valid for every entry, so it is neither
+    /// converted nor validated, and goes through the cheap first pass.
     pub fn complete_entries(
         &mut self,
         results: &[EntryResult],
@@ -57,8 +62,8 @@ impl<'a> Engine<'a> {
                 got: results.len(),
             });
         }
-        self.complete_with(results.len(), now, |e, k| {
-            e.positional_result_at(results, k)
+        self.complete_sparse_with(results.len(), now, |e, k| {
+            e.positional_exception_at(results, k)
         })
     }
 
@@ -281,15 +286,26 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Positional result `k` as a handle-keyed result; `None` for the position of an entry
-    /// whose request was aborted after the plan was made (no result is expected for it, so
-    /// whatever the caller put there is ignored).
-    fn positional_result_at(
+    /// Positional result `k` as a handle-keyed exception of the sparse path: `None` when it
+    /// is its entry's default (applied as such) or the entry's request was aborted after the
+    /// plan was made (no result is expected for it, so whatever the caller put there is
+    /// ignored).
+    fn positional_exception_at(
         &self,
         results: &[EntryResult],
         k: usize,
     ) -> Result<Option<StepResult>, ResultErrorKind> {
         let res = results.get(k).ok_or(ResultErrorKind::NotScheduled)?;
+        let entry = self
+            .plan
+            .entries
+            .as_slice()
+            .get(k)
+            .ok_or(ResultErrorKind::NotScheduled)?;
+        // The fields a default result's flags leave unread do not matter.
+        if res.flags == 0 && res.tokens == u32::from(entry.samples) {
+            return Ok(None);
+        }
         self.positional_result(k, res)
     }
 
