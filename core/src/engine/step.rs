@@ -74,6 +74,16 @@ struct Need {
     chunks: u64,
 }
 
+/// A rank preemption to make ([`Engine::rank_preemption_target`]): waiting request `w`
+/// replaces running request `v`; `memory_ok` says `w` would fit in memory (only the batch is
+/// full).
+#[derive(Clone, Copy, Debug)]
+struct RankTarget {
+    w: u32,
+    v: u32,
+    memory_ok: bool,
+}
+
 /// Device blocks and table chunks that can still be handed out.
 #[derive(Clone, Copy, Debug)]
 struct Supply {
@@ -194,34 +204,15 @@ impl<'a> Engine<'a> {
 
     /// Whether [`Self::preempt_for_rank`] would preempt nothing in this step whatever the
     /// running requests' exact need, given that it is at most one block and one table chunk
-    /// each: its first iteration breaks. The tests it makes before its scan are made here
-    /// with the least supply that need leaves (an admission that fits with less fits with
-    /// more); its rank test does not depend on memory at all.
+    /// each: its first iteration finds no target even with the most need (an admission that
+    /// fits with less supply fits with more; the rank test does not depend on memory).
     fn rank_preemption_idle(&self) -> Result<bool, InternalError> {
-        let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
-            return Ok(true);
-        };
-        // Nothing is preempted yet in this plan, so `preempted_now(w)` is false.
-        if self.unsent_swap_out(w)?.is_some() {
-            return Ok(true);
-        }
         let n = u64::from(self.running_len);
-        if self.running_len < self.cfg.max_running {
-            let supply = Supply {
-                blocks: u64::from(self.kv.available_device()).saturating_sub(n),
-                chunks: u64::from(self.kv.free_table_chunks()).saturating_sub(n),
-            };
-            if self
-                .plan_admission(w, self.cfg.token_budget, supply)?
-                .is_ok()
-            {
-                return Ok(true);
-            }
-        }
-        let Some((key_v, _)) = self.worst_preemptible()? else {
-            return Ok(true);
+        let most = Need {
+            blocks: n,
+            chunks: n,
         };
-        Ok(kw.rank() + self.cfg.priority_margin >= key_v.rank())
+        Ok(self.rank_preemption_target(&most)?.is_none())
     }
 
     /// The steady step's one pass: every running request owes a decode and its token, block
@@ -522,6 +513,47 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The preemption rank preemption would make now, the running requests needing `need`:
+    /// the head of the queue `w`, when it outranks the worst running request `v` by the
+    /// margin and could not start otherwise, and whether memory would let `w` start
+    /// (`memory_ok`: then only the batch is full). `None` when it would preempt nothing.
+    fn rank_preemption_target(&self, need: &Need) -> Result<Option<RankTarget>, InternalError> {
+        let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
+            return Ok(None);
+        };
+        if self.unsent_swap_out(w)?.is_some() {
+            // Its KV is still on its way to the host: it cannot start in this plan, so
+            // preempting for it would only throw work away.
+            return Ok(None);
+        }
+        if self.preempted_now(w) {
+            // The request just preempted now heads the queue (its rank improved when it
+            // lost its KV, e.g. slack counts the prefill it must redo): promoting it would
+            // run it in the plan that preempts it.
+            return Ok(None);
+        }
+        // Only lasting limits justify a preemption: a full batch or memory. A spent token
+        // budget is not one (the request gets budget next step, and the victim's work would
+        // be thrown away), so the check runs with a full step's budget. Checked first: it
+        // spares the scan of the running set whenever the head can simply start.
+        let supply = Supply {
+            blocks: u64::from(self.kv.available_device()).saturating_sub(need.blocks),
+            chunks: u64::from(self.kv.free_table_chunks()).saturating_sub(need.chunks),
+        };
+        let memory_ok = self
+            .plan_admission(w, self.cfg.token_budget, supply)?
+            .is_ok();
+        if memory_ok && self.running_len < self.cfg.max_running {
+            return Ok(None);
+        }
+        let Some((key_v, v)) = self.worst_preemptible()? else {
+            return Ok(None);
+        };
+        // Ranks are never NaN (inputs are validated), so `>=` is the plain negation.
+        let improves = kw.rank() + self.cfg.priority_margin < key_v.rank();
+        Ok(improves.then_some(RankTarget { w, v, memory_ok }))
+    }
+
     /// Rank preemption: while the head of the queue outranks the worst running request by the
     /// margin and could not start otherwise, preempt and promote. Returns the promoted list
     /// (linked through `promoted_next`).
@@ -533,42 +565,9 @@ impl<'a> Engine<'a> {
         let mut head = NIL;
         let mut tail = NIL;
         while self.plan.preempted.len() < self.cfg.max_preemptions_per_step as usize {
-            let (Some(w), Some(kw)) = (self.queue.peek(self.tenants), self.queue.head_key()) else {
+            let Some(RankTarget { w, v, memory_ok }) = self.rank_preemption_target(need)? else {
                 break;
             };
-            if self.unsent_swap_out(w)?.is_some() {
-                // Its KV is still on its way to the host: it cannot start in this plan, so
-                // preempting for it would only throw work away.
-                break;
-            }
-            if self.preempted_now(w) {
-                // The request just preempted now heads the queue (its rank improved when it
-                // lost its KV, e.g. slack counts the prefill it must redo): promoting it would
-                // run it in the plan that preempts it.
-                break;
-            }
-            // Only lasting limits justify a preemption: a full batch or memory. A spent token
-            // budget is not one (the request gets budget next step, and the victim's work would
-            // be thrown away), so the check runs with a full step's budget. Checked first: it
-            // spares the scan of the running set whenever the head can simply start.
-            let supply = Supply {
-                blocks: u64::from(self.kv.available_device()).saturating_sub(need.blocks),
-                chunks: u64::from(self.kv.free_table_chunks()).saturating_sub(need.chunks),
-            };
-            let memory_ok = self
-                .plan_admission(w, self.cfg.token_budget, supply)?
-                .is_ok();
-            if memory_ok && self.running_len < self.cfg.max_running {
-                break;
-            }
-            let Some((key_v, v)) = self.worst_preemptible()? else {
-                break;
-            };
-            // Ranks are never NaN (inputs are validated), so `>=` is the plain negation.
-            let improves = kw.rank() + self.cfg.priority_margin < key_v.rank();
-            if !improves {
-                break;
-            }
             // Only the batch is full: keep the victim's KV where it is, losing nothing. Memory
             // is short: swap it out if the mode and the host allow, recompute only if allowed.
             let how = if memory_ok {
