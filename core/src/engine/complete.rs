@@ -4,7 +4,7 @@ use super::plan::{
     CompleteError, EntryException, EntryResult, FinishReason, Finished, PauseRequest,
     ResultErrorKind, StepResult,
 };
-use super::rank::advance_backlog_in;
+use super::rank::{advance_backlog_in, advance_backlog_part};
 use super::request::{RequestSlot, SlotState};
 use super::{Engine, PauseMode, RequestHandle};
 use crate::internal::{InternalError, OrBroken, broken};
@@ -207,17 +207,15 @@ impl<'a> Engine<'a> {
                 }
                 r.reported = true;
                 record_slot(r, &result, now);
-                // Still below its stable total (`plain_default`), so its part of the gauge is
-                // `ceiling − generated` ([`Engine::backlog_of`]), as `advance_backlog_in` sets
-                // it. Each part is below 2^32: the sum of at most a plan's cannot wrap, and a
-                // part that grew (impossible) would wrap it and fail the subtraction below.
-                let part = u64::from(r.backlog_ceil.wrapping_sub(r.generated));
-                let old = core::mem::replace(&mut r.backlog_contrib, part);
+                // Still below its stable total (`plain_default`). Each part is below 2^32: the
+                // sum of at most a plan's cannot wrap, and a part that grew (impossible)
+                // would wrap it and fail the subtraction below.
+                let (old, part) = advance_backlog_part(r)
+                    .or_broken("a plain default result needs a backlog refresh")?;
                 released = released.wrapping_add(old.wrapping_sub(part));
                 // Both below the plan's length.
                 applied = applied.wrapping_add(1);
-                // As `count_decode_ready` counts: a default result is 0 or 1 token.
-                decoding = decoding.wrapping_add(result.tokens);
+                decoding = decoding.wrapping_add(decodes_after(result.tokens));
             }
             self.awaiting = self
                 .awaiting
@@ -545,15 +543,12 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Counts the request whose result of `tokens` tokens was just applied if it stays
-    /// running and now owes exactly a decode (see `decode_ready`), which one token says
-    /// cheaply: a valid result of one token is a sampling entry's, whose request had every
-    /// known token computed and now owes the one it sampled. Other results count nothing,
-    /// which undercounts at worst (a recompute chunk that stops one token short of the
-    /// end). At most one per running request per plan: far below `u32::MAX`.
+    /// Counts the request whose result of `tokens` tokens was just applied, and which stays
+    /// running, in `decode_ready` ([`decodes_after`]). At most one per running request per
+    /// plan: far below `u32::MAX`.
     #[inline(always)]
     fn count_decode_ready(&mut self, tokens: u32) {
-        self.decode_ready = self.decode_ready.wrapping_add(u32::from(tokens == 1));
+        self.decode_ready = self.decode_ready.wrapping_add(decodes_after(tokens));
     }
 
     /// Makes the blocks that running request `i` filled in this step (block indices
@@ -689,6 +684,16 @@ impl<'a> Engine<'a> {
         }
         self.set_state(i, SlotState::Paused)
     }
+}
+
+/// 1 if a running request that stays running owes exactly a decode after a result of
+/// `tokens` tokens, as one token says cheaply: a valid result of one token is a sampling
+/// entry's, whose request had every known token computed and now owes the one it sampled.
+/// Other results count 0, which undercounts at worst (a recompute chunk that stops one token
+/// short of the end): `decode_ready` must never overcount.
+#[inline(always)]
+fn decodes_after(tokens: u32) -> u32 {
+    u32::from(tokens == 1)
 }
 
 /// The part of result `res` that only touches the request's own slot `r`: the tokens it

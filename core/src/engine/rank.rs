@@ -132,14 +132,26 @@ pub(super) fn advance_backlog_in(
     r: &mut RequestSlot,
     backlog: &mut u64,
 ) -> Result<bool, InternalError> {
-    if r.generated >= r.backlog_ceil {
+    let Some((old, new)) = advance_backlog_part(r) else {
         return Ok(true);
+    };
+    replace_backlog_in(backlog, old, new)?;
+    Ok(false)
+}
+
+/// The integer update of slot `r`'s own part of the backlog gauge: while it is below its
+/// stable total its part is `ceiling − generated` ([`Engine::backlog_of`]). Returns the old
+/// and new part, or `None`, changing nothing, when it has reached that total (then
+/// [`Engine::refresh_backlog`] must run). The caller updates the gauge by the difference.
+#[inline(always)]
+pub(super) fn advance_backlog_part(r: &mut RequestSlot) -> Option<(u64, u64)> {
+    if r.generated >= r.backlog_ceil {
+        return None;
     }
     // generated < backlog_ceil: no wrap.
     let new = u64::from(r.backlog_ceil.wrapping_sub(r.generated));
     let old = core::mem::replace(&mut r.backlog_contrib, new);
-    replace_backlog_in(backlog, old, new)?;
-    Ok(false)
+    Some((old, new))
 }
 
 /// Replaces one request's part `old` of the backlog gauge `backlog` by `new`.
