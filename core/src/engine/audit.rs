@@ -80,27 +80,27 @@ impl Engine<'_> {
             .running
             .get(..self.running_len as usize)
             .ok_or("running set longer than its storage")?;
-        let reserve = running.iter().try_fold(0u64, |sum, &i| {
-            let slot = self
-                .reqs
-                .get(i as usize)
-                .ok_or("running index out of range")?;
-            Ok::<u64, &'static str>(sum.saturating_add(u64::from(slot.reserve_left)))
-        })?;
-        // Counted by `complete` from below: the steady step trusts it when it equals the
-        // running set's size, so it must never overcount.
-        let decoding = running.iter().try_fold(0u32, |sum, &i| {
-            let slot = self
-                .reqs
-                .get(i as usize)
-                .ok_or("running index out of range")?;
-            Ok::<u32, &'static str>(sum.saturating_add(u32::from(slot.owes_decode())))
-        })?;
-        if self.decode_ready > decoding {
-            return Err("more running requests counted as decoding than decode");
-        }
+        // The running requests' reservations, and how many owe exactly a decode.
+        let (reserve, decoding) =
+            running
+                .iter()
+                .try_fold((0u64, 0u32), |(reserve, decoding), &i| {
+                    let slot = self
+                        .reqs
+                        .get(i as usize)
+                        .ok_or("running index out of range")?;
+                    Ok::<(u64, u32), &'static str>((
+                        reserve.saturating_add(u64::from(slot.reserve_left)),
+                        decoding.saturating_add(u32::from(slot.owes_decode())),
+                    ))
+                })?;
         if reserve != self.outstanding_reserve {
             return Err("outstanding reservation is off");
+        }
+        // Counted by `complete` from below: the steady step trusts it when it equals the
+        // running set's size, so it must never overcount.
+        if self.decode_ready > decoding {
+            return Err("more running requests counted as decoding than decode");
         }
         // Each live request's part as the float formula gives it now (the integer update made
         // on every token, `advance_backlog`, must agree with it exactly), and their sum.
