@@ -174,59 +174,14 @@ impl<'a> Engine<'a> {
         now: Instant,
         exception_at: &impl Fn(&Self, usize) -> Result<Option<R>, ResultErrorKind>,
     ) -> Result<(), InternalError> {
-        let step = self.step;
-        let (bs, limit) = (self.cfg.block_size, self.token_limit);
         // Where the second pass must look: the first `REST` positions, or every entry when
         // there are more (or fair share skips the first pass).
-        const REST: usize = 64;
         let mut rest_at = [0u32; REST];
-        let mut rest = 0usize;
-        let (mut applied, mut decoding) = (0u32, 0u32);
-        if !self.cfg.policy.fair_share {
-            // What the plain defaults take off the backlog gauge, subtracted once at the end.
-            let mut released = 0u64;
-            for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
-                let r = self
-                    .reqs
-                    .get_mut(e.handle.index() as usize)
-                    .or_broken("plan entry for a request out of range")?;
-                if !r.live() || r.generation != e.handle.generation() {
-                    continue; // aborted since the plan was made
-                }
-                let result = e.default_result();
-                if r.validated_stamp == stamp || !plain_default(r, &result, bs, limit) {
-                    if let Some(at) = rest_at.get_mut(rest) {
-                        // Below the plan's length, itself a u32.
-                        *at = k as u32;
-                    }
-                    rest = rest.wrapping_add(1);
-                    continue;
-                }
-                if r.scheduled_step != step || r.state != SlotState::Running || r.reported {
-                    return broken("a plan entry's request awaits no result");
-                }
-                r.reported = true;
-                record_slot(r, &result, now);
-                // Still below its stable total (`plain_default`). Each part is below 2^32: the
-                // sum of at most a plan's cannot wrap, and a part that grew (impossible)
-                // would wrap it and fail the subtraction below.
-                let (old, part) = advance_backlog_part(r)
-                    .or_broken("a plain default result needs a backlog refresh")?;
-                released = released.wrapping_add(old.wrapping_sub(part));
-                // Both below the plan's length.
-                applied = applied.wrapping_add(1);
-                decoding = decoding.wrapping_add(decodes_after(result.tokens));
-            }
-            self.awaiting = self
-                .awaiting
-                .checked_sub(applied)
-                .or_broken("more results than entries awaited")?;
-            self.decode_ready = self.decode_ready.wrapping_add(decoding);
-            let backlog = &mut self.stats.predicted_backlog_tokens;
-            *backlog = backlog
-                .checked_sub(released)
-                .or_broken("plain defaults released more backlog than the gauge holds")?;
-        }
+        let (rest, applied) = if self.cfg.policy.fair_share {
+            (0, 0)
+        } else {
+            self.apply_plain_defaults(stamp, now, &mut rest_at)?
+        };
         match rest_at.get(..rest) {
             Some(at) if applied > 0 => {
                 for &k in at {
@@ -243,6 +198,67 @@ impl<'a> Engine<'a> {
             return Err(InternalError::new("entries left unreported in plan order"));
         }
         Ok(())
+    }
+
+    /// [`Self::apply_plan_order`]'s first pass: applies the plain default results
+    /// ([`plain_default`]) on the slots directly and notes in `rest_at` the positions of the
+    /// other entries (up to its length). Returns how many other entries there are and how
+    /// many results it applied. Out of line, so that its loop keeps its state in registers.
+    #[inline(never)]
+    fn apply_plain_defaults(
+        &mut self,
+        stamp: u64,
+        now: Instant,
+        rest_at: &mut [u32; REST],
+    ) -> Result<(usize, u32), InternalError> {
+        let step = self.step;
+        let (bs, limit) = (self.cfg.block_size, self.token_limit);
+        let mut rest = 0usize;
+        let (mut applied, mut decoding) = (0u32, 0u32);
+        // What the plain defaults take off the backlog gauge, subtracted once at the end.
+        let mut released = 0u64;
+        for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
+            let r = self
+                .reqs
+                .get_mut(e.handle.index() as usize)
+                .or_broken("plan entry for a request out of range")?;
+            if !r.live() || r.generation != e.handle.generation() {
+                continue; // aborted since the plan was made
+            }
+            let result = e.default_result();
+            if r.validated_stamp == stamp || !plain_default(r, &result, bs, limit) {
+                if let Some(at) = rest_at.get_mut(rest) {
+                    // Below the plan's length, itself a u32.
+                    *at = k as u32;
+                }
+                rest = rest.wrapping_add(1);
+                continue;
+            }
+            if r.scheduled_step != step || r.state != SlotState::Running || r.reported {
+                return broken("a plan entry's request awaits no result");
+            }
+            r.reported = true;
+            record_slot(r, &result, now);
+            // Still below its stable total (`plain_default`). Each part is below 2^32: the
+            // sum of at most a plan's cannot wrap, and a part that grew (impossible) would
+            // wrap it and fail the subtraction below.
+            let (old, part) = advance_backlog_part(r)
+                .or_broken("a plain default result needs a backlog refresh")?;
+            released = released.wrapping_add(old.wrapping_sub(part));
+            // Both below the plan's length.
+            applied = applied.wrapping_add(1);
+            decoding = decoding.wrapping_add(decodes_after(result.tokens));
+        }
+        self.awaiting = self
+            .awaiting
+            .checked_sub(applied)
+            .or_broken("more results than entries awaited")?;
+        self.decode_ready = self.decode_ready.wrapping_add(decoding);
+        let backlog = &mut self.stats.predicted_backlog_tokens;
+        *backlog = backlog
+            .checked_sub(released)
+            .or_broken("plain defaults released more backlog than the gauge holds")?;
+        Ok((rest, applied))
     }
 
     /// The result of plan entry `k` (its exception, or the default) unless it was applied
@@ -745,6 +761,10 @@ fn finish_reason_after(r: &RequestSlot, res: &StepResult, limit: u32) -> Option<
         None
     }
 }
+
+/// How many positions [`Engine::apply_plain_defaults`] notes for the second pass; with more
+/// other entries, the second pass looks at every entry.
+const REST: usize = 64;
 
 /// Whether default result `res` of running request `r` changes nothing but `r` and the
 /// backlog gauge when applied ([`Engine::apply_result`]): it fills no block of the request's

@@ -91,6 +91,20 @@ struct Supply {
     chunks: u64,
 }
 
+/// One request's run of tokens in the plan being built: what its entry says beyond the
+/// request's own fields (see [`Engine::record_run`]).
+#[derive(Clone, Copy)]
+struct TokenRun {
+    n: u32,
+    kind: EntryKind,
+    samples: bool,
+    /// The first table entry the tokens changed (the table's length when none did).
+    table_start: u32,
+    /// Where the entry's block ids start in the plan's block list, and how many.
+    blocks_offset: usize,
+    blocks_len: usize,
+}
+
 impl<'a> Engine<'a> {
     /// Decides the next step. The plan stays readable (also via [`Engine::plan`]) until the
     /// next call that changes the engine. Every entry must be reported with
@@ -219,6 +233,7 @@ impl<'a> Engine<'a> {
     /// and table chunk fit ([`Self::decodes_need_nothing_else`]), so each is run at once, in
     /// running order — the entries, blocks and budget the general path would plan. A
     /// request that owes no decode here means `decode_ready` was counted wrong.
+    #[inline(never)]
     fn plan_decodes(&mut self, budget: &mut u32) -> Result<(), InternalError> {
         let mut k = 0usize;
         // One token each, at most `running_len` (checked): taken from the budget at the end.
@@ -235,7 +250,24 @@ impl<'a> Engine<'a> {
                 self.drop_request(i, DropReason::ExceedsKvCapacity)?;
                 continue;
             }
-            self.run_tokens(i, 1, false)?;
+            let seq = r.seq().or_broken("running request without KV")?;
+            let blocks_start = self.plan.blocks.len();
+            let (table_start, read) = match self.kv.append_in_place(seq, 1) {
+                Ok(Some(len)) => (len, 0),
+                Ok(None) => self.grow_table(i, seq, 1, false)?,
+                Err(e) => return Err(growth_refused(e)),
+            };
+            // What `run_tokens` finds for a request that owes its decode: the token it runs
+            // is the last one known, after one generated.
+            let run = TokenRun {
+                n: 1,
+                kind: EntryKind::Decode,
+                samples: true,
+                table_start,
+                blocks_offset: blocks_start,
+                blocks_len: read,
+            };
+            self.record_run(i, run)?;
             ran = ran.wrapping_add(1);
             k = k.wrapping_add(1); // below `running_len`
         }
@@ -919,9 +951,6 @@ impl<'a> Engine<'a> {
     fn run_tokens(&mut self, i: u32, n: u32, whole_table: bool) -> Result<(), InternalError> {
         let r = self.req(i)?;
         let seq = r.seq().or_broken("running request without KV")?;
-        // Read before the block manager's stores, so that a caller that read them too (the
-        // steady pass, which knows the request decodes) lets the compiler fold the kind.
-        let (before, total, generated) = (r.computed, r.num_tokens(), r.generated);
         let blocks_start = self.plan.blocks.len();
         // Most decodes land in the table's last block: no allocation, nothing to read back.
         let in_place = if whole_table {
@@ -933,30 +962,53 @@ impl<'a> Engine<'a> {
             Some(len) => (len, 0),
             None => self.grow_table(i, seq, n, whole_table)?,
         };
-        let step = self.step;
         let r = self.req_mut(i)?;
-        // Below `TOKEN_LIMIT` (< 2^31) both, and `n` is at most what the request owes.
-        let after = before.wrapping_add(n);
-        let kind = if n == 1 && generated > 0 && after == total {
+        // Below `TOKEN_LIMIT` (< 2^31), and `n` is at most what the request owes.
+        let after = r.computed.wrapping_add(n);
+        let samples = after == r.num_tokens();
+        let kind = if n == 1 && r.generated > 0 && samples {
             EntryKind::Decode
         } else {
             EntryKind::Prefill
         };
+        let run = TokenRun {
+            n,
+            kind,
+            samples,
+            table_start,
+            blocks_offset: blocks_start,
+            blocks_len: read,
+        };
+        self.record_run(i, run)
+    }
+
+    /// The plan entry of a run, pushed, and the request's and engine's counters moved past
+    /// it: the end [`Self::run_tokens`] and the steady pass ([`Self::plan_decodes`]) share.
+    #[inline(always)]
+    fn record_run(&mut self, i: u32, run: TokenRun) -> Result<(), InternalError> {
+        let step = self.step;
+        let r = self
+            .reqs
+            .get_mut(i as usize)
+            .or_broken("request index out of range")?;
+        let before = r.computed;
+        // Below `TOKEN_LIMIT` (< 2^31), and `n` is at most what the request owes.
+        let after = before.wrapping_add(run.n);
         let entry = ScheduledEntry {
             handle: RequestHandle::new(i, r.generation),
             external_id: r.external_id,
-            kind,
-            tokens: n,
+            kind: run.kind,
+            tokens: run.n,
             computed_before: before,
-            samples: after == total,
-            table_start,
-            blocks_offset: u32::try_from(blocks_start).unwrap_or(u32::MAX),
-            blocks_len: u32::try_from(read).unwrap_or(u32::MAX),
+            samples: run.samples,
+            table_start: run.table_start,
+            blocks_offset: u32::try_from(run.blocks_offset).unwrap_or(u32::MAX),
+            blocks_len: u32::try_from(run.blocks_len).unwrap_or(u32::MAX),
         };
         let recomputed = after.min(r.recompute_upto).saturating_sub(before);
         r.computed = after;
         r.sched_from = before;
-        r.sched_tokens = n;
+        r.sched_tokens = run.n;
         r.scheduled_step = step;
         r.reported = false;
         if recomputed > 0 {
