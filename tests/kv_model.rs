@@ -26,13 +26,15 @@ struct MSeq {
 }
 
 /// The reference: vectors, deques and a hash map, mirroring the documented policy (uncached
-/// blocks first, then the least recently freed cached block; tail-first release; LIFO slots).
+/// blocks first, most recently freed first; then the least recently freed cached block;
+/// tail-first release; LIFO slots).
 #[derive(Clone, Debug)]
 struct Model {
     cfg: KvConfig,
     refc: Vec<u32>,
     hash: Vec<Option<u64>>,
-    free_dev: VecDeque<u32>,
+    /// Uncached free device blocks; the last is taken first.
+    free_dev: Vec<u32>,
     cached: VecDeque<u32>,
     free_host: VecDeque<u32>,
     index: HashMap<u64, u32>,
@@ -61,7 +63,7 @@ impl Model {
             cfg,
             refc: vec![0; total as usize],
             hash: vec![None; total as usize],
-            free_dev: (0..n).collect(),
+            free_dev: (0..n).rev().collect(),
             cached: VecDeque::new(),
             free_host: (n..total).collect(),
             index: HashMap::new(),
@@ -93,7 +95,7 @@ impl Model {
     }
 
     fn alloc_dev(&mut self) -> u32 {
-        let b = match self.free_dev.pop_front() {
+        let b = match self.free_dev.pop() {
             Some(b) => b,
             None => {
                 let b = self.cached.pop_front().unwrap();
@@ -116,7 +118,7 @@ impl Model {
             if self.hash[b as usize].is_some() {
                 self.cached.push_back(b);
             } else {
-                self.free_dev.push_back(b);
+                self.free_dev.push(b);
             }
         } else {
             self.hash[b as usize] = None;

@@ -1,6 +1,13 @@
-//! An index-linked doubly linked list threaded through caller storage (the vLLM v1 /
-//! mistral.rs free-block-queue shape). `push_back`, `pop_front` and `remove` are O(1), and no node
-//! is ever allocated: the links live in the elements themselves.
+//! Index-linked lists threaded through caller storage: no node is ever allocated, the links
+//! live in the elements themselves.
+//!
+//! - [`List`], doubly linked (the vLLM v1 / mistral.rs free-block-queue shape): `push_back`,
+//!   `pop_front` and `remove` are O(1). For free lists whose order matters or whose elements
+//!   leave from the middle (the LRU of cached blocks).
+//! - [`Stack`], singly linked through `next`: `push` and `pop` at the head, O(1) and about half
+//!   the loads and stores of a `List`'s. For free lists whose order does not matter (blocks
+//!   that hold nothing findable): every admission takes a table's worth of blocks from one and
+//!   every finish gives them back.
 
 use crate::internal::{InternalError, OrBroken, broken};
 use crate::util::NIL;
@@ -133,6 +140,86 @@ impl List {
     }
 }
 
+/// Head and length of a last-in, first-out list linked through `next` alone (`prev` is left
+/// as it was: a `Stack` never reads it). `NIL` marks "no element".
+///
+/// Checked like [`List`]: an index out of range, a length that would wrap or links that run
+/// past the length are an [`InternalError`], never a panic or an endless walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stack {
+    head: u32,
+    len: u32,
+}
+
+impl Stack {
+    /// A stack over elements the caller has already linked: `head` to the last by `next`,
+    /// `len` of them (`NIL`, 0 for none). Pops come in link order.
+    #[inline]
+    pub(crate) const fn from_linked(head: u32, len: u32) -> Stack {
+        Stack { head, len }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Puts `i`, which must not be in any list, on top.
+    #[inline(always)]
+    pub(crate) fn push<L: Links + ?Sized>(
+        &mut self,
+        links: &mut L,
+        i: u32,
+    ) -> Result<(), InternalError> {
+        let len = self
+            .len
+            .checked_add(1)
+            .or_broken("stack length overflows")?;
+        links.set_next(i, self.head)?;
+        self.head = i;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Removes and returns the element on top.
+    #[inline(always)]
+    pub(crate) fn pop<L: Links + ?Sized>(
+        &mut self,
+        links: &L,
+    ) -> Result<Option<u32>, InternalError> {
+        let i = self.head;
+        if i == NIL {
+            return Ok(None);
+        }
+        let len = self
+            .len
+            .checked_sub(1)
+            .or_broken("stack links run past its length")?;
+        self.head = links.next(i)?;
+        self.len = len;
+        Ok(Some(i))
+    }
+
+    /// Walks the stack top to bottom (for audits and tests), stopping at the first error of
+    /// `f`. Links that run past the length are an error, so a cycle cannot loop forever.
+    pub(crate) fn for_each<L: Links + ?Sized>(
+        &self,
+        links: &L,
+        mut f: impl FnMut(u32) -> Result<(), InternalError>,
+    ) -> Result<(), InternalError> {
+        let mut i = self.head;
+        let mut left = self.len;
+        while i != NIL {
+            left = left
+                .checked_sub(1)
+                .or_broken("stack links run past its length")?;
+            f(i)?;
+            i = links.next(i)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +297,65 @@ mod tests {
         other.push_back(&mut nodes, 6).unwrap();
         nodes.0[6] = (NIL, NIL);
         assert!(list.remove(&mut nodes, 6).is_err());
+    }
+
+    fn collect_stack(stack: &Stack, nodes: &Nodes) -> ([u32; 8], usize) {
+        let mut out = [NIL; 8];
+        let mut n = 0;
+        stack
+            .for_each(nodes, |i| {
+                out[n] = i;
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        (out, n)
+    }
+
+    #[test]
+    fn test_stack_pops_last_pushed_first_and_starts_in_link_order() {
+        // 2 -> 5 -> 1, linked by the caller.
+        let mut nodes = Nodes([(NIL, NIL); 8]);
+        nodes.0[2].1 = 5;
+        nodes.0[5].1 = 1;
+        let mut stack = Stack::from_linked(2, 3);
+        assert_eq!(
+            collect_stack(&stack, &nodes),
+            ([2, 5, 1, NIL, NIL, NIL, NIL, NIL], 3)
+        );
+        assert_eq!(stack.pop(&nodes), Ok(Some(2)));
+        stack.push(&mut nodes, 7).unwrap();
+        stack.push(&mut nodes, 0).unwrap();
+        assert_eq!(
+            collect_stack(&stack, &nodes),
+            ([0, 7, 5, 1, NIL, NIL, NIL, NIL], 4)
+        );
+        for want in [0, 7, 5, 1] {
+            assert_eq!(stack.pop(&nodes), Ok(Some(want)));
+        }
+        assert_eq!(stack.pop(&nodes), Ok(None));
+        assert_eq!(stack, Stack::from_linked(NIL, 0));
+    }
+
+    #[test]
+    fn test_broken_stacks_are_errors_not_panics() {
+        let mut nodes = Nodes([(NIL, NIL); 8]);
+        let mut stack = Stack::from_linked(NIL, 0);
+        assert!(stack.push(&mut nodes, 8).is_err(), "index out of range");
+        assert_eq!(stack.len(), 0, "a refused push changes nothing");
+        // A head beyond the length: the pop is refused, not wrapped.
+        let mut short = Stack::from_linked(3, 0);
+        assert!(short.pop(&nodes).is_err());
+        // A head out of range.
+        let mut wild = Stack::from_linked(100, 1);
+        assert!(wild.pop(&nodes).is_err());
+        // A cycle: 4 -> 6 -> 4 -> ...
+        nodes.0[4].1 = 6;
+        nodes.0[6].1 = 4;
+        assert!(
+            Stack::from_linked(4, 5)
+                .for_each(&nodes, |_| Ok(()))
+                .is_err()
+        );
     }
 }

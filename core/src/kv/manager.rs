@@ -7,7 +7,7 @@
 use super::events::{EventLog, KvEvent, KvEventStats};
 use super::{
     ChunkList, ChunkPool, HashChain, HashIndex, KvConfig, KvConfigError, KvError, KvInitError,
-    KvStorage, TABLE_CHUNK_LEN, Tier, chunk_list::chunks_for, list::Links, list::List,
+    KvStorage, TABLE_CHUNK_LEN, Tier, chunk_list::chunks_for, list::Links, list::List, list::Stack,
 };
 use crate::handle::{handle_type, next_generation};
 use crate::internal::{InternalError, OrBroken};
@@ -224,6 +224,42 @@ impl Links for [BlockSlot] {
     }
 }
 
+/// The audit's view of a free list of either kind: its length and its blocks.
+trait FreeList {
+    fn len(&self) -> u32;
+    fn walk(
+        &self,
+        blocks: &[BlockSlot],
+        f: &mut dyn FnMut(u32) -> Result<(), InternalError>,
+    ) -> Result<(), InternalError>;
+}
+
+impl FreeList for List {
+    fn len(&self) -> u32 {
+        List::len(self)
+    }
+    fn walk(
+        &self,
+        blocks: &[BlockSlot],
+        f: &mut dyn FnMut(u32) -> Result<(), InternalError>,
+    ) -> Result<(), InternalError> {
+        self.for_each(blocks, f)
+    }
+}
+
+impl FreeList for Stack {
+    fn len(&self) -> u32 {
+        Stack::len(self)
+    }
+    fn walk(
+        &self,
+        blocks: &[BlockSlot],
+        f: &mut dyn FnMut(u32) -> Result<(), InternalError>,
+    ) -> Result<(), InternalError> {
+        self.for_each(blocks, f)
+    }
+}
+
 /// What a cached block is found by: its namespace and its content hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BlockKey {
@@ -277,7 +313,10 @@ struct BlockPool<'a> {
     blocks: &'a mut [BlockSlot],
     index: HashIndex<'a>,
     device_blocks: u32,
-    device_free: List,
+    /// Device blocks that hold nothing findable: their order does not matter, so a stack.
+    device_free: Stack,
+    /// Free device blocks that stay findable by hash, least recently freed first (evicted in
+    /// that order, and taken back out from the middle on a prefix hit).
     device_cached: List,
     host_free: List,
     events: Events,
@@ -305,7 +344,7 @@ impl BlockPool<'_> {
     /// saves and restores were a third of its cost. The eviction stays out of line.
     #[inline(always)]
     fn alloc_device(&mut self) -> Result<u32, InternalError> {
-        let b = match self.device_free.pop_front(self.blocks)? {
+        let b = match self.device_free.pop(&*self.blocks)? {
             Some(b) => b,
             None => self.evict_cached()?,
         };
@@ -358,7 +397,7 @@ impl BlockPool<'_> {
         if slot.flags & HASHED != 0 {
             self.device_cached.push_back(self.blocks, b)
         } else {
-            self.device_free.push_back(self.blocks, b)
+            self.device_free.push(self.blocks, b)
         }
     }
 
@@ -485,7 +524,10 @@ impl<'a> BlockManager<'a> {
                 ..BlockSlot::default()
             };
         }
-        let device_free = linked_range(0, device.min(total));
+        let device_free = match linked_range(0, device.min(total)) {
+            l if l.len() > 0 => Stack::from_linked(0, l.len()),
+            _ => Stack::from_linked(NIL, 0),
+        };
         let host_free = linked_range(device.min(total), total);
         let count = u32::try_from(seqs.len())
             .map_err(|_| KvInitError::Config(KvConfigError::BadMaxSeqs))?;
@@ -1221,9 +1263,9 @@ impl<'a> BlockManager<'a> {
         scratch.fill(0);
         // Each block in at most one free list, in the right tier and state.
         let mut bad: Option<&'static str> = None;
-        let mut check_list = |list: &List, device: bool, hashed: bool, tag: u32| {
+        let mut check_list = |list: &dyn FreeList, device: bool, hashed: bool, tag: u32| {
             let mut n = 0u32;
-            list.for_each(&*p.blocks, |b| {
+            list.walk(p.blocks, &mut |b| {
                 n = n.saturating_add(1);
                 let slot = p.slot(b)?;
                 if (b < p.device_blocks) != device {
@@ -1381,7 +1423,7 @@ mod tests {
         assert!(m.audit(&mut [0; 12]).is_err());
         assert!(internal(m.swap_out(a, &mut [BlockPair::default(); 8])));
         // A free list whose length is off: allocation reports it instead of panicking.
-        m.pool.device_free = List::from_linked(NIL, NIL, 3);
+        m.pool.device_free = Stack::from_linked(NIL, 3);
         m.pool.device_cached = List::EMPTY;
         let c = m.create_seq().unwrap();
         assert!(matches!(m.append_tokens(c, 4), Err(KvError::Internal(_))));

@@ -8,9 +8,12 @@ tokens, in order. All metadata lives in storage the caller provides ([`KvStorage
 [`KvConfig::layout`]); nothing allocates after construction.
 
 Design points (DESIGN.md section 3):
-- **O(1) block operations.** Free blocks sit in index-linked doubly linked lists threaded
-  through the block metadata, so allocate, free and "take this cached block back out of the
-  free list" are O(1).
+- **O(1) block operations.** Free blocks sit in index-linked lists threaded through the block
+  metadata, so allocate, free and "take this cached block back out of the free list" are O(1).
+  Free cached blocks (findable by hash) are a doubly linked list in the order they were freed,
+  for eviction and for taking one back from the middle; blocks that hold nothing findable are
+  a stack, taken most recently freed first, which costs about half as many loads and stores
+  per block (an admission takes a table's worth, a finish gives it back).
 - **Prefix caching.** The caller supplies chained block hashes (augur never sees tokens); an
   intrusive hash index maps hash → device block. A freed block keeps its hash and stays findable
   (free-cached, evictable) until it is reused; eviction is lazy and least-recently-freed first,
