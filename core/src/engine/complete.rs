@@ -214,9 +214,7 @@ impl<'a> Engine<'a> {
         let step = self.step;
         let (bs, limit) = (self.cfg.block_size, self.token_limit);
         let mut rest = 0usize;
-        let (mut applied, mut decoding) = (0u32, 0u32);
-        // What the plain defaults take off the backlog gauge, subtracted once at the end.
-        let mut released = 0u64;
+        let mut plain = PlainResults::default();
         for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
             let r = self
                 .reqs
@@ -237,28 +235,27 @@ impl<'a> Engine<'a> {
             if r.scheduled_step != step || r.state != SlotState::Running || r.reported {
                 return broken("a plan entry's request awaits no result");
             }
-            r.reported = true;
-            record_slot(r, &result, now);
-            // Still below its stable total (`plain_default`). Each part is below 2^32: the
-            // sum of at most a plan's cannot wrap, and a part that grew (impossible) would
-            // wrap it and fail the subtraction below.
-            let (old, part) = advance_backlog_part(r)
-                .or_broken("a plain default result needs a backlog refresh")?;
-            released = released.wrapping_add(old.wrapping_sub(part));
-            // Both below the plan's length.
-            applied = applied.wrapping_add(1);
-            decoding = decoding.wrapping_add(decodes_after(result.tokens));
+            plain.apply(r, &result, now)?;
         }
+        let applied = plain.applied;
+        self.commit_plain(plain)?;
+        Ok((rest, applied))
+    }
+
+    /// Moves the engine's counters past the plain results `plain` applied on the slots:
+    /// the entries no longer awaited, the decodes they leave owed, the backlog they released.
+    #[inline(always)]
+    fn commit_plain(&mut self, plain: PlainResults) -> Result<(), InternalError> {
         self.awaiting = self
             .awaiting
-            .checked_sub(applied)
+            .checked_sub(plain.applied)
             .or_broken("more results than entries awaited")?;
-        self.decode_ready = self.decode_ready.wrapping_add(decoding);
+        self.decode_ready = self.decode_ready.wrapping_add(plain.decoding);
         let backlog = &mut self.stats.predicted_backlog_tokens;
         *backlog = backlog
-            .checked_sub(released)
-            .or_broken("plain defaults released more backlog than the gauge holds")?;
-        Ok((rest, applied))
+            .checked_sub(plain.released)
+            .or_broken("plain results released more backlog than the gauge holds")?;
+        Ok(())
     }
 
     /// The result of plan entry `k` (its exception, or the default) unless it was applied
@@ -371,12 +368,23 @@ impl<'a> Engine<'a> {
         self.check_time(now);
         self.results_accepted = true;
         self.finished.clear();
+        // Plain results (see `apply_plan_order`) are applied on their slots, their sums
+        // committed after the loop: they change only their own slot and those sums, which
+        // the other results' application never reads.
+        let (bs, limit) = (self.cfg.block_size, self.token_limit);
+        let plain_allowed = !self.cfg.policy.fair_share;
+        let mut plain = PlainResults::default();
         for index in 0..count {
             // Validated above, so a failure here is a broken invariant.
             let applied = match result_at(self, index) {
                 Ok(Some(res)) => {
                     let res = res.borrow();
-                    self.apply_result(res.handle.index(), res, now)
+                    match self.reqs.get_mut(res.handle.index() as usize) {
+                        Some(r) if plain_allowed && plain_result(r, res, bs, limit) => {
+                            plain.apply(r, res, now)
+                        }
+                        _ => self.apply_result(res.handle.index(), res, now),
+                    }
                 }
                 Ok(None) => Ok(()),
                 Err(_) => Err(InternalError::new(
@@ -386,6 +394,9 @@ impl<'a> Engine<'a> {
             if let Err(e) = applied {
                 return Err(CompleteError::Internal(self.poison(e)));
             }
+        }
+        if let Err(e) = self.commit_plain(plain) {
+            return Err(CompleteError::Internal(self.poison(e)));
         }
         Ok(())
     }
@@ -762,15 +773,62 @@ fn finish_reason_after(r: &RequestSlot, res: &StepResult, limit: u32) -> Option<
     }
 }
 
+/// What the plain results of one `complete` call add up to ([`PlainResults::apply`]), for
+/// [`Engine::commit_plain`] to move the engine's counters by once.
+#[derive(Clone, Copy, Default)]
+struct PlainResults {
+    /// Results applied (at most a plan's entries).
+    applied: u32,
+    /// Of them, those that leave their request owing a decode ([`decodes_after`]).
+    decoding: u32,
+    /// Backlog they took off their requests' parts. Each part is below 2^32, so a plan's sum
+    /// cannot wrap; a part that grew (impossible) would wrap it and fail the commit.
+    released: u64,
+}
+
+impl PlainResults {
+    /// Applies validated plain result `res` ([`plain_default`]) of awaiting request `r` on
+    /// the slot alone, adding its share of the engine's counters to the sums.
+    #[inline(always)]
+    fn apply(
+        &mut self,
+        r: &mut RequestSlot,
+        res: &StepResult,
+        now: Instant,
+    ) -> Result<(), InternalError> {
+        r.reported = true;
+        record_slot(r, res, now);
+        // Still below its stable total (`plain_default`).
+        let (old, part) =
+            advance_backlog_part(r).or_broken("a plain result needs a backlog refresh")?;
+        self.released = self.released.wrapping_add(old.wrapping_sub(part));
+        self.applied = self.applied.wrapping_add(1);
+        self.decoding = self.decoding.wrapping_add(decodes_after(res.tokens));
+        Ok(())
+    }
+}
+
+/// Whether validated result `res` of request `r` is plain: it carries nothing beyond its
+/// tokens and a stop (no refined prediction, pause or hash) and [`plain_default`] holds
+/// (which a stop fails).
+#[inline(always)]
+fn plain_result(r: &RequestSlot, res: &StepResult, block_size: u32, limit: u32) -> bool {
+    res.predicted_remaining.is_none()
+        && res.pause.is_none()
+        && res.filled_block_hash.is_none()
+        && plain_default(r, res, block_size, limit)
+}
+
 /// How many positions [`Engine::apply_plain_defaults`] notes for the second pass; with more
 /// other entries, the second pass looks at every entry.
 const REST: usize = 64;
 
-/// Whether default result `res` of running request `r` changes nothing but `r` and the
-/// backlog gauge when applied ([`Engine::apply_result`]): it fills no block of the request's
-/// hash list, finishes nothing, and leaves the backlog's integer update valid (the request
-/// stays below its stable total). Fair share (a tenant charge per result) is the caller's
-/// test.
+/// Whether result `res` of running request `r` — a default result, or a validated one that
+/// carries nothing but its tokens and a stop ([`plain_result`]) — changes nothing but `r` and
+/// the backlog gauge when applied ([`Engine::apply_result`]): it fills no block of the
+/// request's hash list, finishes nothing, and leaves the backlog's integer update valid (the
+/// request stays below its stable total). Fair share (a tenant charge per result) is the
+/// caller's test.
 #[inline(always)]
 fn plain_default(r: &RequestSlot, res: &StepResult, block_size: u32, limit: u32) -> bool {
     let (from, to) = (
