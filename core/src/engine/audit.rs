@@ -56,6 +56,9 @@ impl Engine<'_> {
             {
                 return Err("a request holds more tokens than the token limit");
             }
+            if slot.quiet_until != slot.quiet_until_for(self.token_limit) {
+                return Err("a request's quiet-until threshold is stale");
+            }
             if slot.idle_listed && slot.state == SlotState::Running {
                 return Err("a running request is on the idle-KV list");
             }

@@ -212,7 +212,7 @@ impl<'a> Engine<'a> {
         rest_at: &mut [u32; REST],
     ) -> Result<(usize, u32), InternalError> {
         let step = self.step;
-        let (bs, limit) = (self.cfg.block_size, self.token_limit);
+        let bs = self.cfg.block_size;
         let mut rest = 0usize;
         let mut plain = PlainResults::default();
         for (k, e) in self.plan.entries.as_slice().iter().enumerate() {
@@ -224,7 +224,7 @@ impl<'a> Engine<'a> {
                 continue; // aborted since the plan was made
             }
             let result = e.default_result();
-            if r.validated_stamp == stamp || !plain_default(r, &result, bs, limit) {
+            if r.validated_stamp == stamp || !plain_default(r, &result, bs) {
                 if let Some(at) = rest_at.get_mut(rest) {
                     // Below the plan's length, itself a u32.
                     *at = k as u32;
@@ -371,7 +371,7 @@ impl<'a> Engine<'a> {
         // Plain results (see `apply_plan_order`) are applied on their slots, their sums
         // committed after the loop: they change only their own slot and those sums, which
         // the other results' application never reads.
-        let (bs, limit) = (self.cfg.block_size, self.token_limit);
+        let bs = self.cfg.block_size;
         let plain_allowed = !self.cfg.policy.fair_share;
         let mut plain = PlainResults::default();
         for index in 0..count {
@@ -380,7 +380,7 @@ impl<'a> Engine<'a> {
                 Ok(Some(res)) => {
                     let res = res.borrow();
                     match self.reqs.get_mut(res.handle.index() as usize) {
-                        Some(r) if plain_allowed && plain_result(r, res, bs, limit) => {
+                        Some(r) if plain_allowed && plain_result(r, res, bs) => {
                             plain.apply(r, res, now)
                         }
                         _ => self.apply_result(res.handle.index(), res, now),
@@ -812,11 +812,11 @@ impl PlainResults {
 /// tokens and a stop (no refined prediction, pause or hash) and [`plain_default`] holds
 /// (which a stop fails).
 #[inline(always)]
-fn plain_result(r: &RequestSlot, res: &StepResult, block_size: u32, limit: u32) -> bool {
+fn plain_result(r: &RequestSlot, res: &StepResult, block_size: u32) -> bool {
     res.predicted_remaining.is_none()
         && res.pause.is_none()
         && res.filled_block_hash.is_none()
-        && plain_default(r, res, block_size, limit)
+        && plain_default(r, res, block_size)
 }
 
 /// How many positions [`Engine::apply_plain_defaults`] notes for the second pass; with more
@@ -830,13 +830,14 @@ const REST: usize = 64;
 /// request stays below its stable total). Fair share (a tenant charge per result) is the
 /// caller's test.
 #[inline(always)]
-fn plain_default(r: &RequestSlot, res: &StepResult, block_size: u32, limit: u32) -> bool {
+fn plain_default(r: &RequestSlot, res: &StepResult, block_size: u32) -> bool {
     let (from, to) = (
         div_block(r.sched_from, block_size),
         div_block(r.computed, block_size),
     );
     let indexes = to > from && r.hashes.len() > from;
-    !indexes
-        && finish_reason_after(r, res, limit).is_none()
-        && r.generated.wrapping_add(res.tokens) < r.backlog_ceil
+    // `quiet_until` folds the output cap, the token limit and the backlog bound into one
+    // compare: below it, `finish_reason_after` finds no reason but a stop, and the backlog
+    // part stays on its integer update.
+    !indexes && !res.finished && r.generated.wrapping_add(res.tokens) < r.quiet_until
 }

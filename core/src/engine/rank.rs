@@ -95,8 +95,10 @@ impl Engine<'_> {
     #[inline(never)]
     pub(super) fn refresh_backlog(&mut self, i: u32) -> Result<(), InternalError> {
         let (new, stable_ceil) = self.backlog_of(i)?;
+        let limit = self.token_limit;
         let r = self.req_mut(i)?;
         r.backlog_ceil = stable_ceil;
+        r.set_quiet_until(limit);
         let old = core::mem::replace(&mut r.backlog_contrib, new);
         self.replace_backlog(old, new)
     }

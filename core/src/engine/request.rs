@@ -135,6 +135,12 @@ pub struct RequestSlot {
     /// Ceiling of the stable effective total (0: none), for the integer backlog update
     /// (`Engine::advance_backlog`).
     pub(crate) backlog_ceil: u32,
+    /// The generated-token count a result must stay below to be plain (no finish by the
+    /// output cap or the token limit, the backlog still on its integer update): the least of
+    /// `max_output`, the token limit less the prompt, and `backlog_ceil`. One compare per
+    /// result instead of three; set by [`RequestSlot::set_quiet_until`] wherever one of them
+    /// changes, and checked by `Engine::audit`.
+    pub(crate) quiet_until: u32,
     /// The prefix-cache namespace of its block hashes.
     pub(crate) cache_salt: u64,
     pub(crate) hashes: ChunkList,
@@ -198,6 +204,7 @@ impl Default for RequestSlot {
             validated_stamp: 0,
             backlog_contrib: 0,
             backlog_ceil: 0,
+            quiet_until: 0,
             cache_salt: 0,
             hashes: ChunkList::EMPTY,
             key: RankKey::default(),
@@ -245,6 +252,22 @@ impl RequestSlot {
         self.prompt_tokens
             .wrapping_add(self.extra_prompt)
             .wrapping_add(self.generated)
+    }
+
+    /// What [`RequestSlot::quiet_until`] must be under token limit `limit`.
+    #[inline]
+    pub(crate) fn quiet_until_for(&self, limit: u32) -> u32 {
+        let prompt = self.prompt_tokens.saturating_add(self.extra_prompt);
+        self.max_output
+            .min(limit.saturating_sub(prompt))
+            .min(self.backlog_ceil)
+    }
+
+    /// Sets [`RequestSlot::quiet_until`] after `max_output`, the prompt or `backlog_ceil`
+    /// changed.
+    #[inline]
+    pub(crate) fn set_quiet_until(&mut self, limit: u32) {
+        self.quiet_until = self.quiet_until_for(limit);
     }
 
     /// Tokens known but not computed yet.

@@ -301,10 +301,12 @@ impl Engine<'_> {
         if !self.check_time(now) {
             return Err(RequestError::TimeWentBackwards);
         }
+        let limit = self.token_limit;
         let resumed = (|| {
             let r = self.req_mut(i)?;
             // Below the token limit (2^31 − 1) in all, checked above.
             r.extra_prompt = r.extra_prompt.saturating_add(appended_tokens);
+            r.set_quiet_until(limit);
             let state = if tier == Some(Tier::Host) {
                 SlotState::Swapped
             } else {
