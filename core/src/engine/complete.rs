@@ -831,11 +831,14 @@ const REST: usize = 64;
 /// caller's test.
 #[inline(always)]
 fn plain_default(r: &RequestSlot, res: &StepResult, block_size: u32) -> bool {
-    let (from, to) = (
-        div_block(r.sched_from, block_size),
-        div_block(r.computed, block_size),
-    );
-    let indexes = to > from && r.hashes.len() > from;
+    // Most requests have no prompt hashes (prefix caching off, or none sent): one test.
+    let indexes = r.hashes.len() > 0 && {
+        let (from, to) = (
+            div_block(r.sched_from, block_size),
+            div_block(r.computed, block_size),
+        );
+        to > from && r.hashes.len() > from
+    };
     // `quiet_until` folds the output cap, the token limit and the backlog bound into one
     // compare: below it, `finish_reason_after` finds no reason but a stop, and the backlog
     // part stays on its integer update.

@@ -241,7 +241,9 @@ impl<'a> Engine<'a> {
         while k < self.running_len as usize {
             let i = self.running_at(k)?;
             let r = self.req(i)?;
-            if !r.owes_decode() {
+            // `owes_decode` without its saturating subtraction (the same test: both counts are
+            // below 2^31, so `computed + 1` cannot wrap).
+            if r.computed.wrapping_add(1) != r.num_tokens() || r.generated == 0 {
                 return broken("a request counted as decoding owes no decode");
             }
             if self.never_fits(u64::from(r.num_tokens())) {
