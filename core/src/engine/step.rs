@@ -1039,6 +1039,17 @@ impl<'a> Engine<'a> {
         n: u32,
         whole_table: bool,
     ) -> Result<(u32, usize), InternalError> {
+        // Most growth of a running request is one block (a decode, a short chunk): no copy,
+        // and the one new id is the only table entry to send.
+        if !whole_table
+            && let Some((at, block)) = self.kv.append_one_block(seq, n).map_err(growth_refused)?
+        {
+            self.consume_reserve(i, 1)?;
+            self.plan
+                .blocks
+                .push(block, "plan block ids past the list")?;
+            return Ok((at, 1));
+        }
         let out = self.kv.append_tokens(seq, n).map_err(growth_refused)?;
         self.consume_reserve(i, out.changed)?;
         let p = &mut self.plan;

@@ -882,3 +882,81 @@ fn test_overflow_sends_a_marker_and_a_snapshot() {
     ));
     assert!(r.matches(&m));
 }
+
+/// `append_one_block` does what `append_tokens` does whenever the growth is exactly one fresh
+/// block of a device sequence that is not forked, declines (changing nothing) otherwise, and
+/// declines rather than fails when the block or the table chunk is not there: twin managers,
+/// every start length and growth across two table chunks, with and without free blocks.
+#[test]
+fn test_append_one_block_is_append_tokens_when_it_applies() {
+    for bs in [1u32, 4] {
+        for device in [3u32, 40] {
+            for start in 0..=(2 * TABLE_CHUNK_LEN as u32 * bs).min(device * bs) {
+                for n in 1..=(2 * bs + 1) {
+                    let mut cfg = KvConfig::new(bs, device, 0, 2);
+                    cfg.table_chunks = 3;
+                    let (mut sa, mut sb) = (Store::new(&cfg), Store::new(&cfg));
+                    let (mut a, mut b) = (sa.manager(cfg), sb.manager(cfg));
+                    let (qa, qb) = (a.create_seq().unwrap(), b.create_seq().unwrap());
+                    if a.append_tokens(qa, start).is_err() {
+                        continue; // more than the pools hold
+                    }
+                    b.append_tokens(qb, start).unwrap();
+                    let before = (table(&a, qa), a.seq_info(qa).unwrap(), a.counters());
+                    let fast = a.append_one_block(qa, n).unwrap();
+                    let slow = b.append_tokens(qb, n);
+                    let case = (bs, device, start, n);
+                    match fast {
+                        Some((at, block)) => {
+                            let want = AppendOutcome {
+                                first_changed: at,
+                                changed: 1,
+                                copy: None,
+                            };
+                            assert_eq!(slow, Ok(want), "{case:?}");
+                            assert_eq!(table(&a, qa).last(), Some(&block), "{case:?}");
+                        }
+                        None => {
+                            let now = (table(&a, qa), a.seq_info(qa).unwrap(), a.counters());
+                            assert_eq!(now, before, "a decline changes nothing: {case:?}");
+                            assert!(
+                                !matches!(slow, Ok(o) if o.changed == 1),
+                                "declined a one-block growth: {case:?} {slow:?}"
+                            );
+                            // What append_tokens then does, so the twins stay equal.
+                            let _ = a.append_tokens(qa, n);
+                        }
+                    }
+                    assert_eq!(table(&a, qa), table(&b, qb), "{case:?}");
+                    assert_eq!(a.seq_info(qa), b.seq_info(qb), "{case:?}");
+                    assert_eq!(a.counters(), b.counters(), "{case:?}");
+                    audit(&a);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn test_append_one_block_declines_forked_and_host_sequences() {
+    let mut cfg = KvConfig::new(4, 16, 8, 4);
+    cfg.table_chunks = 8;
+    let mut st = Store::new(&cfg);
+    let mut m = st.manager(cfg);
+    let a = m.create_seq().unwrap();
+    m.append_tokens(a, 8).unwrap();
+    let f = m.fork(a).unwrap();
+    assert_eq!(
+        m.append_one_block(f, 1),
+        Ok(None),
+        "forked: append_tokens decides"
+    );
+    let h = m.create_seq().unwrap();
+    m.append_tokens(h, 4).unwrap();
+    let mut pairs = [BlockPair::default(); 4];
+    m.swap_out(h, &mut pairs).unwrap();
+    assert_eq!(m.append_one_block(h, 1), Ok(None), "on the host");
+    m.free_seq(h).unwrap();
+    assert_eq!(m.append_one_block(h, 1), Err(KvError::StaleHandle));
+    audit(&m);
+}
