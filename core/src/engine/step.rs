@@ -253,10 +253,15 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let seq = r.seq().or_broken("running request without KV")?;
-            let blocks_start = self.plan.blocks.len();
-            let (table_start, read) = match self.kv.append_in_place(seq, 1) {
-                Ok(Some(len)) => (len, 0),
-                Ok(None) => self.grow_table(i, seq, 1, false)?,
+            // The plan's block list is read where it is used, so that it is not held across
+            // the append (one register fewer in the loop).
+            let (table_start, read, blocks_start) = match self.kv.append_in_place(seq, 1) {
+                Ok(Some(len)) => (len, 0, self.plan.blocks.len()),
+                Ok(None) => {
+                    let start = self.plan.blocks.len();
+                    let (at, read) = self.grow_table(i, seq, 1, false)?;
+                    (at, read, start)
+                }
                 Err(e) => return Err(growth_refused(e)),
             };
             // What `run_tokens` finds for a request that owes its decode: the token it runs
@@ -1007,13 +1012,15 @@ impl<'a> Engine<'a> {
             blocks_offset: u32::try_from(run.blocks_offset).unwrap_or(u32::MAX),
             blocks_len: u32::try_from(run.blocks_len).unwrap_or(u32::MAX),
         };
-        let recomputed = after.min(r.recompute_upto).saturating_sub(before);
+        // Tokens below `recompute_upto` were computed before a preemption discarded them.
+        let upto = r.recompute_upto;
         r.computed = after;
         r.sched_from = before;
         r.sched_tokens = run.n;
         r.scheduled_step = step;
         r.reported = false;
-        if recomputed > 0 {
+        if upto > before {
+            let recomputed = after.min(upto).wrapping_sub(before); // > 0: upto > before
             self.stats.recomputed_tokens = self
                 .stats
                 .recomputed_tokens
