@@ -1020,7 +1020,7 @@ impl<'a> Engine<'a> {
         r.scheduled_step = step;
         r.reported = false;
         if upto > before {
-            let recomputed = after.min(upto).wrapping_sub(before); // > 0: upto > before
+            let recomputed = after.min(upto).wrapping_sub(before); // no wrap: both ≥ before
             self.stats.recomputed_tokens = self
                 .stats
                 .recomputed_tokens
