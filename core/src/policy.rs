@@ -369,6 +369,7 @@ impl Policy {
     }
 
     /// The rank (lower first), without aging.
+    #[inline(always)]
     pub fn rank(&self, r: &RankInput) -> f64 {
         let remaining = || self.effective_prediction(r) - r.attained;
         match self.kind {

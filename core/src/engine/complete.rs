@@ -220,8 +220,11 @@ impl<'a> Engine<'a> {
                 .reqs
                 .get_mut(e.handle.index() as usize)
                 .or_broken("plan entry for a request out of range")?;
-            if !r.live() || r.generation != e.handle.generation() {
-                continue; // aborted since the plan was made
+            // Aborted since the plan was made: a freed slot takes its next generation at
+            // once (`Engine::release`), so its generation is that of no handle given out, and
+            // the generation compare alone finds it.
+            if r.generation != e.handle.generation() {
+                continue;
             }
             let result = e.default_result();
             if r.validated_stamp == stamp || !plain_default(r, &result, bs) {

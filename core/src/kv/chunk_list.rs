@@ -179,17 +179,18 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
         Ok(true)
     }
 
-    /// Appends `count` items, the values `next` returns in turn, filling each chunk in one
-    /// go (a new block table is 32 pushes, and `push` looks its chunk up for every item).
-    /// `Ok(false)`, with nothing changed and `next` never called, when the chunks they need
-    /// are not free or the list would pass `u32::MAX` items. An error of `next` ends it with
-    /// the items before it appended.
+    /// Appends `count` items, a chunk's share at a time: `fill` is given each run of new
+    /// slots (the rest of the last chunk, then whole fresh chunks, then part of one) and must
+    /// fill all of it. A new block table is 32 items, and `push` looks its chunk up for every
+    /// item. `Ok(false)`, with nothing changed and `fill` never called, when the chunks they
+    /// need are not free or the list would pass `u32::MAX` items. An error of `fill` ends it
+    /// with the runs filled before it appended.
     #[inline]
     pub(crate) fn extend_with(
         &mut self,
         list: &mut ChunkList,
         count: u32,
-        mut next: impl FnMut() -> Result<T, InternalError>,
+        mut fill: impl FnMut(&mut [T]) -> Result<(), InternalError>,
     ) -> Result<bool, InternalError> {
         if list.len.checked_add(count).is_none() || Self::extra_chunks(list, count) > self.free {
             return Ok(false);
@@ -201,17 +202,16 @@ impl<'a, T: Copy, const N: usize> ChunkPool<'a, T, N> {
                 return broken("chunks ran out after they were counted");
             }
             let tail = list.tail;
-            let items = self
+            let room = self
                 .chunk_mut(tail)?
                 .items
                 .get_mut(offset..)
                 .or_broken("chunk offset out of range")?;
-            for item in items.iter_mut().take(left as usize) {
-                *item = next()?;
-                // Both stay within the checked `len + count`.
-                list.len = list.len.wrapping_add(1);
-                left = left.wrapping_sub(1);
-            }
+            let run = room.len().min(left as usize);
+            fill(room.get_mut(..run).or_broken("chunk run out of range")?)?;
+            // `run` <= `left`, and both stay within the checked `len + count`.
+            list.len = list.len.wrapping_add(run as u32);
+            left = left.wrapping_sub(run as u32);
         }
         Ok(true)
     }
@@ -596,9 +596,13 @@ mod tests {
                 let fits = ChunkPool::<u32, 3>::extra_chunks(&lp, count) <= p.free_chunks();
                 let mut v = 100;
                 let extended = e
-                    .extend_with(&mut le, count, || {
-                        v += 1;
-                        Ok(v)
+                    .extend_with(&mut le, count, |run| {
+                        assert!(!run.is_empty(), "an empty run");
+                        for item in run {
+                            v += 1;
+                            *item = v;
+                        }
+                        Ok(())
                     })
                     .unwrap();
                 assert_eq!(extended, fits, "start {start}, count {count}");
@@ -631,22 +635,24 @@ mod tests {
         };
         assert!(
             !pool
-                .extend_with(&mut huge, 2, || panic!("not called"))
+                .extend_with(&mut huge, 2, |_| panic!("not called"))
                 .unwrap()
         );
-        // An error of `next` ends it, the items before it appended.
+        // An error of `fill` ends it, the runs before it appended (chunks of 3: the first
+        // run is 3 items, the second fails).
         let mut list = ChunkList::EMPTY;
-        let mut n = 0;
-        let r = pool.extend_with(&mut list, 5, || {
-            n += 1;
-            if n == 3 {
+        let mut runs = 0;
+        let r = pool.extend_with(&mut list, 5, |run| {
+            runs += 1;
+            run.fill(runs);
+            if runs == 2 {
                 Err(InternalError::new("test"))
             } else {
-                Ok(n)
+                Ok(())
             }
         });
         assert!(r.is_err());
-        assert_eq!(list.len(), 2);
+        assert_eq!(list.len(), 3);
     }
 
     #[test]

@@ -164,23 +164,6 @@ impl Stack {
         self.len
     }
 
-    /// Puts `i`, which must not be in any list, on top.
-    #[inline(always)]
-    pub(crate) fn push<L: Links + ?Sized>(
-        &mut self,
-        links: &mut L,
-        i: u32,
-    ) -> Result<(), InternalError> {
-        let len = self
-            .len
-            .checked_add(1)
-            .or_broken("stack length overflows")?;
-        links.set_next(i, self.head)?;
-        self.head = i;
-        self.len = len;
-        Ok(())
-    }
-
     /// Removes and returns the element on top.
     #[inline(always)]
     pub(crate) fn pop<L: Links + ?Sized>(
@@ -198,6 +181,55 @@ impl Stack {
         self.head = links.next(i)?;
         self.len = len;
         Ok(Some(i))
+    }
+
+    /// Puts `i`, which must not be in any list, on top. The caller holds `i`'s element:
+    /// `next` is its `next` field (one lookup of the element, in the loop that frees a
+    /// table, instead of a second through [`Links`]).
+    #[inline(always)]
+    pub(crate) fn push_onto(&mut self, i: u32, next: &mut u32) -> Result<(), InternalError> {
+        let len = self
+            .len
+            .checked_add(1)
+            .or_broken("stack length overflows")?;
+        *next = self.head;
+        self.head = i;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Pops into `out`, in pop order, as many elements as it holds or `out` has room for,
+    /// and returns how many. `take` is given each popped element of `nodes` (which the
+    /// stack is linked through) and returns its `next`; it is where the caller marks the
+    /// element taken, so each element is looked up once.
+    ///
+    /// Why it exists: an admission takes a whole block table at once (32 blocks for a
+    /// 512-token prompt), and popping one at a time stored the head and length back and
+    /// looked each block up twice per block. A link out of range is an error; the stack then
+    /// holds what is below the elements popped before it.
+    #[inline(always)]
+    pub(crate) fn pop_into<N>(
+        &mut self,
+        nodes: &mut [N],
+        out: &mut [u32],
+        mut take: impl FnMut(&mut N) -> u32,
+    ) -> Result<usize, InternalError> {
+        let n = out.len().min(self.len as usize);
+        let mut head = self.head;
+        for (popped, slot) in out.iter_mut().take(n).enumerate() {
+            let Some(node) = nodes.get_mut(head as usize) else {
+                self.head = head;
+                // `popped` < n <= len.
+                self.len = self.len.wrapping_sub(popped as u32);
+                return broken("stack links run past its length");
+            };
+            *slot = head;
+            head = take(node);
+        }
+        self.head = head;
+        // n <= len.
+        self.len = self.len.wrapping_sub(n as u32);
+        Ok(n)
     }
 
     /// Walks the stack top to bottom (for audits and tests), stopping at the first error of
@@ -324,8 +356,8 @@ mod tests {
             ([2, 5, 1, NIL, NIL, NIL, NIL, NIL], 3)
         );
         assert_eq!(stack.pop(&nodes), Ok(Some(2)));
-        stack.push(&mut nodes, 7).unwrap();
-        stack.push(&mut nodes, 0).unwrap();
+        stack.push_onto(7, &mut nodes.0[7].1).unwrap();
+        stack.push_onto(0, &mut nodes.0[0].1).unwrap();
         assert_eq!(
             collect_stack(&stack, &nodes),
             ([0, 7, 5, 1, NIL, NIL, NIL, NIL], 4)
@@ -340,9 +372,17 @@ mod tests {
     #[test]
     fn test_broken_stacks_are_errors_not_panics() {
         let mut nodes = Nodes([(NIL, NIL); 8]);
-        let mut stack = Stack::from_linked(NIL, 0);
-        assert!(stack.push(&mut nodes, 8).is_err(), "index out of range");
-        assert_eq!(stack.len(), 0, "a refused push changes nothing");
+        let mut full = Stack::from_linked(3, u32::MAX);
+        assert!(
+            full.push_onto(1, &mut nodes.0[1].1).is_err(),
+            "length overflows"
+        );
+        assert_eq!(
+            full,
+            Stack::from_linked(3, u32::MAX),
+            "a refused push changes nothing"
+        );
+        assert_eq!(nodes.0[1].1, NIL, "a refused push links nothing");
         // A head beyond the length: the pop is refused, not wrapped.
         let mut short = Stack::from_linked(3, 0);
         assert!(short.pop(&nodes).is_err());
@@ -357,5 +397,58 @@ mod tests {
                 .for_each(&nodes, |_| Ok(()))
                 .is_err()
         );
+    }
+
+    /// `pop_into` pops what the same `pop`s would, in that order, stops at the stack's
+    /// length, calls `take` once per popped element, and on a link out of range keeps the
+    /// stack at what lies below the elements popped before it.
+    #[test]
+    fn test_stack_pop_into_is_pops_in_one_go() {
+        extern crate std;
+        use std::{vec, vec::Vec};
+        for len in 0..6u32 {
+            for room in 0..8usize {
+                // 4 -> 2 -> 7 -> 0 -> 5 -> 3, the first `len` of them.
+                let order = [4u32, 2, 7, 0, 5, 3];
+                let mut nodes = Nodes([(NIL, NIL); 8]);
+                for w in order.windows(2).take(len.saturating_sub(1) as usize) {
+                    nodes.0[w[0] as usize].1 = w[1];
+                }
+                let head = if len == 0 { NIL } else { order[0] };
+                let (mut by_pop, mut by_into) =
+                    (Stack::from_linked(head, len), Stack::from_linked(head, len));
+                let want: Vec<u32> = (0..room)
+                    .map_while(|_| by_pop.pop(&nodes).unwrap())
+                    .collect();
+                let mut out = vec![NIL; room];
+                let mut taken = Vec::new();
+                let n = by_into
+                    .pop_into(&mut nodes.0, &mut out, |node| {
+                        taken.push(node.1);
+                        node.1
+                    })
+                    .unwrap();
+                assert_eq!(&out[..n], &want[..], "len {len}, room {room}");
+                assert!(
+                    out[n..].iter().all(|&b| b == NIL),
+                    "wrote past what it popped"
+                );
+                assert_eq!(taken.len(), n, "take once per pop");
+                assert_eq!(by_into, by_pop, "len {len}, room {room}");
+            }
+        }
+        // 1 -> 6 -> 100 (out of range): two popped, then the error, the stack at 100.
+        let mut nodes = Nodes([(NIL, NIL); 8]);
+        nodes.0[1].1 = 6;
+        nodes.0[6].1 = 100;
+        let mut stack = Stack::from_linked(1, 4);
+        let mut out = [NIL; 4];
+        assert!(
+            stack
+                .pop_into(&mut nodes.0, &mut out, |node| node.1)
+                .is_err()
+        );
+        assert_eq!(stack, Stack::from_linked(100, 2));
+        assert_eq!(out, [1, 6, NIL, NIL]);
     }
 }

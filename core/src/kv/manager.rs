@@ -67,6 +67,26 @@ pub struct SeqSlot {
     /// Forked, or forked from: only then can a partly filled last block be shared (prefix
     /// hits and swap-in reclaims share full blocks only), so only then is copy-on-write checked.
     forked: bool,
+    /// `generation` while the slot is live, on the device and not forked, else 0 (never a
+    /// generation): the in-place appends' one compare for the handle and their preconditions
+    /// (a decode step makes one such append per running request). Kept by
+    /// [`SeqSlot::sync_in_place`] wherever one of those four changes; checked by `audit`.
+    in_place: u32,
+}
+
+impl SeqSlot {
+    /// What `in_place` must hold.
+    fn in_place_key(&self) -> u32 {
+        if self.live && self.tier == Tier::Device && !self.forked {
+            self.generation
+        } else {
+            0
+        }
+    }
+
+    fn sync_in_place(&mut self) {
+        self.in_place = self.in_place_key();
+    }
 }
 
 impl Default for SeqSlot {
@@ -80,6 +100,7 @@ impl Default for SeqSlot {
             tier: Tier::Device,
             live: false,
             forked: false,
+            in_place: 0,
         }
     }
 }
@@ -352,6 +373,21 @@ impl BlockPool<'_> {
         Ok(b)
     }
 
+    /// Fills `out` with device blocks of ref count 1, as [`Self::alloc_device`] would one at
+    /// a time: never-cached blocks first, popped in one go, then evicted cached ones. The
+    /// caller has checked `available_device() >= out.len()`.
+    #[inline(always)]
+    fn alloc_device_into(&mut self, out: &mut [u32]) -> Result<(), InternalError> {
+        let popped = self.device_free.pop_into(self.blocks, out, |slot| {
+            slot.ref_count = 1;
+            slot.next
+        })?;
+        for b in out.iter_mut().skip(popped) {
+            *b = self.alloc_device()?;
+        }
+        Ok(())
+    }
+
     /// [`Self::alloc_device`] without a never-cached block: the least recently freed cached
     /// block, its hash dropped from the index.
     #[inline(never)]
@@ -397,7 +433,7 @@ impl BlockPool<'_> {
         if slot.flags & HASHED != 0 {
             self.device_cached.push_back(self.blocks, b)
         } else {
-            self.device_free.push(self.blocks, b)
+            self.device_free.push_onto(b, &mut slot.next)
         }
     }
 
@@ -650,6 +686,7 @@ impl<'a> BlockManager<'a> {
         s.table = ChunkList::EMPTY;
         s.namespace = namespace;
         s.forked = false;
+        s.sync_in_place();
         let generation = s.generation;
         self.seq_free_head = next_free;
         self.live_seqs = live_seqs;
@@ -852,12 +889,10 @@ impl<'a> BlockManager<'a> {
         let bs = self.config.block_size;
         // One lookup checks the handle and yields the slot (this runs once per decode).
         let s = match self.seqs.get_mut(seq.index() as usize) {
-            Some(s) if s.live && s.generation == seq.generation() => s,
+            Some(s) if s.in_place == seq.generation() => s,
+            Some(s) if s.live && s.generation == seq.generation() => return Ok(None),
             _ => return Err(KvError::StaleHandle),
         };
-        if s.tier != Tier::Device || s.forked {
-            return Ok(None);
-        }
         // Products and sums of two 32-bit values cannot wrap in 64 bits.
         let capacity = u64::from(s.table.len()).wrapping_mul(u64::from(bs));
         let new_total = u64::from(s.num_tokens).wrapping_add(u64::from(n));
@@ -890,12 +925,10 @@ impl<'a> BlockManager<'a> {
         let bs = u64::from(self.config.block_size);
         let i = seq.index() as usize;
         let s = match self.seqs.get_mut(i) {
-            Some(s) if s.live && s.generation == seq.generation() => s,
+            Some(s) if s.in_place == seq.generation() => s,
+            Some(s) if s.live && s.generation == seq.generation() => return Ok(None),
             _ => return Err(KvError::StaleHandle),
         };
-        if s.tier != Tier::Device || s.forked {
-            return Ok(None);
-        }
         let len = s.table.len();
         // Products and sums of 32-bit values cannot wrap in 64 bits.
         let capacity = u64::from(len).wrapping_mul(bs);
@@ -912,9 +945,12 @@ impl<'a> BlockManager<'a> {
         }
         let pool = &mut self.pool;
         let mut block = NIL;
-        if !self.tables.extend_with(&mut s.table, 1, || {
-            block = pool.alloc_device()?;
-            Ok(block)
+        if !self.tables.extend_with(&mut s.table, 1, |run| {
+            for b in run {
+                block = pool.alloc_device()?;
+                *b = block;
+            }
+            Ok(())
         })? {
             return Err(InternalError::new("table chunks ran out after they were checked").into());
         }
@@ -973,7 +1009,7 @@ impl<'a> BlockManager<'a> {
         let pool = &mut self.pool;
         if !self
             .tables
-            .extend_with(table, g.fresh, || pool.alloc_device())?
+            .extend_with(table, g.fresh, |run| pool.alloc_device_into(run))?
         {
             return Err(InternalError::new("table chunks ran out after they were checked").into());
         }
@@ -1048,7 +1084,10 @@ impl<'a> BlockManager<'a> {
         c.num_tokens = src.num_tokens;
         c.forked = true;
         c.namespace = src.namespace;
-        self.seq_at_mut(si)?.forked = true;
+        c.sync_in_place();
+        let s = self.seq_at_mut(si)?;
+        s.forked = true;
+        s.sync_in_place();
         Ok(child)
     }
 
@@ -1070,6 +1109,7 @@ impl<'a> BlockManager<'a> {
         s.num_tokens = 0;
         s.live = false;
         s.generation = next_generation(s.generation);
+        s.sync_in_place();
         s.next_free = next_free;
         self.seq_free_head = seq.index();
         self.live_seqs = live_seqs;
@@ -1119,7 +1159,9 @@ impl<'a> BlockManager<'a> {
             Ok(())
         })?;
         pool.events.swapped_out = pool.events.swapped_out.saturating_add(u64::from(n));
-        self.seq_at_mut(i)?.tier = Tier::Host;
+        let s = self.seq_at_mut(i)?;
+        s.tier = Tier::Host;
+        s.sync_in_place();
         Ok(n)
     }
 
@@ -1186,7 +1228,9 @@ impl<'a> BlockManager<'a> {
             Ok(())
         })?;
         pool.events.swapped_in = pool.events.swapped_in.saturating_add(u64::from(copies));
-        self.seq_at_mut(i)?.tier = Tier::Device;
+        let s = self.seq_at_mut(i)?;
+        s.tier = Tier::Device;
+        s.sync_in_place();
         Ok(copies)
     }
 
@@ -1374,6 +1418,9 @@ impl<'a> BlockManager<'a> {
         let mut live = 0u32;
         let mut chunks_used = 0u32;
         let bs = self.config.block_size;
+        if self.seqs.iter().any(|s| s.in_place != s.in_place_key()) {
+            return Err("a sequence's in-place key disagrees with its state");
+        }
         for s in self.seqs.iter().filter(|s| s.live) {
             live = live.saturating_add(1);
             chunks_used = chunks_used.saturating_add(chunks_for(s.table.len(), TABLE_CHUNK_LEN));
