@@ -35,27 +35,31 @@ impl Engine<'_> {
 
     /// The key `i` competes with by rank against other running/waiting requests (its queue key,
     /// or under fair share its tenant's counter), and whether it may be preempted now — from
-    /// one rank input.
-    pub(super) fn compete(&self, i: u32) -> Result<(RankKey, bool), InternalError> {
+    /// one rank input. `policy` is the engine's policy, or a copy of it whose kind the caller
+    /// has made a constant so that the rank's dispatch on the kind folds away in its loop
+    /// (see `Engine::worst_preemptible`).
+    #[inline(always)]
+    pub(super) fn compete_under(
+        &self,
+        policy: &crate::policy::Policy,
+        i: u32,
+    ) -> Result<(RankKey, bool), InternalError> {
         let r = self.req(i)?;
         let ri = rank_input(r);
-        let key = if self.cfg.policy.fair_share {
+        let key = if policy.fair_share {
             let tenant = self
                 .tenants
                 .get(r.tenant as usize)
                 .or_broken("tenant out of range")?;
             RankKey::new(tenant.counter, r.arrival_seq)
         } else {
-            self.cfg.policy.key(&ri, r.arrival_seq)
+            policy.key(&ri, r.arrival_seq)
         };
         // A request that has not sampled since it was (re)admitted is not a victim: ranks that
         // worsen with the request's own prefill (fair share charging prompt tokens, slack
         // counting prefill work) would otherwise let two requests preempt each other forever
         // without either producing a token. The step's deadlock breaker still overrides this.
-        Ok((
-            key,
-            r.sampled_since_admit && self.cfg.policy.preemptible(&ri),
-        ))
+        Ok((key, r.sampled_since_admit && policy.preemptible(&ri)))
     }
 
     /// Predicted remaining output, rounded up, for the backlog gauge; and the ceiling of the

@@ -15,6 +15,7 @@ use super::request::SlotState;
 use super::{Engine, PauseMode, PreemptionMode, RequestHandle, blocks_for};
 use crate::internal::{InternalError, OrBroken, broken};
 use crate::kv::{Tier, table_chunks_for};
+use crate::policy::{Policy, PolicyKind};
 use crate::queue::RankKey;
 use crate::time::Instant;
 use crate::util::{NIL, div_block, rem_block};
@@ -449,10 +450,29 @@ impl<'a> Engine<'a> {
     /// The preemptible running request with the worst competing key, ranking each running
     /// request once.
     fn worst_preemptible(&self) -> Result<Option<(RankKey, u32)>, InternalError> {
+        // With the batch full and requests waiting, this ranks the whole running set every
+        // step. The size-based policies get a loop each in which the kind is a constant: the
+        // rank's dispatch on it, and the rank inputs only other kinds read, fold away.
+        let policy = self.cfg.policy;
+        let under = |kind| Policy { kind, ..policy };
+        match policy.kind {
+            PolicyKind::Sprpt => self.worst_preemptible_under(&under(PolicyKind::Sprpt)),
+            PolicyKind::MemoryTime => self.worst_preemptible_under(&under(PolicyKind::MemoryTime)),
+            _ => self.worst_preemptible_under(&policy),
+        }
+    }
+
+    /// [`Self::worst_preemptible`] under `policy` (the engine's own, its kind perhaps made a
+    /// constant).
+    #[inline(always)]
+    fn worst_preemptible_under(
+        &self,
+        policy: &Policy,
+    ) -> Result<Option<(RankKey, u32)>, InternalError> {
         let mut worst: Option<(RankKey, u32)> = None;
         for k in 0..self.running_len as usize {
             let i = self.running_at(k)?;
-            let (key, preemptible) = self.compete(i)?;
+            let (key, preemptible) = self.compete_under(policy, i)?;
             if preemptible && worst.is_none_or(|(w, _)| key > w) {
                 worst = Some((key, i));
             }
